@@ -1,0 +1,15 @@
+"""Test-suite settings, loaded for every test and notebook under the repository.
+
+It lives at the root (not only in tests/) so that `pytest notebooks/01_omni_tokens.ipynb`
+gets the same settings as a full `pytest`. The notebook kernels nbval starts inherit
+these environment variables.
+"""
+
+import os
+
+# Small and fast unless the caller asked for another profile (OMNI_PROFILE=cpu pytest).
+os.environ.setdefault("OMNI_PROFILE", "ci")
+# Wrong answers in solution notebooks fail the test; unsolved exercise stubs do not.
+os.environ.setdefault("OMNI_STRICT_CHECKS", "1")
+# No windows, no inline PNG encoding: figures are built (and so tested) but not shown.
+os.environ.setdefault("MPLBACKEND", "Agg")

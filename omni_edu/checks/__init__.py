@@ -1,0 +1,1 @@
+"""Checks for the exercises, one module per lesson topic."""

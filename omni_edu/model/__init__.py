@@ -1,0 +1,1 @@
+"""Model pieces: projector, interleaving, decoder, heads and fusion variants."""

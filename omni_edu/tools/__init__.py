@@ -1,0 +1,1 @@
+"""Maintainer tools: make_exercises, notebook hygiene, Colab set-up cell, doctor."""
