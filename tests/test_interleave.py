@@ -1,0 +1,248 @@
+"""Interleaved sequences: masks hide the future, positions, targets and round trips."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from omni_edu.modalities import PAD, Modality
+from omni_edu.model.interleave import (
+    IGNORE_INDEX,
+    SpecialTokens,
+    attention_mask,
+    audio_segment,
+    image_segment,
+    pack,
+    text_segment,
+    unpack,
+)
+
+IMAGE_DIM, AUDIO_DIM, VOCAB = 5, 3, 20
+SPECIALS = SpecialTokens(bos=1, eos=2, boi=3, eoi=4, boa=5, eoa=6)
+
+
+@st.composite
+def segments(draw):
+    kind = draw(st.sampled_from(list(Modality)))
+    predict = draw(st.booleans())
+    seed = draw(st.integers(0, 2**16))
+    gen = torch.Generator().manual_seed(seed)
+    if kind == Modality.TEXT:
+        ids = draw(st.lists(st.integers(7, VOCAB - 1), min_size=1, max_size=5))
+        return text_segment(ids, predict=predict)
+    if kind == Modality.IMAGE:
+        grid = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+        patches = torch.randn(grid[0] * grid[1], IMAGE_DIM, generator=gen)
+        return image_segment(patches, grid, predict=predict)
+    frames = torch.randn(draw(st.integers(1, 4)), AUDIO_DIM, generator=gen)
+    return audio_segment(frames, predict=predict)
+
+
+documents = st.lists(st.lists(segments(), min_size=1, max_size=5), min_size=1, max_size=4)
+options = st.fixed_dictionaries(
+    {
+        "specials": st.sampled_from([None, SPECIALS]),
+        "bidirectional": st.sampled_from(
+            [(), (Modality.IMAGE,), (Modality.AUDIO,), (Modality.IMAGE, Modality.AUDIO)]
+        ),
+    }
+)
+
+
+def packed_batches():
+    return st.tuples(documents, options).map(
+        lambda d: pack(d[0], image_dim=IMAGE_DIM, audio_dim=AUDIO_DIM, **d[1])
+    )
+
+
+@settings(max_examples=25, deadline=None)
+@given(packed_batches())
+def test_no_token_attends_to_a_later_text_token(p):
+    later = torch.ones(p.seq_len, p.seq_len, dtype=torch.bool).triu(1)  # key after query
+    later_text = later & (p.modality == Modality.TEXT)[:, None, :]
+    assert not (p.attn_mask & later_text).any()
+
+
+@settings(max_examples=25, deadline=None)
+@given(packed_batches())
+def test_mask_is_causal_outside_bidirectional_spans(p):
+    later = torch.ones(p.seq_len, p.seq_len, dtype=torch.bool).triu(1)
+    for b, spans in enumerate(p.spans):
+        allowed = later.clone() & False
+        for s in spans:
+            if s.bidirectional:
+                allowed[s.start : s.stop, s.start : s.stop] = True
+        assert not (p.attn_mask[b] & later & ~allowed).any()
+
+
+@settings(max_examples=25, deadline=None)
+@given(packed_batches())
+def test_bidirectional_spans_see_themselves_and_stay_hidden_from_the_past(p):
+    for b, spans in enumerate(p.spans):
+        for s in spans:
+            if not s.bidirectional:
+                continue
+            assert p.attn_mask[b, s.start : s.stop, s.start : s.stop].all()
+            assert not p.attn_mask[b, : s.start, s.start : s.stop].any()
+
+
+@settings(max_examples=25, deadline=None)
+@given(packed_batches())
+def test_padding_is_never_attended_and_rows_are_never_empty(p):
+    real = p.real
+    # a real query never looks at a padding key
+    assert not (p.attn_mask & real[:, :, None] & ~real[:, None, :]).any()
+    # a padding query looks at itself only
+    eye = torch.eye(p.seq_len, dtype=torch.bool)
+    pad_rows = p.attn_mask[~real]
+    assert torch.equal(pad_rows, eye[None].expand(p.batch_size, -1, -1)[~real])
+    # and so SDPA never divides by zero
+    q = torch.randn(p.batch_size, 1, p.seq_len, 4)
+    out = F.scaled_dot_product_attention(q, q, q, attn_mask=p.attn_mask[:, None])
+    assert torch.isfinite(out).all()
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(st.lists(st.integers(0, VOCAB - 1), min_size=1, max_size=8), min_size=1, max_size=4)
+)
+def test_text_only_positions_are_0_to_n_and_mrope_rows_agree(id_lists):
+    p = pack([[text_segment(ids)] for ids in id_lists])
+    for b, ids in enumerate(id_lists):
+        n = len(ids)
+        assert p.positions[b, :n].tolist() == list(range(n))
+        for row in range(3):
+            assert torch.equal(p.mrope_positions[row, b], p.positions[b])
+    # text only: the mask is plain causal on the real tokens
+    assert torch.equal(
+        p.attn_mask[0, : len(id_lists[0]), : len(id_lists[0])],
+        torch.ones(len(id_lists[0]), len(id_lists[0])).tril().bool(),
+    )
+
+
+@settings(max_examples=25, deadline=None)
+@given(packed_batches())
+def test_targets_are_the_next_tokens(p):
+    for b in range(p.batch_size):
+        for i in range(p.seq_len):
+            m = int(p.target_modality[b, i])
+            if m == PAD:
+                assert p.text_targets[b, i] == IGNORE_INDEX
+                assert not p.image_targets[b, i].any() and not p.audio_targets[b, i].any()
+                continue
+            assert p.real[b, i] and p.modality[b, i + 1] == m  # the next token has that modality
+            assert (p.text_targets[b, i] != IGNORE_INDEX) == (m == Modality.TEXT)
+            if m == Modality.TEXT:
+                assert p.text_targets[b, i] == p.text_ids[b, i + 1]
+            elif m == Modality.IMAGE:
+                assert torch.equal(p.image_targets[b, i], p.image[b, i + 1])
+            else:
+                assert torch.equal(p.audio_targets[b, i], p.audio[b, i + 1])
+    for m in Modality:
+        assert torch.equal(p.loss_mask(m), p.target_modality == m)
+
+
+@settings(max_examples=25, deadline=None)
+@given(documents, options)
+def test_loss_covers_every_trainable_next_token(docs, opts):
+    """Every real token after the first is predicted unless it is marked predict=False or
+    it is visible from the previous token (inside one bidirectional span)."""
+    p = pack(docs, image_dim=IMAGE_DIM, audio_dim=AUDIO_DIM, **opts)
+    for b, spans in enumerate(p.spans):
+        for s in spans:
+            for j in range(max(s.start, 1), s.stop):
+                expected = s.predict and not (s.bidirectional and j > s.start)
+                assert bool(p.target_modality[b, j - 1] != PAD) == expected
+        assert p.target_modality[b, int(p.lengths[b]) - 1] == PAD  # nothing after the end
+
+
+@settings(max_examples=25, deadline=None)
+@given(documents, options)
+def test_unpack_returns_the_documents(docs, opts):
+    p = pack(docs, image_dim=IMAGE_DIM, audio_dim=AUDIO_DIM, **opts)
+    assert unpack(p) == docs
+
+
+def test_mrope_image_grid_then_text_continues_after_the_largest_position():
+    patches = torch.randn(6, IMAGE_DIM)
+    p = pack([[text_segment([7, 8]), image_segment(patches, (2, 3)), text_segment([9])]])
+    t, h, w = p.mrope_positions[:, 0].tolist()
+    # text 0, 1; image starts at 2: time fixed, height = 2 + row, width = 2 + col
+    assert t == [0, 1, 2, 2, 2, 2, 2, 2, 5]
+    assert h == [0, 1, 2, 2, 2, 3, 3, 3, 5]
+    assert w == [0, 1, 2, 3, 4, 2, 3, 4, 5]
+    assert p.positions[0].tolist() == list(range(9))
+
+
+def test_audio_positions_advance_one_step_per_token_on_every_row():
+    p = pack([[audio_segment(torch.randn(3, AUDIO_DIM)), text_segment([7])]])
+    for row in range(3):
+        assert p.mrope_positions[row, 0].tolist() == [0, 1, 2, 3]
+
+
+def test_special_tokens_wrap_media_and_documents():
+    doc = [
+        text_segment([9]),
+        image_segment(torch.randn(4, IMAGE_DIM)),
+        audio_segment(torch.randn(2, AUDIO_DIM)),
+    ]
+    p = pack([doc], specials=SPECIALS)
+    assert p.describe() == "TTTIIIITTAATT"
+    assert p.text_ids[0].tolist()[:3] == [1, 9, 3]
+    assert p.text_ids[0, 7:9].tolist() == [4, 5]
+    assert p.text_ids[0, 11:].tolist() == [6, 2]
+    assert unpack(p) == [doc]
+
+
+def test_special_tokens_from_vocab():
+    vocab = {"<pad>": 0, "<bos>": 1, "<eos>": 2, "<boi>": 4, "<eoi>": 5}
+    assert SpecialTokens.from_vocab(vocab) == SpecialTokens(bos=1, eos=2, boi=4, eoi=5)
+
+
+def test_bidirectional_image_drops_copyable_targets_but_keeps_the_first_patch():
+    doc = [text_segment([7, 8]), image_segment(torch.randn(4, IMAGE_DIM))]
+    p = pack([doc], bidirectional={Modality.IMAGE})
+    assert p.describe() == "TT[IIII]"
+    assert p.target_modality[0].tolist() == [0, 1, -1, -1, -1, -1]
+
+
+def test_prompt_segments_are_read_but_not_trained():
+    doc = [text_segment([7, 8], predict=False), text_segment([9, 10])]
+    p = pack([doc])
+    assert p.text_targets[0].tolist() == [IGNORE_INDEX, 9, 10, IGNORE_INDEX]
+
+
+def test_attention_mask_by_hand():
+    real = torch.tensor([[True, True, True, False]])
+    spans = torch.tensor([[-1, 0, 0, -1]])
+    expected = torch.tensor(
+        [[1, 0, 0, 0],
+         [1, 1, 1, 0],
+         [1, 1, 1, 0],
+         [0, 0, 0, 1]], dtype=torch.bool)  # fmt: skip
+    assert torch.equal(attention_mask(real, spans)[0], expected)
+
+
+def test_to_moves_tensors_and_keeps_spans():
+    p = pack([[text_segment([7, 8])]])
+    q = p.to("cpu")
+    assert q.spans == p.spans and q.attn_mask.device.type == "cpu"
+    assert q.rope_positions("mrope").shape == (3, 1, 2)
+    with pytest.raises(ValueError, match="1d"):
+        p.rope_positions("2d")
+
+
+def test_bad_input_is_explained():
+    with pytest.raises(ValueError, match="list of documents"):
+        pack([text_segment([1])])
+    with pytest.raises(ValueError, match="grid"):
+        image_segment(torch.randn(6, IMAGE_DIM), (2, 2))
+    with pytest.raises(ValueError, match="square"):
+        image_segment(torch.randn(6, IMAGE_DIM))
+    with pytest.raises(ValueError, match="batched"):
+        image_segment(torch.randn(1, 4, IMAGE_DIM))
+    with pytest.raises(ValueError, match="wide"):
+        pack([[image_segment(torch.randn(4, 5))], [image_segment(torch.randn(4, 6))]])
+    with pytest.raises(ValueError, match="bidirectional"):
+        pack([[text_segment([1])]], bidirectional={Modality.TEXT})
