@@ -1,0 +1,298 @@
+"""Continuous tokens: a per-token flow-matching head (MAR-style), and a regression baseline.
+
+The decoder produces one hidden state per position, ``(batch, seq, d_model)``. A softmax
+head turns it into a distribution over a finite vocabulary. For a *continuous* token
+(an image patch of 48 numbers, say) we need a distribution over vectors instead. MAR
+(Li et al. 2024) attaches a small MLP to each position that learns to turn noise into a
+token, conditioned on the hidden state: a tiny diffusion model per token.
+
+We train it with flow matching (rectified flow), the simplest version of the idea:
+
+* draw noise ``n`` and a time ``t`` in ``[0, 1]``; mix ``x_t = (1 - t) * n + t * x``;
+* the straight path from noise to data has constant velocity ``x - n``: regress on it;
+* to sample, start from noise at ``t = 0`` and follow the learned velocity to ``t = 1``
+  with a few Euler steps.
+
+A plain MSE regression head with the same inputs predicts the *mean* token, which for a
+token with two likely values is neither of them (see :mod:`omni_edu.model.heads.toy`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# velocity_fn(x_t (n, token_dim), t (n,), cond (n, cond_dim)) -> velocity (n, token_dim)
+VelocityFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+# --------------------------------------------------------------------------------------
+# Flow matching as plain functions (the lesson's exercises)
+# --------------------------------------------------------------------------------------
+
+
+def flow_matching_loss(
+    velocity_fn: VelocityFn,
+    x: torch.Tensor,
+    cond: torch.Tensor,
+    noise: torch.Tensor,
+    t: torch.Tensor,
+) -> torch.Tensor:
+    """Rectified-flow loss for data ``x`` ``(n, token_dim)`` given noise and times.
+
+    noise: ``(n, token_dim)`` standard normal; t: ``(n,)`` in ``[0, 1]``; cond:
+    ``(n, cond_dim)``. Returns the mean squared error between the predicted velocity at
+    ``x_t = (1 - t) * noise + t * x`` and the true velocity ``x - noise``.
+    """
+    t_col = t[:, None]  # (n, 1) broadcasts over the token dimension
+    x_t = (1 - t_col) * noise + t_col * x
+    target = x - noise
+    return F.mse_loss(velocity_fn(x_t, t, cond), target)
+
+
+def euler_step(
+    velocity_fn: VelocityFn, x_t: torch.Tensor, t: float, dt: float, cond: torch.Tensor
+) -> torch.Tensor:
+    """One Euler step along the learned flow: ``x_{t+dt} = x_t + dt * v(x_t, t)``.
+
+    x_t: ``(n, token_dim)``; cond: ``(n, cond_dim)``; returns ``(n, token_dim)``.
+    """
+    t_vec = torch.full((x_t.shape[0],), float(t), dtype=x_t.dtype, device=x_t.device)
+    return x_t + dt * velocity_fn(x_t, t_vec, cond)
+
+
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal features of times ``t`` ``(n,)`` in ``[0, 1]``; returns ``(n, dim)``."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10_000) * torch.arange(half, device=t.device) / half)
+    angles = 1000 * t.float()[:, None] * freqs[None, :]  # scale t like a 1000-step DDPM
+    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
+
+
+# --------------------------------------------------------------------------------------
+# The network: residual MLP blocks with adaptive LayerNorm
+# --------------------------------------------------------------------------------------
+
+
+class AdaLNBlock(nn.Module):
+    """Residual MLP block whose LayerNorm scale, shift and output gate come from ``c``.
+
+    Adaptive LayerNorm is how the condition (decoder state + time) steers every block:
+    it rescales the normalised features rather than being concatenated once at the input.
+    """
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(width, elementwise_affine=False)
+        self.mlp = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
+        self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 3 * width))
+        # Zero init ("adaLN-Zero"): every block starts as the identity, which makes deep
+        # stacks train stably from the first step.
+        nn.init.zeros_(self.modulation[1].weight)
+        nn.init.zeros_(self.modulation[1].bias)
+
+    def forward(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        shift, scale, gate = self.modulation(c).chunk(3, dim=-1)
+        return h + gate * self.mlp(self.norm(h) * (1 + scale) + shift)
+
+
+class ConditionedMLP(nn.Module):
+    """``depth`` :class:`AdaLNBlock` s between an input and an output projection."""
+
+    def __init__(self, in_dim: int, out_dim: int, width: int, depth: int) -> None:
+        super().__init__()
+        self.inp = nn.Linear(in_dim, width)
+        self.blocks = nn.ModuleList(AdaLNBlock(width) for _ in range(depth))
+        self.norm = nn.LayerNorm(width, elementwise_affine=False)
+        self.final_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
+        self.out = nn.Linear(width, out_dim)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        h = self.inp(x)
+        for block in self.blocks:
+            h = block(h, c)
+        shift, scale = self.final_modulation(c).chunk(2, dim=-1)
+        return self.out(self.norm(h) * (1 + scale) + shift)
+
+
+@dataclass
+class FlowHeadConfig:
+    """Sizes of a per-token head.
+
+    ``token_dim``: size of one continuous token (2 for the toy, 3 * p * p for a patch);
+    ``cond_dim``: size of the condition (the decoder's ``d_model``);
+    ``cond_dropout``: probability of replacing the condition by a learned "no condition"
+    vector during training, which is what classifier-free guidance needs at sampling.
+    """
+
+    token_dim: int
+    cond_dim: int
+    width: int = 128
+    depth: int = 3
+    cond_dropout: float = 0.0
+    sampling_steps: int = 16  # default number of Euler steps
+
+
+def _flatten(x: torch.Tensor, last: int, name: str) -> tuple[torch.Tensor, tuple[int, ...]]:
+    if x.shape[-1] != last:
+        raise ValueError(f"{name} should be (..., {last}); got {tuple(x.shape)}.")
+    return x.reshape(-1, last), tuple(x.shape[:-1])
+
+
+class _HeadBase(nn.Module):
+    def __init__(self, config: FlowHeadConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.cond_proj = nn.Linear(config.cond_dim, config.width)
+        self.null_cond = (
+            nn.Parameter(torch.zeros(config.cond_dim)) if config.cond_dropout > 0 else None
+        )
+
+    def _drop_condition(
+        self, cond: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """Replace a random ``cond_dropout`` fraction of conditions by the null condition."""
+        if self.null_cond is None or not self.training:
+            return cond
+        u = torch.rand(cond.shape[0], generator=generator).to(cond.device)
+        drop = (u < self.config.cond_dropout)[:, None]
+        return torch.where(drop, self.null_cond.expand_as(cond), cond)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+class FlowHead(_HeadBase):
+    """Per-token flow-matching head.
+
+    ``loss(x, cond)``: x ``(..., token_dim)``, cond ``(..., cond_dim)`` with the same
+    leading shape (e.g. ``(batch, seq)``); ``sample(cond)`` returns ``(..., token_dim)``.
+    """
+
+    def __init__(self, config: FlowHeadConfig) -> None:
+        super().__init__(config)
+        w = config.width
+        self.time_embed = nn.Sequential(nn.Linear(w, w), nn.SiLU(), nn.Linear(w, w))
+        self.net = ConditionedMLP(config.token_dim, config.token_dim, w, config.depth)
+
+    def velocity(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Predicted velocity; x_t ``(n, token_dim)``, t ``(n,)``, cond ``(n, cond_dim)``."""
+        c = self.cond_proj(cond) + self.time_embed(timestep_embedding(t, self.config.width))
+        return self.net(x_t, c)
+
+    def loss(
+        self, x: torch.Tensor, cond: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Flow-matching loss, one random time and noise draw per token."""
+        x, lead = _flatten(x, self.config.token_dim, "x")
+        cond, cond_lead = _flatten(cond, self.config.cond_dim, "cond")
+        if lead != cond_lead:
+            raise ValueError(
+                f"x and cond need the same leading shape (one condition per token); got "
+                f"{lead} and {cond_lead}."
+            )
+        cond = self._drop_condition(cond, generator)
+        noise = torch.randn(x.shape, generator=generator).to(x.device)
+        t = torch.rand(x.shape[0], generator=generator).to(x.device)
+        return flow_matching_loss(self.velocity, x, cond, noise, t)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        cond: torch.Tensor,
+        steps: int | None = None,
+        guidance: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Draw one token per condition ``(..., cond_dim)`` -> ``(..., token_dim)``.
+
+        ``steps`` Euler steps from noise (t = 0) to data (t = 1). ``guidance`` > 1 uses
+        classifier-free guidance ``v = v_uncond + guidance * (v_cond - v_uncond)``, which
+        needs a head trained with ``cond_dropout > 0``.
+        """
+        steps = steps or self.config.sampling_steps
+        cond, lead = _flatten(cond, self.config.cond_dim, "cond")
+        velocity_fn: VelocityFn = self.velocity
+        if guidance != 1.0:
+            if self.null_cond is None:
+                raise ValueError(
+                    "guidance != 1 needs a head trained with cond_dropout > 0 (it has no "
+                    "learned null condition)."
+                )
+            null = self.null_cond.expand_as(cond)
+
+            def velocity_fn(x_t: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+                v_cond = self.velocity(x_t, t, c)
+                v_uncond = self.velocity(x_t, t, null)
+                return v_uncond + guidance * (v_cond - v_uncond)
+
+        x = torch.randn(cond.shape[0], self.config.token_dim, generator=generator).to(cond)
+        dt = 1.0 / steps
+        for i in range(steps):
+            x = euler_step(velocity_fn, x, i * dt, dt, cond)
+        return x.reshape(*lead, self.config.token_dim)
+
+
+class RegressionHead(_HeadBase):
+    """The baseline: predict the token directly with mean-squared error.
+
+    Same network and interface as :class:`FlowHead`, but it sees only the condition, so
+    the best it can do is the conditional *mean*.
+    """
+
+    def __init__(self, config: FlowHeadConfig) -> None:
+        super().__init__(config)
+        self.net = ConditionedMLP(config.width, config.token_dim, config.width, config.depth)
+
+    def predict(self, cond: torch.Tensor) -> torch.Tensor:
+        c = self.cond_proj(cond)
+        return self.net(c, c)
+
+    def loss(
+        self, x: torch.Tensor, cond: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        x, _ = _flatten(x, self.config.token_dim, "x")
+        cond, _ = _flatten(cond, self.config.cond_dim, "cond")
+        return F.mse_loss(self.predict(self._drop_condition(cond, generator)), x)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        cond: torch.Tensor,
+        steps: int | None = None,
+        guidance: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """The prediction for each condition (``steps`` and ``guidance`` are ignored)."""
+        cond, lead = _flatten(cond, self.config.cond_dim, "cond")
+        return self.predict(cond).reshape(*lead, self.config.token_dim)
+
+
+def train_head(
+    head: FlowHead | RegressionHead,
+    x: torch.Tensor,
+    cond: torch.Tensor,
+    steps: int,
+    batch_size: int = 256,
+    lr: float = 2e-3,
+    seed: int = 0,
+) -> list[float]:
+    """Fit ``head`` to pairs ``x`` ``(n, token_dim)``, ``cond`` ``(n, cond_dim)``; the losses."""
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(head.parameters(), lr=lr)
+    losses = []
+    head.train()
+    for _ in range(steps):
+        pick = torch.randint(len(x), (batch_size,), generator=generator)
+        loss = head.loss(x[pick], cond[pick], generator=generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    head.eval()
+    return losses

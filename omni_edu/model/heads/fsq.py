@@ -1,0 +1,79 @@
+"""Finite scalar quantisation (FSQ, Mentzer et al. 2023): a codebook you never learn.
+
+Each of the ``d`` code dimensions is squashed into a bounded range and rounded to one of
+``levels[i]`` values. The codebook is implicit: every combination of per-dimension values
+is a code, ``prod(levels)`` in all (``(8, 5, 5, 5)`` gives 1000). Nothing can collapse
+because nothing is learned: there is no codebook loss, no commitment loss, no EMA and no
+dead codes to restart.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def round_straight_through(x: torch.Tensor) -> torch.Tensor:
+    """``round(x)`` forward; identity backward (rounding has zero gradient almost everywhere)."""
+    return x + (torch.round(x) - x).detach()
+
+
+class FSQ(nn.Module):
+    """Quantise ``z`` ``(..., len(levels))`` to a grid with ``levels[i]`` values per dimension.
+
+    Codes are normalised to ``[-1, 1]``. ``codes_to_indices`` and ``indices_to_codes``
+    turn codes into token ids in ``[0, prod(levels))`` and back (mixed-radix digits).
+    """
+
+    def __init__(self, levels: tuple[int, ...] | list[int]) -> None:
+        super().__init__()
+        levels = tuple(int(level) for level in levels)
+        if not levels or min(levels) < 2:
+            raise ValueError(f"levels should be integers >= 2, one per dimension; got {levels}")
+        self.levels_tuple = levels
+        self.codebook_size = math.prod(levels)
+        self.register_buffer("levels", torch.tensor(levels, dtype=torch.long), persistent=False)
+        # Mixed-radix place values: index = digit_0 + L_0 * (digit_1 + L_1 * (...)).
+        basis = torch.cumprod(torch.tensor((1, *levels[:-1]), dtype=torch.long), dim=0)
+        self.register_buffer("basis", basis, persistent=False)
+
+    def bound(self, z: torch.Tensor) -> torch.Tensor:
+        """Squash each dimension so that rounding gives exactly ``levels[i]`` values.
+
+        For odd L the rounded values are ``-(L-1)/2 .. (L-1)/2``; for even L they are
+        ``-L/2 .. L/2 - 1`` (an offset of one half, shifted so that ``bound(0) = 0``).
+        """
+        levels = self.levels.to(z.dtype)
+        half = (levels - 1) * (1 - 1e-3) / 2  # 1e-3 keeps tanh's limit from rounding up
+        offset = torch.where(self.levels % 2 == 1, 0.0, 0.5).to(z.dtype)
+        shift = torch.atanh(offset / half)
+        return torch.tanh(z + shift) * half - offset
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Quantised codes in ``[-1, 1]``, same shape as ``z``, straight-through gradient."""
+        if z.shape[-1] != len(self.levels_tuple):
+            raise ValueError(
+                f"z should be (..., {len(self.levels_tuple)}), one dimension per FSQ level; "
+                f"got {tuple(z.shape)}."
+            )
+        half_width = (self.levels // 2).to(z.dtype)
+        return round_straight_through(self.bound(z)) / half_width
+
+    def codes_to_indices(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes ``(..., d)`` from :meth:`forward` -> token ids ``(...)`` int64."""
+        half_width = self.levels // 2
+        digits = torch.round(codes * half_width + half_width).long()  # 0 .. L-1
+        return (digits * self.basis).sum(-1)
+
+    def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
+        """Token ids ``(...)`` -> codes ``(..., d)`` in ``[-1, 1]``."""
+        if indices.numel() and (indices.min() < 0 or indices.max() >= self.codebook_size):
+            raise ValueError(
+                f"FSQ indices should lie in [0, {self.codebook_size}); got values from "
+                f"{int(indices.min())} to {int(indices.max())}."
+            )
+        digits = (indices.long()[..., None] // self.basis) % self.levels
+        half_width = self.levels // 2
+        return (digits - half_width).float() / half_width

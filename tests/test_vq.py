@@ -1,0 +1,220 @@
+"""VQ-VAE, vector quantiser and FSQ: gradients, codebook maintenance, round trips."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from omni_edu.model.heads import (
+    FSQ,
+    VQVAE,
+    VectorQuantizer,
+    VQVAEConfig,
+    codebook_usage,
+    ema_codebook_update,
+    kmeans,
+    nearest_code,
+    quantize_straight_through,
+    train_autoencoder,
+    vq_loss_terms,
+)
+
+
+def boxes(n: int, size: int = 16, seed: int = 0) -> torch.Tensor:
+    """Coloured rectangles on a grey background, ``(n, 3, size, size)`` in [0, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    images = torch.full((n, 3, size, size), 0.5)
+    for i in range(n):
+        x0, y0 = torch.randint(0, size - 6, (2,), generator=g).tolist()
+        w, h = torch.randint(3, 7, (2,), generator=g).tolist()
+        images[i, :, y0 : y0 + h, x0 : x0 + w] = torch.rand(3, 1, 1, generator=g)
+    return images
+
+
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(1, 20), k=st.integers(1, 10), d=st.integers(1, 5), seed=st.integers(0, 99))
+def test_nearest_code_matches_brute_force(n, k, d, seed):
+    g = torch.Generator().manual_seed(seed)
+    z, codebook = torch.randn(n, d, generator=g), torch.randn(k, d, generator=g)
+    brute = ((z[:, None, :] - codebook[None, :, :]) ** 2).sum(-1)
+    chosen = brute.gather(1, nearest_code(z, codebook)[:, None]).squeeze(1)
+    torch.testing.assert_close(chosen, brute.min(1).values)
+
+
+def test_straight_through_passes_gradient_unchanged():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(7, 3, generator=g, requires_grad=True)
+    codebook = torch.randn(5, 3, generator=g)
+    z_q, indices = quantize_straight_through(z, codebook)
+    torch.testing.assert_close(z_q, codebook[indices])  # forward: the codes
+    upstream = torch.randn(7, 3, generator=g)
+    (z_q * upstream).sum().backward()
+    torch.testing.assert_close(z.grad, upstream)  # backward: the identity
+
+
+def test_vq_vae_encoder_output_gets_the_decoders_gradient():
+    """Inside the model: d loss / d encoder output == d loss / d quantised output."""
+    torch.manual_seed(0)
+    quantizer = VectorQuantizer(codebook_size=8, code_dim=4, beta=0.0)
+    z = torch.randn(2, 3, 3, 4, requires_grad=True)
+    out = quantizer(z)
+    out.z_q.retain_grad()
+    (out.z_q**2).sum().backward()  # beta = 0: the only path to z is straight-through
+    torch.testing.assert_close(z.grad, out.z_q.grad)
+
+
+def test_loss_terms_have_their_stop_gradients():
+    z = torch.tensor([[1.0, 2.0]], requires_grad=True)
+    codes = torch.tensor([[0.0, 0.0]], requires_grad=True)
+    codebook_loss, commitment_loss = vq_loss_terms(z, codes)
+    assert codebook_loss.item() == pytest.approx(2.5)  # mean of 1^2 and 2^2
+    codebook_loss.backward()
+    assert z.grad is None  # the codebook loss does not move the encoder
+    assert codes.grad.abs().sum() > 0
+    codes.grad = None
+    commitment_loss.backward()
+    assert codes.grad is None  # the commitment loss does not move the codes
+    assert z.grad.abs().sum() > 0
+
+
+def test_ema_update_matches_hand_computation():
+    cluster_size = torch.tensor([1.0, 1.0])
+    embed_sum = torch.tensor([[0.0], [5.0]])
+    z = torch.tensor([[1.0], [2.0], [10.0]])
+    indices = torch.tensor([0, 0, 1])
+    decay, eps = 0.5, 0.1
+    new_size, new_sum, codebook = ema_codebook_update(
+        cluster_size, embed_sum, z, indices, decay, eps
+    )
+    # code 0 received 1 and 2 (count 2, sum 3); code 1 received 10 (count 1, sum 10)
+    size = [0.5 * 1 + 0.5 * 2, 0.5 * 1 + 0.5 * 1]  # [1.5, 1.0]
+    total_sum = [0.5 * 0 + 0.5 * 3, 0.5 * 5 + 0.5 * 10]  # [1.5, 7.5]
+    total = sum(size)
+    smoothed = [(s + eps) / (total + 2 * eps) * total for s in size]
+    torch.testing.assert_close(new_size, torch.tensor(size))
+    torch.testing.assert_close(new_sum, torch.tensor(total_sum)[:, None])
+    expected = torch.tensor([[total_sum[0] / smoothed[0]], [total_sum[1] / smoothed[1]]])
+    torch.testing.assert_close(codebook, expected)
+
+
+def test_ema_quantizer_moves_codes_to_the_data():
+    torch.manual_seed(0)
+    quantizer = VectorQuantizer(codebook_size=2, code_dim=2, ema=True, decay=0.8)
+    quantizer.codebook.data = torch.tensor([[-1.0, 0.0], [1.0, 0.0]])
+    quantizer.embed_sum.copy_(quantizer.codebook.data)
+    z = torch.tensor([[-3.0, 1.0], [3.0, -1.0]]).repeat(16, 1)
+    for _ in range(60):
+        quantizer(z)
+    assert not quantizer.codebook.requires_grad
+    torch.testing.assert_close(quantizer.codebook.data, z[:2], atol=0.05, rtol=0)
+
+
+def test_dead_codes_get_restarted():
+    torch.manual_seed(0)
+    quantizer = VectorQuantizer(codebook_size=4, code_dim=2, dead_code_steps=3)
+    quantizer.codebook.data = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [50.0, 50.0]])
+    z = torch.rand(32, 2)  # all near codes 0-2; code 3 is never chosen
+    quantizer(z)
+    quantizer(z)
+    assert quantizer.restarts == 0
+    torch.testing.assert_close(quantizer.codebook.data[3], torch.tensor([50.0, 50.0]))
+    quantizer(z)  # third step unused: restart
+    assert quantizer.restarts == 1
+    new_code = quantizer.codebook.data[3]
+    assert ((z - new_code).abs().sum(1) < 1e-6).any(), "restarted code should be an encoder output"
+    quantizer.eval()
+    quantizer(z)  # no codebook maintenance at evaluation time
+    assert quantizer.restarts == 1
+
+
+def test_kmeans_init_puts_one_code_on_each_cluster():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[-5.0, -5.0], [-5.0, 5.0], [5.0, -5.0], [5.0, 5.0]])
+    z = centres.repeat(25, 1) + 0.1 * torch.randn(100, 2, generator=g)
+    torch.manual_seed(1)
+    quantizer = VectorQuantizer(codebook_size=4, code_dim=2, kmeans_init=True)
+    out = quantizer(z)
+    assert bool(quantizer.initialised)
+    distance = torch.cdist(centres, quantizer.codebook.data).min(1).values
+    assert distance.max() < 0.2
+    assert out.usage == 1.0 and out.perplexity == pytest.approx(4.0, rel=1e-3)
+    assert kmeans(z, 4, generator=g).shape == (4, 2)
+
+
+def test_codebook_usage_uniform_and_collapsed():
+    usage, perplexity = codebook_usage(torch.arange(8).repeat(3), 8)
+    assert usage == 1.0 and perplexity == pytest.approx(8.0)
+    usage, perplexity = codebook_usage(torch.zeros(10, dtype=torch.long), 8)
+    assert usage == 1 / 8 and perplexity == pytest.approx(1.0)
+
+
+@settings(max_examples=20, deadline=None)
+@given(levels=st.lists(st.integers(2, 8), min_size=1, max_size=4))
+def test_fsq_index_round_trip(levels):
+    fsq = FSQ(levels)
+    assert fsq.codebook_size == math.prod(levels)
+    indices = torch.arange(fsq.codebook_size)
+    codes = fsq.indices_to_codes(indices)
+    assert codes.abs().max() <= 1.0
+    assert torch.equal(fsq.codes_to_indices(codes), indices)
+    assert len({tuple(c) for c in codes.tolist()}) == fsq.codebook_size  # all codes distinct
+
+
+def test_fsq_forward_hits_exactly_the_grid_with_straight_through():
+    fsq = FSQ((8, 5, 3))
+    codes = fsq(10 * torch.randn(2000, 3))
+    for dim, level in enumerate((8, 5, 3)):
+        assert len(torch.unique(codes[:, dim])) == level
+    assert torch.equal(fsq.indices_to_codes(fsq.codes_to_indices(codes)), codes)
+    # backward: the gradient of the smooth bound, as if the rounding were not there
+    z = torch.randn(50, 3, requires_grad=True)
+    fsq(z).sum().backward()
+    z_again = z.detach().clone().requires_grad_()
+    (fsq.bound(z_again) / torch.tensor([4.0, 2.0, 1.0])).sum().backward()
+    torch.testing.assert_close(z.grad, z_again.grad)
+    assert (z.grad > 0).all()
+    with pytest.raises(ValueError, match="one dimension per FSQ level"):
+        fsq(torch.zeros(4, 2))
+
+
+@pytest.mark.parametrize("quantizer", ["vq", "fsq", "none"])
+def test_autoencoder_reconstruction_loss_falls(quantizer):
+    torch.manual_seed(0)
+    model = VQVAE(VQVAEConfig(quantizer=quantizer, channels=16, kmeans_init=True, ema=True))
+    history = train_autoencoder(model, boxes(128), steps=25, batch_size=16, progress=False)
+    first, last = sum(history["recon"][:3]) / 3, sum(history["recon"][-3:]) / 3
+    assert last < 0.5 * first
+
+
+def test_indices_round_trip_rebuilds_the_reconstruction():
+    torch.manual_seed(0)
+    model = VQVAE(VQVAEConfig(codebook_size=16, channels=8)).eval()
+    images = boxes(4)
+    tokens = model.encode_to_indices(images)
+    assert tokens.shape == (4, model.tokens_per_image) == (4, 16)
+    assert tokens.dtype == torch.int64 and tokens.max() < model.vocab_size
+    rebuilt = model.decode_from_indices(tokens)
+    torch.testing.assert_close(rebuilt, model(images).recon.clamp(0, 1))
+    with pytest.raises(ValueError, match=r"\(batch, 16\)"):
+        model.decode_from_indices(tokens[:, :5])
+    with pytest.raises(ValueError, match=r"\(batch, 3, 16, 16\)"):
+        model.encode_to_indices(images[0])
+
+
+def test_fsq_autoencoder_tokens_round_trip():
+    model = VQVAE(VQVAEConfig(quantizer="fsq", fsq_levels=(5, 5, 3), channels=8)).eval()
+    images = boxes(3)
+    tokens = model.encode_to_indices(images)
+    assert model.vocab_size == 75 and tokens.max() < 75
+    torch.testing.assert_close(model.decode_from_indices(tokens), model(images).recon.clamp(0, 1))
+
+
+def test_continuous_autoencoder_has_no_tokens():
+    model = VQVAE(VQVAEConfig(quantizer="none", channels=8))
+    assert model.vocab_size is None
+    with pytest.raises(ValueError, match="no token ids"):
+        model.encode_to_indices(boxes(2))
+    with pytest.raises(ValueError, match="quantizer should be"):
+        VQVAE(VQVAEConfig(quantizer="vqq"))
