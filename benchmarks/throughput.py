@@ -1,0 +1,211 @@
+"""Training throughput of our decoder against ``torch.nn.TransformerEncoder``.
+
+Both models get the same width, depth, heads, sequence length and batch, the same
+embedding table and output head, the same next-token loss, the same AdamW step and the
+same autocast (bf16 on a GPU, float32 on a CPU). The torch encoder is the strongest
+fair setting of it: ``norm_first=True``, ``batch_first=True``, dropout 0, a causal mask
+*and* the ``is_causal=True`` hint (so it may use the causal SDPA kernel too). Its
+``dim_feedforward`` is matched to our SwiGLU MLP's parameter count by default
+(``--torch-ff param``: ``2 * d * ff = 3 * d * h``, so ``ff = 1.5 * h``), or ``4 * d_model``.
+The torch model has no position encoding (ours has RoPE), which only favours torch.
+
+We time whole training steps (forward, backward, AdamW). Warm-up steps run first; then
+``--repeats`` timed rounds alternate between the two models (so a noisy neighbour on a
+shared machine hits both), each of ``--steps`` steps. We report the median tokens/s, the
+spread, the median of the per-round ratios, and an MFU estimate:
+
+    model FLOPs per token = 6 * N + 12 * n_layers * d_model * seq   (PaLM, appendix B)
+
+with N the matmul parameters (blocks + output head, not the embedding lookup); MFU is
+achieved FLOP/s divided by a peak measured here with a large matmul in the same dtype.
+
+Run: ``python benchmarks/throughput.py [--device cpu|cuda] [--d-model 128] ...``.
+Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from omni_edu.model.transformer import Decoder, DecoderConfig
+from omni_edu.profiles import amp_dtype, autocast
+
+
+class OursLM(nn.Module):
+    """Embedding -> our Decoder (RoPE, SwiGLU, RMSNorm, causal SDPA) -> head."""
+
+    def __init__(self, config: DecoderConfig, vocab: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, config.d_model)
+        self.decoder = Decoder(config)
+        self.head = nn.Linear(config.d_model, vocab, bias=False)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.decoder(self.embed(ids)))
+
+
+class TorchLM(nn.Module):
+    """Embedding -> nn.TransformerEncoder (pre-norm, causal) -> LayerNorm -> head."""
+
+    def __init__(self, d_model: int, n_layers: int, n_heads: int, ff: int, vocab: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, d_model)
+        layer = nn.TransformerEncoderLayer(
+            d_model, n_heads, dim_feedforward=ff, dropout=0.0, batch_first=True, norm_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, vocab, bias=False)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        seq = ids.shape[1]
+        mask = nn.Transformer.generate_square_subsequent_mask(seq, device=ids.device)
+        h = self.encoder(self.embed(ids), mask=mask, is_causal=True)
+        return self.head(self.norm(h))
+
+
+def matmul_params(model: nn.Module) -> int:
+    """Parameters used in matmuls: everything except the embedding table."""
+    return sum(p.numel() for n, p in model.named_parameters() if not n.startswith("embed."))
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def measure_peak_flops(device: torch.device, repeats: int = 5) -> tuple[float, str]:
+    """Best FLOP/s of a large square matmul in the dtype training uses on ``device``."""
+    dtype = amp_dtype(device) or torch.float32
+    n = 8192 if device.type == "cuda" else 1024
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    a @ b  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        for _ in range(3):
+            a @ b
+        sync(device)
+        best = min(best, (time.perf_counter() - start) / 3)
+    return 2 * n**3 / best, f"measured: best of {repeats} {n}x{n} {dtype} matmuls"
+
+
+def make_step(model: nn.Module, ids: torch.Tensor, device: torch.device):
+    """One training step (forward, backward, AdamW) as a closure."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    inputs, targets = ids[:, :-1], ids[:, 1:]
+
+    def step() -> None:
+        with autocast(device):
+            logits = model(inputs)
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
+def time_steps(step, steps: int, device: torch.device) -> float:
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--d-model", type=int, default=128)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--seq", type=int, default=256, help="tokens per sequence")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=5, help="training steps per timed round")
+    parser.add_argument("--repeats", type=int, default=5, help="timed rounds per model")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--vocab", type=int, default=512)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--torch-ff", choices=["param", "4d"], default="param")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    config = DecoderConfig(
+        d_model=args.d_model, n_layers=args.layers, n_heads=args.heads, max_seq_len=args.seq
+    )
+    ff = 3 * config.mlp_hidden // 2 if args.torch_ff == "param" else 4 * args.d_model
+    models = {
+        "ours": OursLM(config, args.vocab).to(device),
+        "torch_encoder": TorchLM(args.d_model, args.layers, args.heads, ff, args.vocab).to(device),
+    }
+    # seq + 1 tokens so that inputs and targets are both seq long.
+    ids = torch.randint(args.vocab, (args.batch, args.seq + 1), device=device)
+    steps = {name: make_step(model, ids, device) for name, model in models.items()}
+    for step in steps.values():
+        time_steps(step, args.warmup, device)
+
+    tokens_per_round = args.batch * args.seq * args.steps
+    rates: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(args.repeats):
+        for name, step in steps.items():
+            rates[name].append(tokens_per_round / time_steps(step, args.steps, device))
+    ratios = [a / b for a, b in zip(rates["ours"], rates["torch_encoder"], strict=True)]
+
+    peak, peak_source = measure_peak_flops(device)
+    attn_flops = 12 * args.layers * args.d_model * args.seq
+    result: dict[str, object] = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "platform": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "dtype": str(amp_dtype(device) or torch.float32),
+        "sizes": {
+            "d_model": args.d_model,
+            "layers": args.layers,
+            "heads": args.heads,
+            "seq": args.seq,
+            "batch": args.batch,
+            "vocab": args.vocab,
+            "ours_mlp_hidden": config.mlp_hidden,
+            "torch_dim_feedforward": ff,
+            "torch_ff_rule": "matched to SwiGLU parameter count (1.5 * mlp_hidden)"
+            if args.torch_ff == "param"
+            else "4 * d_model",
+        },
+        "steps_per_round": args.steps,
+        "repeats": args.repeats,
+        "peak_flops": peak,
+        "peak_source": peak_source,
+    }
+    for name, model in models.items():
+        flops_per_token = 6 * matmul_params(model) + attn_flops
+        median = statistics.median(rates[name])
+        result[name] = {
+            "params": sum(p.numel() for p in model.parameters()),
+            "tokens_per_s": round(median, 1),
+            "tokens_per_s_min": round(min(rates[name]), 1),
+            "tokens_per_s_max": round(max(rates[name]), 1),
+            "mfu": round(median * flops_per_token / peak, 4),
+        }
+    result["ratio_vs_torch_encoder"] = round(statistics.median(ratios), 3)
+    result["ratio_min"] = round(min(ratios), 3)
+    result["ratio_max"] = round(max(ratios), 3)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
