@@ -40,7 +40,10 @@ def in_notebook() -> bool:
 def to_numpy(x: Any) -> np.ndarray:
     """A tensor (any device, any dtype, with or without grad) or array-like as numpy."""
     if isinstance(x, torch.Tensor):
-        return x.detach().to("cpu", torch.float32).numpy()
+        x = x.detach().cpu()
+        if x.dtype in (torch.bfloat16, torch.float16):  # numpy has no bfloat16
+            x = x.float()
+        return x.numpy()
     return np.asarray(x)
 
 

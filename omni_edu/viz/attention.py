@@ -1,0 +1,264 @@
+"""The attention explorer (lesson 02): where does a token look, and in which modality?
+
+All functions take the attention maps of *one* sequence as ``(layers, heads, T, T)``
+(query rows, key columns, each row summing to 1), as numpy or torch, plus the modality
+id of every token ``(T,)`` (``TEXT=0, IMAGE=1, AUDIO=2``, ``PAD=-1``).
+
+* :func:`cross_modal_attention_mass` - a number: how much attention the queries of one
+  modality pay to the keys of another;
+* :func:`attention_figure` - a static matplotlib figure for one query;
+* :func:`explore_attention` - sliders and drop-downs over queries, layers and heads in a
+  notebook, the static figure anywhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch, Rectangle
+
+from omni_edu.viz.plots import MODALITY_COLORS, MODALITY_NAMES, figure_png, in_notebook, to_numpy
+
+PAD = -1
+
+
+def _attention_array(attn: Any) -> np.ndarray:
+    """Accept ``(layers, heads, T, T)``, ``(heads, T, T)``, ``(T, T)`` or a list of layers."""
+    if isinstance(attn, (list, tuple)):  # one (heads, T, T) map per layer
+        attn = np.stack([to_numpy(a) for a in attn])
+    a = to_numpy(attn).astype(np.float64)
+    if a.ndim == 2:
+        a = a[None, None]
+    elif a.ndim == 3:
+        a = a[None]
+    if a.ndim != 4 or a.shape[-1] != a.shape[-2]:
+        hint = (
+            " It looks batched: pick one sequence first, e.g. attn[:, 0] or attn[0]."
+            if a.ndim == 5
+            else ""
+        )
+        raise ValueError(
+            f"attn should be (layers, heads, T, T) for one sequence; got {tuple(a.shape)}.{hint}"
+        )
+    return a
+
+
+def _modality_array(modality_ids: Any, n_tokens: int) -> np.ndarray:
+    m = to_numpy(modality_ids).astype(np.int64)
+    if m.ndim == 2 and m.shape[0] == 1:
+        m = m[0]
+    if m.shape != (n_tokens,):
+        raise ValueError(
+            f"modality_ids should be ({n_tokens},), one id per token of the attention map; "
+            f"got {tuple(m.shape)}. For a batch, pick the same sequence as for attn."
+        )
+    unknown = sorted(set(m.tolist()) - set(MODALITY_NAMES))
+    if unknown:
+        raise ValueError(f"modality_ids holds unknown ids {unknown}; expected 0, 1, 2 or -1.")
+    return m
+
+
+def _check_index(index: int | None, size: int, name: str) -> None:
+    if index is not None and not -size <= index < size:
+        raise ValueError(f"{name} should be in [0, {size}) or None (mean); got {index}.")
+
+
+def _select(a: np.ndarray, layer: int | None, head: int | None) -> np.ndarray:
+    """Pick (or average over) layers and heads: ``(layers, heads, T, T)`` -> ``(T, T)``."""
+    _check_index(layer, a.shape[0], "layer")
+    _check_index(head, a.shape[1], "head")
+    a = a.mean(axis=0) if layer is None else a[layer]
+    return a.mean(axis=0) if head is None else a[head]
+
+
+def default_token_labels(modality_ids: Any) -> list[str]:
+    """``["T0", "T1", "I2", ...]``: the modality's initial and the position."""
+    m = to_numpy(modality_ids).astype(np.int64).reshape(-1)
+    return [f"{MODALITY_NAMES[int(k)][0].upper()}{i}" for i, k in enumerate(m)]
+
+
+def cross_modal_attention_mass(
+    attn: Any,
+    modality_ids: Any,
+    layer: int | None = None,
+    head: int | None = None,
+    uniform: bool = False,
+) -> dict[str, float]:
+    """Average attention mass that queries of one modality put on keys of another.
+
+    ``result["text->image"]`` is: for every text query, the total weight it gives to
+    image keys, averaged over text queries, heads and layers (or only ``layer``/``head``
+    when given). Values for one query modality sum to 1 over key modalities (padding
+    aside). Only modalities present in ``modality_ids`` appear; padding is skipped.
+
+    With ``uniform=True`` each query spreads its weight evenly over the keys it *may*
+    attend to (weight > 0): the chance level to compare against. A text token that can
+    only see 3 image tokens among 30 earlier tokens pays them 0.1 at chance.
+
+    Args:
+        attn: ``(layers, heads, T, T)`` attention weights of one sequence.
+        modality_ids: ``(T,)`` modality id per token.
+    """
+    a = _attention_array(attn)
+    m = _modality_array(modality_ids, a.shape[-1])
+    _check_index(layer, a.shape[0], "layer")
+    _check_index(head, a.shape[1], "head")
+    if layer is not None:
+        a = a[[layer]]
+    if head is not None:
+        a = a[:, [head]]
+    if uniform:
+        visible = (a > 0).astype(np.float64)
+        a = visible / np.maximum(visible.sum(axis=-1, keepdims=True), 1.0)
+    present = [k for k in sorted(set(m.tolist())) if k != PAD]
+    result = {}
+    for q in present:
+        rows = a[:, :, m == q, :]  # (layers, heads, queries of modality q, T)
+        for k in present:
+            mass = rows[..., m == k].sum(axis=-1)  # weight on keys of modality k, per query
+            result[f"{MODALITY_NAMES[q]}->{MODALITY_NAMES[k]}"] = float(mass.mean())
+    return result
+
+
+def attention_figure(
+    attn: Any,
+    modality_ids: Any,
+    labels: Sequence[str] | None = None,
+    query: int = -1,
+    layer: int | None = None,
+    head: int | None = None,
+    show_map: bool = True,
+) -> Figure:
+    """One query's attention over the keys, as bars coloured by the keys' modality.
+
+    Args:
+        attn: ``(layers, heads, T, T)`` attention weights of one sequence.
+        modality_ids: ``(T,)`` modality id per token.
+        labels: ``T`` token labels (default ``"T0", "I1", ...``).
+        query: query position (negative counts from the end).
+        layer, head: which layer/head; ``None`` averages over them.
+        show_map: also draw the whole ``(T, T)`` map with the query's row outlined.
+    """
+    a = _attention_array(attn)
+    n_tokens = a.shape[-1]
+    m = _modality_array(modality_ids, n_tokens)
+    labels = list(labels) if labels is not None else default_token_labels(m)
+    if len(labels) != n_tokens:
+        raise ValueError(f"got {len(labels)} labels for {n_tokens} tokens; give one per token.")
+    if not -n_tokens <= query < n_tokens:
+        raise ValueError(f"query should be a position in [0, {n_tokens}); got {query}.")
+    query %= n_tokens
+    weights = _select(a, layer, head)  # (T, T)
+    row = weights[query]
+    # Show keys up to the query, or further if the mask lets it see later tokens (an
+    # image span attends both ways).
+    last = max(query, int(np.flatnonzero(row > 0).max(initial=0)))
+    keys = np.arange(last + 1)
+
+    bar_width = min(14.0, 3.0 + 0.16 * len(keys))  # inches: wider for longer sequences
+    widths = [bar_width, 4.5] if show_map else [bar_width]
+    fig, axes = plt.subplots(
+        1,
+        len(widths),
+        figsize=(sum(widths), 4.0),
+        squeeze=False,
+        gridspec_kw={"width_ratios": widths},
+    )
+    ax = axes[0, 0]
+    ax.bar(keys, row[keys], color=[MODALITY_COLORS[int(k)] for k in m[keys]])
+    ax.bar([query], [row[query]], fill=False, edgecolor="black", linewidth=1.5)
+    handles = [
+        Patch(color=MODALITY_COLORS[k], label=f"{MODALITY_NAMES[k]}: {row[m == k].sum():.2f}")
+        for k in sorted(set(m[keys].tolist()))
+    ]
+    ax.legend(handles=handles, title="mass on keys", fontsize=8, title_fontsize=8)
+    ax.set_xticks(keys)
+    ax.set_xticklabels([labels[k] for k in keys], rotation=90, fontsize=7)
+    if len(keys) > 48:  # too many to read: keep every few labels
+        for i, tick in enumerate(ax.get_xticklabels()):
+            tick.set_visible(i % (len(keys) // 24) == 0)
+    ax.set_xlabel("key token (position order)")
+    ax.set_ylabel("attention weight (row sums to 1)")
+    where = f"layer {layer}" if layer is not None else "mean of layers"
+    which = f"head {head}" if head is not None else "mean of heads"
+    ax.set_title(
+        f"Query {query} {labels[query]!r} ({MODALITY_NAMES[int(m[query])]}), {where}, {which}"
+    )
+    ax.grid(axis="y", alpha=0.3)
+
+    if show_map:
+        ax = axes[0, 1]
+        image = ax.imshow(weights, cmap="viridis", vmin=0.0, interpolation="nearest")
+        ax.add_patch(Rectangle((-0.5, query - 0.5), n_tokens, 1, fill=False, edgecolor="red"))
+        fig.colorbar(image, ax=ax, label="weight")
+        ax.set_title("all queries (query row in red)")
+        ax.set_xlabel("key position")
+        ax.set_ylabel("query position")
+    fig.tight_layout()
+    return fig
+
+
+def attention_widget(attn: Any, modality_ids: Any, labels: Sequence[str] | None = None) -> Any:
+    """The interactive explorer as an ipywidgets box (built even without a display).
+
+    Uses only ``Dropdown``, ``IntSlider``, ``HBox``/``VBox`` and ``interactive_output``,
+    which behave the same on ipywidgets 7.7 (Colab) and 8.x (JupyterLab 4).
+    """
+    import ipywidgets as widgets
+    from IPython.display import Image, display
+
+    a = _attention_array(attn)
+    n_layers, n_heads, n_tokens, _ = a.shape
+    m = _modality_array(modality_ids, n_tokens)
+    labels = list(labels) if labels is not None else default_token_labels(m)
+    mean = -1  # a Dropdown value of None means "nothing selected", so -1 stands for "mean"
+    layer = widgets.Dropdown(
+        options=[("mean of layers", mean)] + [(f"layer {i}", i) for i in range(n_layers)],
+        value=mean,
+        description="layer",
+    )
+    head = widgets.Dropdown(
+        options=[("mean of heads", mean)] + [(f"head {i}", i) for i in range(n_heads)],
+        value=mean,
+        description="head",
+    )
+    query = widgets.IntSlider(
+        value=n_tokens - 1,
+        min=0,
+        max=n_tokens - 1,
+        description="query",
+        continuous_update=False,  # redraw when the slider is released, not on every pixel
+    )
+
+    def draw(layer: int, head: int, query: int) -> None:
+        fig = attention_figure(
+            a,
+            m,
+            labels,
+            query=query,
+            layer=None if layer == mean else layer,
+            head=None if head == mean else head,
+        )
+        # A PNG displays the same under every matplotlib backend (inline, ipympl, ...).
+        display(Image(data=figure_png(fig), format="png"))
+        plt.close(fig)
+
+    out = widgets.interactive_output(draw, {"layer": layer, "head": head, "query": query})
+    return widgets.VBox([widgets.HBox([layer, head]), query, out])
+
+
+def explore_attention(attn: Any, modality_ids: Any, labels: Sequence[str] | None = None) -> Any:
+    """Interactive explorer in a notebook; the static :func:`attention_figure` elsewhere.
+
+    Leave the call as the last line of a cell so the widget is displayed.
+    """
+    if in_notebook():
+        try:
+            return attention_widget(attn, modality_ids, labels)
+        except ImportError:
+            pass  # no ipywidgets: fall back to the static figure below
+    return attention_figure(attn, modality_ids, labels)
