@@ -1,0 +1,617 @@
+"""What an omni model costs: tokens per input, FLOPs, KV memory and a roofline.
+
+Lesson 08 argues three things with these numbers:
+
+1. **Images, audio and video dominate the context.** A photo costs hundreds of tokens, a
+   minute of video tens of thousands; the text around them is a rounding error. The
+   ``*_tokens`` functions reproduce the published counting rules of real model families,
+   each with its source in the docstring, so a learner can price a request before sending it.
+2. **Decoding is memory-bound, diffusion is compute-bound.** One autoregressive step reads
+   every weight (and the KV cache) to produce one token per sequence; one diffusion/flow step
+   reads the same weights to update hundreds of tokens at once. The roofline model
+   (:func:`predict_time`) turns FLOPs and bytes into seconds on a :class:`Device`.
+3. **Memory is mostly the KV cache** once contexts hold images and audio
+   (:func:`kv_cache_bytes`).
+
+Everything here is plain arithmetic on Python numbers (plus one short microbenchmark in
+:func:`calibrate_this_machine`), so the formulas can be read top to bottom.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+# ---------------------------------------------------------------------------------------------
+# Input checks shared by every function below
+# ---------------------------------------------------------------------------------------------
+
+
+def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
+    """Raise a ValueError in the learner's words when ``value`` is not a usable size."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} should be a number; got {value!r} ({type(value).__name__})")
+    if math.isnan(value) or math.isinf(value):
+        raise ValueError(f"{name} should be a finite number; got {value}")
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(
+            f"{name} should be {bound}; got {value}. Sizes and times cannot be negative."
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Token budgets of real model families
+# ---------------------------------------------------------------------------------------------
+
+# Qwen2-VL: a ViT with 14x14-pixel patches whose 2x2 neighbours are merged into one token,
+# so one token covers 28x28 pixels.
+QWEN_FACTOR = 28
+QWEN_MIN_PIXELS = 56 * 56  # 4 tokens
+# The default of ``smart_resize`` in the reference code (1280 tokens). The released
+# ``preprocessor_config.json`` of Qwen2-VL-7B-Instruct raises it to 28*28*16384 (16384
+# tokens, "4-16384 tokens per image" in the model card); pass ``max_pixels`` to use it.
+QWEN_MAX_PIXELS = 28 * 28 * 1280
+QWEN_PROCESSOR_MAX_PIXELS = 28 * 28 * 16384
+
+
+def qwen2vl_smart_resize(
+    height: int,
+    width: int,
+    factor: int = QWEN_FACTOR,
+    min_pixels: int = QWEN_MIN_PIXELS,
+    max_pixels: int = QWEN_MAX_PIXELS,
+) -> tuple[int, int]:
+    """The size Qwen2-VL / Qwen2.5-VL / Qwen2.5-Omni resize an image to before patching.
+
+    Rule (``smart_resize`` in Hugging Face ``transformers``,
+    ``models/qwen2_vl/image_processing_qwen2_vl.py``, and in ``qwen-vl-utils``):
+
+    1. round each side to the nearest multiple of ``factor`` (28 = 14-px patch x 2x2 merge);
+    2. if the area exceeds ``max_pixels``, scale both sides by ``sqrt(h*w / max_pixels)`` and
+       round *down* to multiples of 28; if it is below ``min_pixels``, scale up by
+       ``sqrt(min_pixels / (h*w))`` and round *up*.
+
+    The aspect ratio is kept (up to rounding); images more elongated than 200:1 are refused,
+    as in the reference code.
+
+    Returns:
+        ``(new_height, new_width)``, both multiples of ``factor``.
+    """
+    for name, value in (("height", height), ("width", width)):
+        _positive(name, value)
+    for name, value in (("factor", factor), ("min_pixels", min_pixels), ("max_pixels", max_pixels)):
+        _positive(name, value)
+    if min_pixels > max_pixels:
+        raise ValueError(f"min_pixels ({min_pixels}) should not exceed max_pixels ({max_pixels})")
+    if max(height, width) / min(height, width) > 200:
+        raise ValueError(
+            f"aspect ratio should be at most 200:1 (Qwen2-VL refuses more); got {height}x{width}"
+        )
+    h_bar = max(factor, round(height / factor) * factor)
+    w_bar = max(factor, round(width / factor) * factor)
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt(height * width / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
+def qwen2vl_image_tokens(
+    height: int,
+    width: int,
+    min_pixels: int = QWEN_MIN_PIXELS,
+    max_pixels: int = QWEN_MAX_PIXELS,
+) -> int:
+    """Visual tokens Qwen2-VL / Qwen2.5-Omni spend on one image of ``height x width`` pixels.
+
+    After :func:`qwen2vl_smart_resize`, each 28x28-pixel block becomes one token:
+    ``tokens = (h / 28) * (w / 28)``. Examples: 224x224 -> 64 tokens, 448x448 -> 256,
+    1080x1920 (a Full-HD frame) -> 1222 with the default ``max_pixels`` and 2691 with the
+    released processor's (see :data:`QWEN_PROCESSOR_MAX_PIXELS`).
+    Source: Qwen2-VL paper (arXiv 2409.12191, Sec. 2.1 "Naive Dynamic Resolution") and the
+    reference ``smart_resize``. Two special tokens (vision start/end) wrap each image; they are
+    not counted here.
+    """
+    h, w = qwen2vl_smart_resize(height, width, min_pixels=min_pixels, max_pixels=max_pixels)
+    return (h // QWEN_FACTOR) * (w // QWEN_FACTOR)
+
+
+def qwen2vl_video_tokens(
+    height: int,
+    width: int,
+    seconds: float,
+    fps: float = 2.0,
+    max_pixels: int = 768 * 28 * 28,
+    min_pixels: int = 128 * 28 * 28,
+) -> int:
+    """Visual tokens Qwen2-VL / Qwen2.5-Omni spend on a video clip.
+
+    Rule (``qwen-vl-utils`` ``fetch_video``, defaults ``FPS = 2``, ``FRAME_FACTOR = 2``,
+    ``VIDEO_MIN_PIXELS = 128*28*28``, per-frame ``VIDEO_MAX_PIXELS = 768*28*28``): sample
+    ``seconds * fps`` frames rounded to an even number (at least 2), resize every frame with
+    :func:`qwen2vl_smart_resize`, and merge each pair of consecutive frames into one
+    (the ViT's temporal patch size is 2), so
+
+        ``tokens = (frames / 2) * (h / 28) * (w / 28)``.
+
+    The per-frame pixel budget also shrinks for very long videos in the reference code (a total
+    budget is shared across frames); this function ignores that, so it is an upper bound there.
+    """
+    _positive("seconds", seconds)
+    _positive("fps", fps)
+    frames = max(2, 2 * round(seconds * fps / 2))
+    per_frame = qwen2vl_image_tokens(height, width, min_pixels=min_pixels, max_pixels=max_pixels)
+    return (frames // 2) * per_frame
+
+
+GPT4O_BASE_TOKENS = 85
+GPT4O_TILE_TOKENS = 170
+
+
+def gpt4o_image_tokens(width: int, height: int, detail: str = "high") -> int:
+    """Input tokens GPT-4o-style tiling charges for one image.
+
+    Rule (OpenAI API docs, "Images and vision", section "Calculating costs", as published
+    for GPT-4o / GPT-4.1 in 2024-2025):
+
+    * ``detail="low"``: a fixed 85 tokens, whatever the size.
+    * ``detail="high"``: scale to fit inside 2048x2048 (keeping the aspect ratio), then scale
+      so that the shortest side is 768 px, cut into 512x512 tiles; cost =
+      170 * tiles + 85.
+
+    Worked examples from the docs: 1024x1024 -> 768x768 -> 4 tiles -> 765 tokens;
+    2048x4096 -> 1024x2048 -> 768x1536 -> 6 tiles -> 1105 tokens.
+    We only *shrink* in the second step: an image whose shortest side is already below 768 px
+    keeps its size (the docs' examples never upscale; implementations differ on this).
+    Newer OpenAI models (gpt-4.1-mini, o-series) use a different 32-px-patch rule.
+    """
+    if detail not in ("low", "high"):
+        raise ValueError(f"detail should be 'low' or 'high'; got {detail!r}")
+    _positive("width", width)
+    _positive("height", height)
+    if detail == "low":
+        return GPT4O_BASE_TOKENS
+    w, h = float(width), float(height)
+    if max(w, h) > 2048:
+        scale = 2048 / max(w, h)
+        w, h = w * scale, h * scale
+    if min(w, h) > 768:
+        scale = 768 / min(w, h)
+        w, h = w * scale, h * scale
+    tiles = math.ceil(round(w, 6) / 512) * math.ceil(round(h, 6) / 512)
+    return GPT4O_TILE_TOKENS * tiles + GPT4O_BASE_TOKENS
+
+
+# Gemini API docs, "Understand and count tokens" (ai.google.dev/gemini-api/docs/tokens), as
+# published for Gemini 1.5 / 2.0 (read in 2025). Later models add a ``media_resolution`` knob
+# that changes these numbers, so treat them as a dated snapshot.
+GEMINI_IMAGE_TOKENS = 258  # an image with both sides <= 384 px; larger ones are tiled
+GEMINI_TILE_PX = 768  # tile side for larger images, 258 tokens per tile
+GEMINI_AUDIO_TOKENS_PER_S = 32
+GEMINI_VIDEO_TOKENS_PER_S = 263  # frames sampled at 1 fps, plus the sound track
+
+
+def gemini_image_tokens(width: int, height: int) -> int:
+    """Tokens Gemini 2.0-style fixed costing charges for one image.
+
+    258 tokens when both sides are at most 384 px; otherwise the image is cut into
+    768x768 tiles (after the docs' cropping/scaling, which we approximate with a ceiling on
+    each side) and each tile costs 258 tokens. Source: Gemini API docs, "Understand and count
+    tokens", 2025 snapshot (see the module constants).
+    """
+    _positive("width", width)
+    _positive("height", height)
+    if width <= 384 and height <= 384:
+        return GEMINI_IMAGE_TOKENS
+    tiles = math.ceil(width / GEMINI_TILE_PX) * math.ceil(height / GEMINI_TILE_PX)
+    return GEMINI_IMAGE_TOKENS * tiles
+
+
+def gemini_audio_tokens(seconds: float) -> int:
+    """Gemini charges a fixed 32 tokens per second of audio (docs snapshot, 2025)."""
+    _positive("seconds", seconds, allow_zero=True)
+    return math.ceil(GEMINI_AUDIO_TOKENS_PER_S * seconds)
+
+
+def gemini_video_tokens(seconds: float) -> int:
+    """Gemini charges a fixed 263 tokens per second of video (1 fps frames plus audio).
+
+    Source: Gemini API docs snapshot, 2025 (see the module constants).
+    """
+    _positive("seconds", seconds, allow_zero=True)
+    return math.ceil(GEMINI_VIDEO_TOKENS_PER_S * seconds)
+
+
+WHISPER_SAMPLE_RATE = 16_000
+WHISPER_HOP = 160  # 10 ms hop -> 100 log-mel frames per second
+WHISPER_CHUNK_SECONDS = 30
+
+
+def whisper_audio_tokens(seconds: float, pad_to_30s: bool = True) -> int:
+    """Encoder output frames (tokens) Whisper produces for ``seconds`` of audio.
+
+    Rule (Radford et al. 2022, "Robust Speech Recognition via Large-Scale Weak Supervision",
+    arXiv 2212.04356, Sec. 2.2; and the reference code): 16 kHz audio -> 80 log-mel channels
+    with a 10 ms hop (100 frames/s) -> two convolutions, the second with stride 2 -> **50
+    tokens per second**, 1500 for a 30-second window. Whisper's feature extractor pads every
+    input to a 30 s window, so by default even one second costs 1500 tokens; pass
+    ``pad_to_30s=False`` for the 50 Hz rate alone.
+    """
+    _positive("seconds", seconds, allow_zero=True)
+    if pad_to_30s:
+        seconds = max(1, math.ceil(seconds / WHISPER_CHUNK_SECONDS)) * WHISPER_CHUNK_SECONDS
+    mel_frames = round(seconds * WHISPER_SAMPLE_RATE) // WHISPER_HOP
+    return (mel_frames - 1) // 2 + 1 if mel_frames > 0 else 0
+
+
+def qwen_omni_audio_tokens(seconds: float) -> int:
+    """Audio tokens Qwen2-Audio / Qwen2.5-Omni spend on ``seconds`` of audio: **25 per second**.
+
+    Rule (Qwen2.5-Omni technical report, arXiv 2503.20215, Sec. 2.2: "each frame of audio
+    representation corresponds to approximately a 40 ms segment"; reference code
+    ``_get_feat_extract_output_lengths``): 16 kHz -> 128-channel log-mel at 100 frames/s ->
+    Whisper-style encoder (stride 2, 50 Hz) -> a pooling layer with stride 2 (25 Hz).
+    Unlike Whisper there is no padding to 30 s.
+    """
+    _positive("seconds", seconds, allow_zero=True)
+    mel_frames = round(seconds * WHISPER_SAMPLE_RATE) // WHISPER_HOP
+    if mel_frames == 0:
+        return 0
+    after_conv = (mel_frames - 1) // 2 + 1
+    return (after_conv - 2) // 2 + 1 if after_conv >= 2 else 1
+
+
+def video_tokens(seconds: float, fps: float, tokens_per_frame: int, temporal_merge: int = 1) -> int:
+    """Tokens a video costs when ``fps`` frames per second each cost ``tokens_per_frame``.
+
+    ``frames = ceil(seconds * fps)``; a model that merges ``temporal_merge`` consecutive
+    frames into one (Qwen2-VL uses 2) pays ``ceil(frames / temporal_merge) * tokens_per_frame``.
+    The lesson's cost tip "sample at 1 fps" is this formula with ``fps`` lowered.
+    """
+    _positive("seconds", seconds, allow_zero=True)
+    _positive("fps", fps)
+    _positive("tokens_per_frame", tokens_per_frame, allow_zero=True)
+    _positive("temporal_merge", temporal_merge)
+    frames = math.ceil(seconds * fps - 1e-9)
+    return math.ceil(frames / temporal_merge) * int(tokens_per_frame)
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. Compute and memory
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The few numbers of a decoder that FLOP and memory estimates need.
+
+    ``n_params`` counts the weights read per token (embeddings included: the output
+    projection reads them). ``n_kv_heads < n_heads`` means grouped-query attention, which
+    shrinks the KV cache by ``n_heads / n_kv_heads``.
+    """
+
+    name: str
+    n_params: float
+    n_layers: int
+    d_model: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+
+    def __post_init__(self) -> None:
+        for f in ("n_params", "n_layers", "d_model", "n_heads", "n_kv_heads", "head_dim"):
+            _positive(f, getattr(self, f))
+        if self.n_heads % self.n_kv_heads:
+            raise ValueError(
+                f"n_heads ({self.n_heads}) should be a multiple of n_kv_heads ({self.n_kv_heads})"
+            )
+
+
+MODEL_SHAPES: dict[str, ModelShape] = {
+    # Qwen2 technical report (arXiv 2407.10671), Table 1; Qwen2.5-7B and the Qwen2.5-Omni-7B
+    # "Thinker" use the same shape.
+    "qwen2-7b": ModelShape("qwen2-7b", 7.6e9, 28, 3584, 28, 4, 128),
+    # The Llama 3 Herd of Models (arXiv 2407.21783), Table 3.
+    "llama3-8b": ModelShape("llama3-8b", 8.0e9, 32, 4096, 32, 8, 128),
+    # Qwen2 technical report, Table 1 (the 0.5B model: a "small first model").
+    "qwen2-0.5b": ModelShape("qwen2-0.5b", 0.49e9, 24, 896, 14, 2, 64),
+    # DiT-XL/2 (Peebles & Xie, arXiv 2212.09748, Table 1): a diffusion transformer; 256 tokens
+    # for a 256x256 image (32x32 latent, patch 2).
+    "dit-xl-2": ModelShape("dit-xl-2", 675e6, 28, 1152, 16, 16, 72),
+}
+
+
+def get_model_shape(name: str) -> ModelShape:
+    """A preset from :data:`MODEL_SHAPES` by name, with a helpful error for unknown names."""
+    if name not in MODEL_SHAPES:
+        raise ValueError(f"Unknown model {name!r}. Known models: {', '.join(sorted(MODEL_SHAPES))}")
+    return MODEL_SHAPES[name]
+
+
+def flops_per_token(
+    n_params: float,
+    *,
+    n_layers: int = 0,
+    context: int = 0,
+    d_model: int = 0,
+    training: bool = False,
+) -> float:
+    """FLOPs to process one token: ``2N`` forward (one multiply-add per weight), ``6N`` training.
+
+    The attention term adds ``2 * n_layers * context * d_model`` per token in the forward pass
+    (scores ``q.k`` and the weighted sum of values over ``context`` earlier tokens; Kaplan et
+    al. 2020, arXiv 2001.08361, Table 1). Training is forward + backward = 3 x forward.
+    Leave ``n_layers``/``context``/``d_model`` at 0 for the weights-only estimate.
+    """
+    _positive("n_params", n_params)
+    for name, value in (("n_layers", n_layers), ("context", context), ("d_model", d_model)):
+        _positive(name, value, allow_zero=True)
+    forward = 2.0 * n_params + 2.0 * n_layers * context * d_model
+    return 3.0 * forward if training else forward
+
+
+def kv_cache_bytes(
+    n_layers: int,
+    n_kv_heads: int,
+    head_dim: int,
+    n_tokens: int,
+    batch: int = 1,
+    bytes_per_value: float = 2,
+) -> int:
+    """Bytes the KV cache holds: ``2 * layers * kv_heads * head_dim * tokens * batch * bytes``.
+
+    The leading 2 is one key and one value vector per head, per layer, per cached token.
+    ``bytes_per_value`` is 2 for bf16/fp16, 4 for fp32, 1 for an 8-bit cache.
+    Example: Qwen2-7B (28 layers, 4 KV heads of 128) in bf16 holds 57,344 bytes per token,
+    so a 32k-token context costs 1.75 GiB per sequence.
+    """
+    for name, value in (("n_layers", n_layers), ("n_kv_heads", n_kv_heads), ("head_dim", head_dim)):
+        _positive(name, value)
+    _positive("n_tokens", n_tokens, allow_zero=True)
+    _positive("batch", batch)
+    _positive("bytes_per_value", bytes_per_value)
+    return int(2 * n_layers * n_kv_heads * head_dim * n_tokens * batch * bytes_per_value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Roofline
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Device:
+    """What the roofline model needs to know about a chip.
+
+    Attributes:
+        peak_flops: peak dense FLOP/s per dtype name (``"fp32"``, ``"bf16"``, ...).
+        mem_bandwidth: bytes per second between memory and the compute units.
+        memory_bytes: how much fits (for "does the KV cache fit?" questions).
+        price_per_hour: a typical on-demand price in USD per device-hour (changes often).
+    """
+
+    name: str
+    peak_flops: dict[str, float]
+    mem_bandwidth: float
+    memory_bytes: float = 0.0
+    price_per_hour: float = 0.0
+    source: str = ""
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.peak_flops:
+            raise ValueError(f"Device {self.name!r} needs at least one peak_flops entry")
+        for dtype, flops in self.peak_flops.items():
+            _positive(f"peak_flops[{dtype!r}]", flops)
+        _positive("mem_bandwidth", self.mem_bandwidth)
+        _positive("memory_bytes", self.memory_bytes, allow_zero=True)
+        _positive("price_per_hour", self.price_per_hour, allow_zero=True)
+
+    def flops(self, dtype: str) -> float:
+        """Peak FLOP/s for ``dtype``; a clear error when the device has no such entry."""
+        if dtype not in self.peak_flops:
+            raise ValueError(
+                f"Device {self.name!r} has no peak for dtype {dtype!r}; "
+                f"known: {', '.join(sorted(self.peak_flops))}"
+            )
+        return self.peak_flops[dtype]
+
+    def ridge_point(self, dtype: str = "fp32") -> float:
+        """Arithmetic intensity (FLOP/byte) above which a kernel is compute-bound."""
+        return self.flops(dtype) / self.mem_bandwidth
+
+
+GB = 1e9
+TB = 1e12
+
+DEVICES: dict[str, Device] = {
+    # NVIDIA T4 datasheet: 8.1 TFLOPS fp32, 65 TFLOPS fp16 tensor cores, 320 GB/s GDDR6, 16 GB.
+    "T4": Device(
+        "T4",
+        {"fp32": 8.1e12, "fp16": 65e12},
+        320 * GB,
+        16 * GB,
+        price_per_hour=0.35,
+        source="NVIDIA T4 datasheet",
+    ),
+    # NVIDIA A100 datasheet (SXM4 80GB): 19.5 TFLOPS fp32, 156 TF32, 312 bf16/fp16 dense,
+    # 2,039 GB/s HBM2e.
+    "A100": Device(
+        "A100",
+        {"fp32": 19.5e12, "tf32": 156e12, "bf16": 312e12, "fp16": 312e12},
+        2039 * GB,
+        80 * GB,
+        price_per_hour=1.8,
+        source="NVIDIA A100 datasheet (SXM4 80GB)",
+    ),
+    # NVIDIA H100 datasheet (SXM5 80GB), dense numbers (the datasheet's headline figures
+    # assume 2:4 sparsity and are twice these): 67 TFLOPS fp32, 495 TF32, 989 bf16/fp16,
+    # 1,979 fp8, 3.35 TB/s HBM3.
+    "H100": Device(
+        "H100",
+        {"fp32": 67e12, "tf32": 495e12, "bf16": 989e12, "fp16": 989e12, "fp8": 1979e12},
+        3.35 * TB,
+        80 * GB,
+        price_per_hour=3.0,
+        source="NVIDIA H100 datasheet (SXM5 80GB), dense",
+    ),
+}
+
+
+def get_device_preset(name: str) -> Device:
+    """A preset from :data:`DEVICES` (``"T4"``, ``"A100"``, ``"H100"``) by name."""
+    key = name.strip().upper() if isinstance(name, str) else name
+    if key not in DEVICES:
+        raise ValueError(
+            f"Unknown device {name!r}. Known devices: {', '.join(sorted(DEVICES))}, or call "
+            "calibrate_this_machine() to measure the one you are on."
+        )
+    return DEVICES[key]
+
+
+def calibrate_this_machine(size: int = 512, copy_mib: int = 32, repeats: int = 3) -> Device:
+    """Measure this machine's fp32 matmul FLOP/s and memory-copy bandwidth (about a second).
+
+    * compute: the best of ``repeats`` timings of a ``size x size`` fp32 matmul
+      (``2 * size**3`` FLOPs);
+    * bandwidth: the best of ``repeats`` copies of a ``copy_mib`` MiB tensor (each copy reads
+      and writes it, ``2 * bytes``).
+
+    Uses CUDA when it is available, else the CPU with torch's current thread count.
+    These are achievable peaks for large, simple kernels; a tiny model reaches less.
+    """
+    _positive("size", size)
+    _positive("copy_mib", copy_mib)
+    _positive("repeats", repeats)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+
+    def best_time(fn) -> float:
+        fn()  # warm-up: allocations, kernel selection
+        if device == "cuda":
+            torch.cuda.synchronize()
+        best = math.inf
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - start)
+        return max(best, 1e-9)
+
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    out = torch.empty(size, size, device=device)
+    flops = 2.0 * size**3 / best_time(lambda: torch.mm(a, b, out=out))
+
+    src = torch.empty(copy_mib * 2**20 // 4, device=device)
+    dst = torch.empty_like(src)
+    bandwidth = 2.0 * src.numel() * 4 / best_time(lambda: dst.copy_(src))
+
+    name = torch.cuda.get_device_name() if device == "cuda" else "this CPU"
+    return Device(
+        f"{name} (measured)",
+        {"fp32": flops},
+        bandwidth,
+        source=f"calibrate_this_machine(size={size}, copy_mib={copy_mib})",
+        notes={"threads": str(torch.get_num_threads()), "backend": device},
+    )
+
+
+def arithmetic_intensity(flops: float, bytes_moved: float) -> float:
+    """FLOPs per byte moved: the x-axis of the roofline plot."""
+    _positive("flops", flops, allow_zero=True)
+    _positive("bytes_moved", bytes_moved)
+    return flops / bytes_moved
+
+
+def predict_time(flops: float, bytes_moved: float, device: Device, dtype: str = "fp32") -> float:
+    """Roofline prediction in seconds: ``max(flops / peak_flops, bytes / bandwidth)``.
+
+    A kernel can not run faster than its compute nor faster than its memory traffic; the
+    roofline assumes it reaches whichever limit binds. Real kernels land above this bound
+    (launch overheads, small matrices), so read it as "at best".
+    """
+    if not isinstance(device, Device):
+        raise ValueError(
+            f"device should be a Device (e.g. get_device_preset('A100')); got {device!r}"
+        )
+    _positive("flops", flops, allow_zero=True)
+    _positive("bytes_moved", bytes_moved, allow_zero=True)
+    return max(flops / device.flops(dtype), bytes_moved / device.mem_bandwidth)
+
+
+@dataclass(frozen=True)
+class StepCost:
+    """FLOPs and bytes of one model step, and what the roofline makes of them."""
+
+    flops: float
+    bytes_moved: float
+    tokens: int  # tokens produced or updated by the step
+
+    @property
+    def intensity(self) -> float:
+        """FLOPs per byte."""
+        return arithmetic_intensity(self.flops, self.bytes_moved)
+
+    def time(self, device: Device, dtype: str = "fp32") -> float:
+        """Roofline seconds for this step on ``device``."""
+        return predict_time(self.flops, self.bytes_moved, device, dtype)
+
+    def bound(self, device: Device, dtype: str = "fp32") -> str:
+        """``"memory"`` or ``"compute"``: which roof this step hits on ``device``."""
+        return "compute" if self.intensity >= device.ridge_point(dtype) else "memory"
+
+
+def decode_step_cost(
+    model: ModelShape, context: int, batch: int = 1, bytes_per_value: float = 2
+) -> StepCost:
+    """One autoregressive decode step: each of ``batch`` sequences adds one token.
+
+    FLOPs: ``batch * (2N + 2 * layers * context * d_model)`` (:func:`flops_per_token`).
+    Bytes: every weight once (``N * bytes``, shared by the batch) plus each sequence's KV
+    cache of ``context`` tokens (:func:`kv_cache_bytes`). Activations are tiny by comparison.
+    The intensity is about ``2 * batch / bytes_per_value`` FLOP/byte, far below any GPU's ridge
+    point: decoding is memory-bound.
+    """
+    _positive("context", context, allow_zero=True)
+    _positive("batch", batch)
+    flops = batch * flops_per_token(
+        model.n_params, n_layers=model.n_layers, context=context, d_model=model.d_model
+    )
+    weights = model.n_params * bytes_per_value
+    kv = kv_cache_bytes(
+        model.n_layers, model.n_kv_heads, model.head_dim, context, batch, bytes_per_value
+    )
+    return StepCost(flops, weights + kv, tokens=batch)
+
+
+def diffusion_step_cost(
+    model: ModelShape, n_tokens: int, batch: int = 1, bytes_per_value: float = 2
+) -> StepCost:
+    """One diffusion / flow-matching step that updates all ``n_tokens`` of each image at once.
+
+    FLOPs: ``batch * n_tokens * (2N + 2 * layers * n_tokens * d_model)`` (bidirectional
+    attention over the image's own tokens). Bytes: every weight once plus the activations
+    each layer reads and writes (``2 * batch * n_tokens * d_model`` values per layer).
+    The weights are reused ``batch * n_tokens`` times per read, so the intensity grows with the
+    image size: diffusion is compute-bound.
+    """
+    _positive("n_tokens", n_tokens)
+    _positive("batch", batch)
+    flops = (
+        batch
+        * n_tokens
+        * flops_per_token(
+            model.n_params, n_layers=model.n_layers, context=n_tokens, d_model=model.d_model
+        )
+    )
+    weights = model.n_params * bytes_per_value
+    activations = 2 * model.n_layers * batch * n_tokens * model.d_model * bytes_per_value
+    return StepCost(flops, weights + activations, tokens=batch * n_tokens)

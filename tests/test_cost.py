@@ -1,0 +1,164 @@
+"""Token budgets, FLOPs, KV memory and the roofline of omni_edu.cost."""
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from omni_edu import cost
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "tokens"),
+    [
+        (224, 224, 64),  # 8 x 8 blocks of 28 px
+        (448, 448, 256),
+        (28, 28, 4),  # below min_pixels (56*56): scaled up to 56x56
+        (1080, 1920, 1222),  # above max_pixels (1280 tokens): scaled down
+    ],
+)
+def test_qwen2vl_image_tokens_known_values(height, width, tokens):
+    assert cost.qwen2vl_image_tokens(height, width) == tokens
+
+
+def test_qwen2vl_released_processor_allows_more_tokens():
+    big = cost.qwen2vl_image_tokens(1080, 1920, max_pixels=cost.QWEN_PROCESSOR_MAX_PIXELS)
+    assert big == (1092 // 28) * (1932 // 28) == 2691
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(28, 4000), st.integers(28, 4000))
+def test_qwen2vl_resize_invariants(height, width):
+    if max(height, width) / min(height, width) > 200:
+        return
+    h, w = cost.qwen2vl_smart_resize(height, width)
+    assert h % 28 == 0 and w % 28 == 0
+    assert cost.QWEN_MIN_PIXELS <= h * w <= cost.QWEN_MAX_PIXELS
+    # the aspect ratio survives up to rounding to 28-px blocks
+    assert abs(math.log((h / w) / (height / width))) < math.log((max(height, width) + 56) / 28)
+
+
+def test_qwen2vl_video_merges_two_frames():
+    per_frame = cost.qwen2vl_image_tokens(336, 336, min_pixels=128 * 28 * 28)
+    # 10 s at 2 fps = 20 frames -> 10 temporal pairs
+    assert cost.qwen2vl_video_tokens(336, 336, seconds=10) == 10 * per_frame
+    # halving the frame rate halves the cost
+    assert cost.qwen2vl_video_tokens(336, 336, 10, fps=1.0) == 5 * per_frame
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "detail", "tokens"),
+    [
+        (1024, 1024, "high", 765),  # OpenAI docs: 768x768 -> 4 tiles
+        (2048, 4096, "high", 1105),  # OpenAI docs: 768x1536 -> 6 tiles
+        (4096, 8192, "low", 85),  # low detail: fixed
+        (512, 512, "high", 255),  # one tile, no upscaling
+    ],
+)
+def test_gpt4o_tiles(width, height, detail, tokens):
+    assert cost.gpt4o_image_tokens(width, height, detail) == tokens
+
+
+def test_gemini_fixed_costs():
+    assert cost.gemini_image_tokens(384, 384) == 258
+    assert cost.gemini_image_tokens(1536, 768) == 2 * 258
+    assert cost.gemini_audio_tokens(60) == 32 * 60
+    assert cost.gemini_video_tokens(10) == 2630
+
+
+def test_audio_rates():
+    assert cost.whisper_audio_tokens(30) == 1500  # 50 Hz after the stride-2 conv
+    assert cost.whisper_audio_tokens(1) == 1500  # padded to a 30 s window
+    assert cost.whisper_audio_tokens(1, pad_to_30s=False) == 50
+    assert cost.whisper_audio_tokens(31) == 3000
+    assert cost.qwen_omni_audio_tokens(30) == 750  # 25 Hz
+    assert cost.qwen_omni_audio_tokens(1) == 25
+    assert cost.qwen_omni_audio_tokens(0) == 0
+
+
+def test_video_tokens_by_frame_rate():
+    assert cost.video_tokens(60, fps=1, tokens_per_frame=258) == 60 * 258
+    assert cost.video_tokens(60, fps=2, tokens_per_frame=100, temporal_merge=2) == 6000
+    assert cost.video_tokens(0.5, fps=1, tokens_per_frame=10) == 10  # a partial second: one frame
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: cost.qwen2vl_image_tokens(-1, 224), "height should be > 0"),
+        (lambda: cost.qwen2vl_image_tokens(10, 5000), "aspect ratio"),
+        (lambda: cost.gpt4o_image_tokens(100, 100, "medium"), "detail"),
+        (lambda: cost.whisper_audio_tokens(-3), "seconds should be >= 0"),
+        (lambda: cost.kv_cache_bytes(2, 2, 16, -5), "n_tokens"),
+        (lambda: cost.flops_per_token(0), "n_params"),
+        (lambda: cost.Device("x", {"fp32": 1e12}, 0.0), "mem_bandwidth"),
+        (lambda: cost.get_device_preset("TPU"), "Unknown device"),
+        (lambda: cost.get_device_preset("T4").flops("bf16"), "no peak for dtype"),
+        (lambda: cost.predict_time(1.0, 1.0, "A100"), "should be a Device"),
+        (lambda: cost.get_model_shape("gpt-5"), "Unknown model"),
+        (lambda: cost.ModelShape("x", 1e6, 2, 64, 4, 3, 16), "multiple of n_kv_heads"),
+    ],
+)
+def test_bad_inputs_are_clear_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_flops_per_token():
+    assert cost.flops_per_token(1e9) == 2e9
+    assert cost.flops_per_token(1e9, training=True) == 6e9
+    with_attention = cost.flops_per_token(1e9, n_layers=10, context=1000, d_model=512)
+    assert with_attention == 2e9 + 2 * 10 * 1000 * 512
+
+
+def test_kv_cache_bytes():
+    # Qwen2-7B in bf16: 2 * 28 layers * 4 kv heads * 128 dims * 2 bytes per token
+    assert cost.kv_cache_bytes(28, 4, 128, 1) == 57_344
+    assert cost.kv_cache_bytes(28, 4, 128, 32_768) == 57_344 * 32_768
+    assert (
+        cost.kv_cache_bytes(2, 2, 16, 10, batch=3, bytes_per_value=4) == 2 * 2 * 2 * 16 * 10 * 3 * 4
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.floats(1e3, 1e18),
+    st.floats(1e3, 1e15),
+    st.sampled_from(sorted(cost.DEVICES)),
+)
+def test_predict_time_is_the_binding_roof(flops, bytes_moved, name):
+    device = cost.get_device_preset(name)
+    t = cost.predict_time(flops, bytes_moved, device)
+    assert t >= flops / device.flops("fp32") * (1 - 1e-12)
+    assert t >= bytes_moved / device.mem_bandwidth * (1 - 1e-12)
+    assert t == pytest.approx(max(flops / device.flops("fp32"), bytes_moved / device.mem_bandwidth))
+
+
+def test_decode_is_memory_bound_and_big_diffusion_is_compute_bound():
+    model = cost.get_model_shape("qwen2-7b")
+    decode = cost.decode_step_cost(model, context=4096, batch=1)
+    diffuse = cost.diffusion_step_cost(model, n_tokens=1024, batch=1)
+    for name in cost.DEVICES:
+        device = cost.get_device_preset(name)
+        dtype = "fp16"
+        assert decode.bound(device, dtype) == "memory"
+        assert diffuse.bound(device, dtype) == "compute"
+    # decode intensity ~ 2 * batch / bytes_per_value (~1 FLOP/byte in bf16)
+    assert 0.5 < decode.intensity < 1.5
+    assert diffuse.intensity > 300
+    # batching decode raises its intensity almost linearly (weights are shared)
+    assert cost.decode_step_cost(model, context=0, batch=64).intensity == pytest.approx(64.0)
+
+
+def test_ridge_points_of_presets():
+    h100 = cost.get_device_preset("h100")
+    assert h100.ridge_point("bf16") == pytest.approx(989e12 / 3.35e12)
+    assert cost.get_device_preset("T4").ridge_point("fp32") == pytest.approx(8.1e12 / 320e9)
+
+
+def test_calibrate_this_machine_returns_a_usable_device():
+    device = cost.calibrate_this_machine(size=128, copy_mib=4, repeats=2)
+    assert device.flops("fp32") > 1e8  # any CPU of the last 20 years
+    assert device.mem_bandwidth > 1e8
+    assert cost.predict_time(1e9, 0, device) == pytest.approx(1e9 / device.flops("fp32"))

@@ -1,0 +1,154 @@
+"""The serving simulation and the small real run of omni_edu.serving."""
+
+import heapq
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from omni_edu import serving
+
+
+def test_one_request_without_contention_takes_the_sum_of_its_stages():
+    (request,) = serving.poisson_workload(1, rate=1.0, stage_means=(0.03, 0.07))
+    alone = serving.simulate([request], serving.colocated())
+    assert alone.jct[0] == pytest.approx(0.10)
+    split = serving.simulate([request], serving.disaggregated(transfer_time=0.005))
+    assert split.jct[0] == pytest.approx(0.105)  # plus one hand-off
+    faster = serving.simulate(
+        [request], serving.disaggregated(transfer_time=0.0, speedup=(2.0, 1.0))
+    )
+    assert faster.jct[0] == pytest.approx(0.015 + 0.07)
+
+
+def test_deterministic_for_a_seed():
+    def run(seed):
+        requests = serving.poisson_workload(200, rate=10, jitter=0.5, seed=seed)
+        return serving.simulate(requests, serving.colocated()).jct
+
+    np.testing.assert_array_equal(run(3), run(3))
+    assert not np.array_equal(run(3), run(4))
+
+
+def test_one_server_matches_the_md1_queue_formula():
+    # One FIFO server, Poisson arrivals, fixed service s: the M/D/1 queue, whose mean wait is
+    # rho * s / (2 * (1 - rho)) (Pollaczek-Khinchine).
+    rate, s = 8.0, 0.1
+    rho = rate * s
+    md1_wait = rho * s / (2 * (1 - rho))
+    one_stage = serving.poisson_workload(20_000, rate, stage_means=(s,), seed=1)
+    result = serving.simulate(one_stage, serving.Deployment("one", ("gpu0",)))
+    assert result.mean == pytest.approx(s + md1_wait, rel=0.1)
+    assert result.utilization["gpu0"] == pytest.approx(rho, rel=0.05)
+    # Split s into two equal fixed stages on two servers: the first is the same M/D/1 queue and
+    # the second never waits (jobs leave the first at least s/2 apart).
+    two_stage = serving.poisson_workload(20_000, rate, stage_means=(s, 0.03), seed=1)
+    split = serving.simulate(two_stage, serving.disaggregated(transfer_time=0.01))
+    assert split.mean == pytest.approx(s + md1_wait + 0.01 + 0.03, rel=0.1)
+
+
+def test_colocated_stages_queue_behind_other_requests():
+    # Colocated, a finished stage-0 job re-joins the back of the one queue: under load the mean
+    # JCT is above the run-to-completion (M/D/1) value, the interference disaggregation removes.
+    rate, s = 8.0, 0.1
+    rho = rate * s
+    requests = serving.poisson_workload(20_000, rate, stage_means=(0.05, 0.05), seed=1)
+    result = serving.simulate(requests, serving.colocated())
+    assert result.mean > 1.1 * (s + rho * s / (2 * (1 - rho)))
+    assert result.utilization["gpu0"] == pytest.approx(rho, rel=0.05)
+
+
+def test_disaggregated_is_lower_under_load():
+    requests = serving.poisson_workload(3000, rate=8, stage_means=(0.05, 0.05), jitter=0.3)
+    together = serving.simulate(requests, serving.colocated())
+    split = serving.simulate(requests, serving.disaggregated(transfer_time=0.002))
+    assert split.mean < 0.6 * together.mean
+    assert split.p99 < together.p99
+    # both keep up with the arrivals, so throughput is the arrival rate either way
+    assert together.throughput == pytest.approx(split.throughput, rel=0.02)
+
+
+def test_disaggregation_does_not_help_a_lone_request():
+    requests = serving.poisson_workload(50, rate=0.01, stage_means=(0.05, 0.05))
+    together = serving.simulate(requests, serving.colocated())
+    split = serving.simulate(requests, serving.disaggregated(transfer_time=0.01))
+    assert split.mean > together.mean  # only the transfer is added
+
+
+def test_littles_law():
+    rate = 6.0
+    requests = serving.poisson_workload(5000, rate, stage_means=(0.06, 0.04), jitter=0.5, seed=2)
+    for deployment in (serving.colocated(), serving.disaggregated(transfer_time=0.01)):
+        result = serving.simulate(requests, deployment)
+        assert result.mean_in_system() == pytest.approx(rate * result.mean, rel=0.05)
+
+
+def test_fifo_keeps_arrival_order_with_equal_work():
+    requests = serving.poisson_workload(300, rate=15, stage_means=(0.03, 0.03))
+    result = serving.simulate(requests, serving.colocated())
+    assert np.all(np.diff(result.finish) > 0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.integers(1, 40),
+    st.floats(0.5, 50),
+    st.floats(0.0, 1.0),
+    st.floats(0.0, 0.05),
+    st.integers(0, 10_000),
+)
+def test_no_request_finishes_before_its_own_work(n, rate, jitter, transfer, seed):
+    requests = serving.poisson_workload(n, rate, (0.02, 0.05), jitter=jitter, seed=seed)
+    for deployment in (serving.colocated(), serving.disaggregated(transfer_time=transfer)):
+        result = serving.simulate(requests, deployment)
+        own_work = np.array([sum(r.service) for r in requests])
+        if deployment.name == "disaggregated":
+            own_work += transfer
+        assert np.all(result.jct >= own_work - 1e-12)
+        # a single server never does more than one second of work per second
+        for u in result.utilization.values():
+            assert u <= 1 + 1e-9
+
+
+def test_step_processes_exactly_one_event():
+    requests = serving.poisson_workload(3, rate=100, stage_means=(0.05, 0.05))
+    state = serving.init_state(requests, serving.colocated())
+    assert len(state.events) == 3
+    serving.step(state)  # the first arrival: the idle server starts stage 0 at once
+    assert state.now == pytest.approx(requests[0].arrival)
+    assert state.busy["gpu0"]
+    upcoming = heapq.nsmallest(len(state.events), state.events)
+    done = [e for e in upcoming if e[2] == serving.DONE]
+    assert len(done) == 1
+    assert done[0][0] == pytest.approx(requests[0].arrival + 0.05)
+    assert (done[0][3], done[0][4]) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: serving.poisson_workload(0, 1.0), "n_requests"),
+        (lambda: serving.poisson_workload(5, 0.0), "rate"),
+        (lambda: serving.Deployment("x", ("a", "b"), transfer_time=-1), "transfer_time"),
+        (lambda: serving.Deployment("x", ("a", "b"), speedup=(1.0,)), "one entry per stage"),
+        (
+            lambda: serving.simulate(serving.poisson_workload(2, 1.0, (0.1,)), serving.colocated()),
+            "stage times",
+        ),
+        (lambda: serving.real_run("both"), "mode"),
+    ],
+)
+def test_bad_inputs(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_real_run_returns_one_positive_jct_per_request():
+    small = serving.StageModels(d_model=32, ar_tokens=4, image_tokens=16, flow_steps=2)
+    result = serving.real_run("disaggregated", n_requests=4, rate=50, models=small, timeout=120)
+    assert result.jct.shape == (4,)
+    assert np.all(result.jct > 0)
+    # each JCT includes the compute the workers measured for it
+    assert result.stage_seconds.shape == (4, 2)
+    assert np.all(result.jct >= result.stage_seconds.sum(axis=1))
