@@ -20,6 +20,7 @@ behaviour, such as "the gradient passes straight through").
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import html
 import math
@@ -44,9 +45,28 @@ class CheckFailed(AssertionError):
     """Raised in strict mode when a check fails or the learner's code errors."""
 
 
+_lenient_depth = 0
+
+
 def strict_mode() -> bool:
-    """True when ``OMNI_STRICT_CHECKS`` asks checks to raise on failure."""
+    """True when ``OMNI_STRICT_CHECKS`` asks checks to raise on failure (outside ``lenient``)."""
+    if _lenient_depth:
+        return False
     return os.environ.get(STRICT_ENV, "").strip().lower() in {"1", "true", "yes"}
+
+
+@contextlib.contextmanager
+def lenient():
+    """Inside this block failed checks report instead of raising, even in strict mode.
+
+    Lessons use it to *show* what a failing check looks like.
+    """
+    global _lenient_depth
+    _lenient_depth += 1
+    try:
+        yield
+    finally:
+        _lenient_depth -= 1
 
 
 @dataclass

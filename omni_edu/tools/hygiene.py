@@ -39,7 +39,7 @@ def problems(path: str | Path) -> list[str]:
         stripped = strip_notebook({"cells": [copy.deepcopy(cell)]})["cells"][0]
         if cell.get("outputs") != stripped.get("outputs"):
             found.append(f"cell {i} has stored outputs but no '# NBVAL_CHECK_OUTPUT' marker")
-        if cell.get("execution_count") is not None:
+        elif cell.get("execution_count") != stripped.get("execution_count"):
             found.append(f"cell {i} has an execution count")
     return found or ["metadata or formatting differs from the stripped form"]
 

@@ -58,10 +58,12 @@ def strip_cell(cell: dict[str, Any]) -> None:
     if cell.get("cell_type") == "code":
         if not keeps_output(cell):
             cell["outputs"] = []
-        cell["execution_count"] = None
-        for output in cell.get("outputs", []):
+        # nbval refuses stored outputs of a cell that looks unrun, so a checked cell keeps
+        # a count; a fixed 1 keeps files identical from run to run.
+        cell["execution_count"] = 1 if cell["outputs"] else None
+        for output in cell["outputs"]:
             if "execution_count" in output:
-                output["execution_count"] = None
+                output["execution_count"] = 1
     for key in ("execution", "collapsed", "scrolled", "ExecuteTime"):
         cell.get("metadata", {}).pop(key, None)
     cell.pop("id", None)

@@ -1,0 +1,73 @@
+"""Rules every course notebook follows (their cells themselves run under nbval)."""
+
+import ast
+import importlib
+import pkgutil
+import re
+from pathlib import Path
+
+import pytest
+
+import omni_edu.checks
+from omni_edu.tools.colab import colab_url, setup_cell_source
+from omni_edu.tools.make_exercises import BEGIN, count_blocks
+from omni_edu.tools.notebook_io import cell_source, iter_notebooks, read_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+ALL = iter_notebooks([ROOT / "notebooks", ROOT / "solutions", ROOT / "exercises"])
+NAME = re.compile(r"^\d\d_[a-z0-9_]+\.ipynb$")
+
+
+def code_cells(path):
+    return [cell_source(c) for c in read_notebook(path)["cells"] if c["cell_type"] == "code"]
+
+
+def test_there_are_lessons():
+    assert (ROOT / "notebooks" / "00_welcome.ipynb").exists()
+    assert len(ALL) >= 3
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_first_code_cell_is_the_colab_setup(path):
+    assert NAME.match(path.name), f"{path.name} should be named NN_topic.ipynb"
+    assert code_cells(path)[0] == setup_cell_source()
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_no_cell_reaches_the_network(path):
+    for source in code_cells(path)[1:]:
+        for word in ("urllib", "requests.", "wget ", "curl ", "pip install", "http://", "https://"):
+            assert word not in source, f"{path.name}: a cell mentions {word!r}"
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_code_cells_parse(path):
+    for source in code_cells(path):
+        lines = [ln for ln in source.splitlines() if not ln.lstrip().startswith(("%", "!"))]
+        ast.parse("\n".join(lines))
+
+
+def test_every_lesson_has_a_colab_link_in_the_readme():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        assert colab_url(f"notebooks/{path.name}") in readme, f"README lacks {path.name}"
+
+
+def test_solutions_are_solved_and_exercises_are_not():
+    for path in sorted((ROOT / "solutions").glob("*.ipynb")):
+        nb = read_notebook(path)
+        assert count_blocks(nb) >= 1, f"{path.name} has no '{BEGIN}' block"
+        assert not any("NotImplementedError" in src for src in code_cells(path)), path.name
+        exercise = ROOT / "exercises" / path.name
+        assert any("NotImplementedError" in src for src in code_cells(exercise)), path.name
+
+
+def test_every_check_is_tested():
+    """Each check_* function in omni_edu.checks has a test module that names it."""
+    tests = "".join(p.read_text() for p in (ROOT / "tests").glob("test_checks_*.py"))
+    for info in pkgutil.iter_modules(omni_edu.checks.__path__):
+        module = importlib.import_module(f"omni_edu.checks.{info.name}")
+        for name in dir(module):
+            if name.startswith("check_") and callable(getattr(module, name)):
+                if getattr(module, name).__module__ == module.__name__:
+                    assert name in tests, f"no test_checks_*.py mentions {info.name}.{name}"
