@@ -1,0 +1,183 @@
+"""Scaling-law fits: they recover laws they were generated from, and reject bad runs."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from omni_edu.scaling import (
+    CHINCHILLA_PARAMS,
+    FitResult,
+    bimodal_interaction,
+    chinchilla_loss,
+    compute_optimal_split,
+    fit_bimodal,
+    fit_chinchilla,
+    huber_log_objective,
+)
+
+# Hoffmann-like constants; runs span three decades of N and of D.
+TRUE = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
+
+
+def _runs(params: dict, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n, d = np.meshgrid(np.logspace(6, 9, 5), np.logspace(8, 11, 5))
+    n, d = n.ravel(), d.ravel()
+    rng = np.random.default_rng(seed)
+    loss = chinchilla_loss(n, d, **params) * np.exp(rng.normal(0.0, noise, n.shape))
+    return n, d, loss
+
+
+@pytest.fixture(scope="module")
+def fitted() -> FitResult:
+    n, d, loss = _runs(TRUE, noise=0.002, seed=0)
+    return fit_chinchilla(n, d, loss, n_starts=1, n_bootstrap=8, progress=False)
+
+
+def test_fit_recovers_generating_parameters(fitted):
+    for name in CHINCHILLA_PARAMS:
+        assert fitted.params[name] == pytest.approx(TRUE[name], rel=0.10), name
+    assert fitted.params["E"] == pytest.approx(TRUE["E"], rel=0.03)
+    assert fitted.params["alpha"] == pytest.approx(TRUE["alpha"], abs=0.02)
+    assert fitted.params["beta"] == pytest.approx(TRUE["beta"], abs=0.02)
+
+
+def test_fit_predicts_noise_free_loss(fitted):
+    n = np.array([3e6, 3e8])
+    d = np.array([3e9, 3e10])
+    truth = chinchilla_loss(n, d, **TRUE)
+    np.testing.assert_allclose(fitted.predict(n, d), truth, rtol=0.01)
+
+
+def test_bootstrap_gives_an_interval_around_each_parameter(fitted):
+    assert fitted.bootstrap.shape == (8, 5)
+    for name in CHINCHILLA_PARAMS:
+        lo, hi = fitted.ci[name]
+        assert lo < hi, name
+        assert lo <= fitted.params[name] * 1.02 and fitted.params[name] <= hi * 1.02, name
+    assert "95% CI" in fitted.summary()
+
+
+def test_fit_beats_every_start_it_was_given():
+    n, d, loss = _runs(TRUE, noise=0.002, seed=1)
+    grid = torch.tensor([[3.0, 3.0, 0.0, 0.2, 0.2], [8.0, 4.0, 1.0, 0.5, 0.3]], dtype=torch.float64)
+    fit = fit_chinchilla(n, d, loss, grid=grid, n_starts=2, progress=False)
+    logs = [torch.tensor(np.log(x)) for x in (n, d, loss)]
+    assert fit.loss <= float(huber_log_objective(grid, *logs).min())
+    assert fit.params["alpha"] == pytest.approx(TRUE["alpha"], rel=0.1)
+
+
+def test_huber_objective_matches_a_hand_computation():
+    # theta = (a, b, e, alpha, beta) = (log 2, log 3, log 1, 1, 1); N = 2, D = 3:
+    # L = 1 + 2/2 + 3/3 = 3, so log L = log 3.
+    theta = torch.tensor([math.log(2), math.log(3), 0.0, 1.0, 1.0], dtype=torch.float64)
+    log_n = torch.tensor([math.log(2), math.log(2)], dtype=torch.float64)
+    log_d = torch.tensor([math.log(3), math.log(3)], dtype=torch.float64)
+    # One run off by 0.0005 (quadratic zone), one by 0.01 (linear zone).
+    log_l = torch.tensor([math.log(3) - 0.0005, math.log(3) + 0.01], dtype=torch.float64)
+    delta = 1e-3
+    expected = 0.5 * 0.0005**2 + delta * (0.01 - 0.5 * delta)
+    got = huber_log_objective(theta, log_n, log_d, log_l, delta=delta)
+    assert float(got) == pytest.approx(expected, rel=1e-9)
+    # Summed, not averaged: doubling the runs doubles the objective.
+    doubled = huber_log_objective(
+        theta, log_n.repeat(2), log_d.repeat(2), log_l.repeat(2), delta=delta
+    )
+    assert float(doubled) == pytest.approx(2 * expected, rel=1e-9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    log10_c=st.floats(15, 25),
+    log_a=st.floats(0, 8),
+    log_b=st.floats(0, 8),
+    alpha=st.floats(0.1, 1.0),
+    beta=st.floats(0.1, 1.0),
+)
+def test_optimal_split_spends_all_compute_at_the_isoflop_minimum(
+    log10_c, log_a, log_b, alpha, beta
+):
+    c = 10.0**log10_c
+    law = {"E": 1.5, "A": math.exp(log_a), "B": math.exp(log_b), "alpha": alpha, "beta": beta}
+    n_opt, d_opt = compute_optimal_split(c, A=law["A"], B=law["B"], alpha=alpha, beta=beta)
+    assert 6 * n_opt * d_opt == pytest.approx(c, rel=1e-9)
+    best = chinchilla_loss(n_opt, d_opt, **law)
+    for factor in (0.8, 1.25):  # move along the isoFLOP curve C = 6 N D
+        n = n_opt * factor
+        assert chinchilla_loss(n, c / (6 * n), **law) > best
+
+
+def test_fitted_law_split_is_on_its_own_isoflop_minimum(fitted):
+    c = np.array([1e18, 1e21])
+    n_opt, d_opt = fitted.compute_optimal(c)
+    np.testing.assert_allclose(6 * n_opt * d_opt, c, rtol=1e-9)
+    n_grid = n_opt[:, None] * np.logspace(-1, 1, 81)[None, :]
+    curve = fitted.predict(n_grid, c[:, None] / (6 * n_grid))
+    assert np.all(np.argmin(curve, axis=1) == 40)  # the middle of the grid is N*
+
+
+@pytest.mark.parametrize(
+    ("n", "d", "loss", "match"),
+    [
+        ([1e6, -1e7, 1e8, 1e6, 1e7, 1e8], [1e9] * 6, [3.0] * 6, "N .*positive"),
+        ([1e6] * 6, [1e9, 0, 1e9, 1e9, 1e9, 1e9], [3.0] * 6, "D .*positive"),
+        ([1e6] * 6, [1e9] * 6, [3.0, 2.0, 0.0, 1.0, 1.0, 1.0], "L .*positive"),
+        ([1e6] * 6, [1e9] * 5, [3.0] * 6, "lengths 6, 5 and 6"),
+        ([1e6] * 3, [1e9] * 3, [3.0] * 3, "at least 6 runs"),
+        ([1e6] * 6, [1e9] * 6, [3.0] * 5 + [float("nan")], "NaN"),
+    ],
+)
+def test_bad_runs_raise_clear_errors(n, d, loss, match):
+    with pytest.raises(ValueError, match=match):
+        fit_chinchilla(n, d, loss, progress=False)
+
+
+def test_optimal_split_rejects_laws_that_do_not_fall():
+    with pytest.raises(ValueError, match="alpha"):
+        compute_optimal_split(1e20, A=1.0, B=1.0, alpha=-0.1, beta=0.3)
+    with pytest.raises(ValueError, match="positive FLOPs"):
+        compute_optimal_split(0.0, A=1.0, B=1.0, alpha=0.3, beta=0.3)
+
+
+# --- mixed-modal -----------------------------------------------------------
+
+LAW_TEXT = FitResult(
+    params={"E": 1.8, "A": 300.0, "B": 400.0, "alpha": 0.32, "beta": 0.28}, loss=0.0
+)
+LAW_IMAGE = FitResult(
+    params={"E": 2.5, "A": 150.0, "B": 900.0, "alpha": 0.3, "beta": 0.33}, loss=0.0
+)
+# Competition at small N (A/N**alpha > C), synergy at large N.
+PLANTED = {"C": 0.1, "A": 30.0, "alpha": 0.3, "B": 10.0, "beta": 0.3}
+
+
+def test_bimodal_fit_recovers_a_planted_interaction():
+    n, d = np.meshgrid(np.logspace(6, 9, 5), np.logspace(8, 11, 4))
+    n, d = n.ravel(), d.ravel()
+    d_i = d_j = d / 2
+    truth = (LAW_TEXT.predict(n, d_i) + LAW_IMAGE.predict(n, d_j)) / 2 + bimodal_interaction(
+        n, d, **PLANTED
+    )
+    rng = np.random.default_rng(0)
+    loss = truth * np.exp(rng.normal(0.0, 0.001, n.shape))
+    fit = fit_bimodal(
+        n, d_i, d_j, loss, LAW_TEXT, LAW_IMAGE, n_starts=2, n_bootstrap=4, progress=False
+    )
+
+    assert fit.params["C"] == pytest.approx(PLANTED["C"], rel=0.2)
+    np.testing.assert_allclose(
+        fit.interaction(n, d), bimodal_interaction(n, d, **PLANTED), atol=0.01
+    )
+    np.testing.assert_allclose(fit.predict(n, d_i, d_j), truth, rtol=0.005)
+    sizes = np.array([1e6, 1e9])
+    report = fit.mixing_report(sizes, 1e10)
+    assert [row["verdict"] for row in report] == ["hurts", "helps"]
+    assert fit.bootstrap.shape == (4, 5)
+
+
+def test_bimodal_fit_checks_token_lengths():
+    with pytest.raises(ValueError, match="D_j"):
+        fit_bimodal([1e6] * 6, [1e9] * 6, [1e9] * 5, [3.0] * 6, LAW_TEXT, LAW_IMAGE)
