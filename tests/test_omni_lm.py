@@ -1,0 +1,196 @@
+"""OmniLM: per-modality losses fall on a tiny interleaved task; generation is consistent."""
+
+import pytest
+import torch
+
+from omni_edu.modalities import Modality
+from omni_edu.model.interleave import (
+    SpecialTokens,
+    audio_segment,
+    image_segment,
+    pack,
+    text_segment,
+)
+from omni_edu.model.omni_lm import OmniLM, OmniLMConfig, attention_mass
+from omni_edu.model.projector import ProjectorConfig
+from omni_edu.model.transformer import DecoderConfig
+
+IMAGE_DIM, AUDIO_DIM, VOCAB, N_COLOURS = 12, 6, 12, 4
+_g = torch.Generator().manual_seed(0)
+IMAGES = torch.rand(N_COLOURS, 4, IMAGE_DIM, generator=_g)  # colour -> its 2x2 patches
+SOUNDS = torch.randn(N_COLOURS, 2, AUDIO_DIM, generator=_g)  # colour -> its 2 frames
+
+
+def word(colour: int) -> int:
+    return 7 + colour  # ids 0..6 are left for special tokens
+
+
+def media(colour: int, modality: Modality):
+    if modality == Modality.IMAGE:
+        return image_segment(IMAGES[colour], (2, 2))
+    return audio_segment(SOUNDS[colour])
+
+
+def colour_batch(n: int, gen: torch.Generator):
+    """Documents "word, picture or sound" or "picture or sound, word" of one colour."""
+    docs = []
+    for _ in range(n):
+        colour = int(torch.randint(N_COLOURS, (1,), generator=gen))
+        m = Modality(int(torch.randint(1, 3, (1,), generator=gen)))
+        pair = [text_segment([word(colour)]), media(colour, m)]
+        docs.append(pair if torch.rand(1, generator=gen) < 0.5 else pair[::-1])
+    return pack(docs, image_dim=IMAGE_DIM, audio_dim=AUDIO_DIM)
+
+
+def tiny_config(**overrides) -> OmniLMConfig:
+    return OmniLMConfig(
+        projector=ProjectorConfig(
+            d_model=32, vocab_size=VOCAB, image_dim=IMAGE_DIM, audio_dim=AUDIO_DIM
+        ),
+        decoder=DecoderConfig(d_model=32, n_layers=1, n_heads=2),
+        **overrides,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained():
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(1)
+    model = OmniLM(tiny_config())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    history = []
+    for _ in range(80):
+        losses = model.loss(colour_batch(16, gen))
+        optimizer.zero_grad()
+        losses["total"].backward()
+        optimizer.step()
+        history.append({k: v.item() for k, v in losses.items()})
+    return model.eval(), history
+
+
+def test_every_modality_loss_falls(trained):
+    _, history = trained
+    for name in ("text", "image", "audio", "total"):
+        first = sum(h[name] for h in history[:5]) / 5
+        last = sum(h[name] for h in history[-5:]) / 5
+        assert last < 0.3 * first, (name, first, last)
+    # text after a picture or a sound is fully determined: it is learned almost exactly
+    assert sum(h["text"] for h in history[-5:]) / 5 < 0.1
+
+
+def test_greedy_text_names_the_colour_of_a_picture_or_a_sound(trained):
+    model, _ = trained
+    prompts = [[media(c, m)] for m in (Modality.IMAGE, Modality.AUDIO) for c in range(N_COLOURS)]
+    out = model.generate(prompts, Modality.TEXT, n_tokens=1)
+    assert [ids.tolist() for ids in out] == [[word(c)] for c in range(N_COLOURS)] * 2
+
+
+@pytest.mark.parametrize("modality", [Modality.IMAGE, Modality.AUDIO, Modality.TEXT])
+def test_generation_equals_teacher_forced_prediction_of_its_own_output(trained, modality):
+    """Filling placeholders left to right gives exactly what the model predicts when it
+    reads the finished sequence: the placeholders never leaked into earlier tokens."""
+    model, _ = trained
+    prompts = [[text_segment([word(c)])] for c in range(N_COLOURS)]
+    out = model.generate(prompts, modality, n_tokens=3, grid=(2, 2))
+    wrap = {
+        Modality.TEXT: text_segment,
+        Modality.IMAGE: image_segment,
+        Modality.AUDIO: audio_segment,
+    }
+    docs = [[*p, wrap[modality](x)] for p, x in zip(prompts, out, strict=True)]
+    packed = pack(docs, image_dim=IMAGE_DIM, audio_dim=AUDIO_DIM)
+    n = len(out[0])
+    hidden = model(packed)[:, :n]  # position i predicts token i + 1 (the span starts at 1)
+    if modality == Modality.TEXT:
+        expected = model.text_head(hidden).argmax(-1)
+    else:
+        expected = model.head(modality).sample(hidden)
+    assert torch.allclose(torch.stack(out), expected, atol=1e-5)
+
+
+def test_generated_image_is_closer_to_its_colour_than_the_mean_image(trained):
+    model, _ = trained
+    out = model.generate(
+        [[text_segment([word(c)])] for c in range(N_COLOURS)], Modality.IMAGE, grid=(2, 2)
+    )
+    generated = torch.stack(out)
+    assert generated.shape == IMAGES.shape
+    mean_image = IMAGES.mean(0, keepdim=True)
+    assert (generated - IMAGES).pow(2).mean() < (mean_image - IMAGES).pow(2).mean()
+
+
+def test_generation_with_markers_and_stop_token():
+    torch.manual_seed(0)
+    model = OmniLM(tiny_config()).eval()
+    specials = SpecialTokens(bos=1, eos=2, boi=3, eoi=4)
+    prompts = [[text_segment([7, 8])], [image_segment(IMAGES[0], (2, 2))]]
+    ids = model.generate(prompts, Modality.TEXT, n_tokens=4, specials=specials)
+    stop = int(ids[0][1])  # a token the model does produce
+    cut = model.generate(prompts, Modality.TEXT, n_tokens=4, specials=specials, stop_id=stop)
+    for full, short in zip(ids, cut, strict=True):
+        first_stop = (full == stop).nonzero()
+        expected = full[: int(first_stop[0])] if len(first_stop) else full
+        assert torch.equal(short, expected)
+    with pytest.raises(ValueError, match="bidirectional"):
+        model.generate(prompts, Modality.IMAGE, grid=(2, 2), bidirectional={Modality.IMAGE})
+    with pytest.raises(ValueError, match="grid"):
+        model.generate(prompts, Modality.IMAGE)
+    with pytest.raises(ValueError, match="before the generated span"):
+        model.generate([[]], Modality.TEXT, n_tokens=2)
+
+
+def test_loss_is_the_weighted_sum_and_heads_are_tied_or_not():
+    torch.manual_seed(0)
+    packed = colour_batch(8, torch.Generator().manual_seed(0))
+    model = OmniLM(tiny_config(loss_weights={"text": 1.0, "image": 0.5, "audio": 2.0}))
+    losses = model.loss(packed)
+    expected = losses["text"] + 0.5 * losses["image"] + 2.0 * losses["audio"]
+    assert torch.allclose(losses["total"], expected)
+    assert model.text_head.weight is model.projector.text.weight
+    untied = OmniLM(tiny_config(tie_embeddings=False))
+    assert untied.text_head.weight is not untied.projector.text.weight
+    assert untied.num_parameters() == model.num_parameters() + VOCAB * 32
+
+
+def test_rope_choice_changes_the_output_only_where_positions_differ():
+    torch.manual_seed(0)
+    text_only = pack([[text_segment([7, 8, 9, 10])]])
+    with_image = pack([[text_segment([7]), image_segment(IMAGES[0], (2, 2)), text_segment([9])]])
+    one_d = OmniLM(tiny_config(rope="1d")).eval()
+    m_rope = OmniLM(tiny_config(rope="mrope")).eval()
+    m_rope.load_state_dict(one_d.state_dict())
+    # text only: M-RoPE's three rows are equal to the 1-D positions, so nothing changes
+    assert torch.allclose(one_d(text_only), m_rope(text_only), atol=1e-5)
+    assert not torch.allclose(one_d(with_image), m_rope(with_image), atol=1e-5)
+
+
+def test_flow_head_plugs_in():
+    torch.manual_seed(0)
+    model = OmniLM(tiny_config(continuous_head="flow"))
+    losses = model.loss(colour_batch(8, torch.Generator().manual_seed(0)))
+    assert set(losses) == {"text", "image", "audio", "total"}
+    assert torch.isfinite(losses["total"])
+    out = model.eval().generate([[text_segment([7])]], Modality.AUDIO, n_tokens=2)
+    assert out[0].shape == (2, AUDIO_DIM)
+
+
+def test_attention_mass_of_uniform_attention():
+    # bos-like text, 4 image patches, 2 text tokens: uniform attention over what is visible
+    packed = pack([[text_segment([7]), image_segment(IMAGES[0], (2, 2)), text_segment([8, 9])]])
+    weights = packed.attn_mask.float()
+    weights = (weights / weights.sum(-1, keepdim=True))[:, None]  # (B, 1 head, T, T)
+    mass = attention_mass([weights, weights], packed, Modality.TEXT, Modality.IMAGE)
+    # text at index 5 sees 6 tokens (4 image), at index 6 sees 7 (4 image)
+    expected = (4 / 6 + 4 / 7) / 2
+    assert torch.allclose(mass, torch.tensor([expected, expected]))
+    with pytest.raises(ValueError, match="can see"):
+        attention_mass([weights], packed, Modality.TEXT, Modality.AUDIO)
+
+
+def test_config_errors_are_explained():
+    with pytest.raises(ValueError, match="d_model"):
+        OmniLMConfig(projector=ProjectorConfig(d_model=16), decoder=DecoderConfig(d_model=32))
+    with pytest.raises(ValueError, match="rope"):
+        tiny_config(rope="2d")
+    with pytest.raises(ValueError, match="loss_weights"):
+        tiny_config(loss_weights={"video": 1.0})
