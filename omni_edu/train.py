@@ -347,7 +347,10 @@ def load_checkpoint(
     model.load_state_dict(state["model"])
     if optimizer is not None:
         if state["optimizer"] is None:
-            raise ValueError(f"{path} holds no optimizer state; it was saved without one.")
+            raise ValueError(
+                f"{path} holds no optimizer state (it was saved without one), so it cannot "
+                "resume training. Load the weights alone with load_checkpoint(path, model)."
+            )
         optimizer.load_state_dict(state["optimizer"])
     return {"step": state["step"], **state["extra"]}
 
@@ -629,6 +632,11 @@ class Trainer:
         The trainer keeps its own config, so a run can be resumed with, say, more steps.
         """
         state = load_checkpoint(path, self.model, self.optimizer)
+        if "history" not in state or "rng" not in state:
+            raise ValueError(
+                f"{path} was not written by Trainer.save_checkpoint, so it cannot resume a run. "
+                "To load only the weights, use omni_edu.train.load_checkpoint(path, model)."
+            )
         self.step = state["step"]
         self.history = History.from_dict(state["history"])
         self._elapsed_s = state["elapsed_s"]

@@ -267,6 +267,12 @@ def test_checkpoint_refuses_objects_that_would_need_unpickling(tmp_path):
         save_checkpoint(tmp_path / "c.pt", model, config=TrainConfig())
     save_checkpoint(tmp_path / "c.pt", model, config=dataclasses.asdict(TrainConfig()))
     assert load_checkpoint(tmp_path / "c.pt", nn.Linear(2, 2))["config"]["steps"] == 150
+    trainer = Trainer(nn.Linear(2, 2), mse_loss, regression_batch, config())
+    with pytest.raises(ValueError, match="no optimizer state"):
+        trainer.load_checkpoint(tmp_path / "c.pt")
+    save_checkpoint(tmp_path / "d.pt", trainer.model, trainer.optimizer)
+    with pytest.raises(ValueError, match="not written by Trainer"):
+        trainer.load_checkpoint(tmp_path / "d.pt")
 
 
 # ------------------------------------------------------------------------- errors, plots
