@@ -615,3 +615,114 @@ def diffusion_step_cost(
     weights = model.n_params * bytes_per_value
     activations = 2 * model.n_layers * batch * n_tokens * model.d_model * bytes_per_value
     return StepCost(flops, weights + activations, tokens=batch * n_tokens)
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Measured against predicted: our own decoder and flow head
+# ---------------------------------------------------------------------------------------------
+
+
+def time_call(fn, repeats: int = 5, warmup: int = 1) -> float:
+    """Median wall-clock seconds of ``fn()`` over ``repeats`` runs after ``warmup`` runs.
+
+    Synchronises CUDA around each run so that GPU work is counted. The median resists the
+    occasional hiccup of a shared machine better than the mean.
+    """
+    _positive("repeats", repeats)
+    _positive("warmup", warmup, allow_zero=True)
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def decoder_shape(decoder: torch.nn.Module, name: str = "our decoder") -> ModelShape:
+    """The :class:`ModelShape` of a :class:`~omni_edu.model.transformer.Decoder`."""
+    config = getattr(decoder, "config", None)
+    if config is None or not hasattr(config, "n_kv_heads"):
+        raise ValueError(
+            f"decoder should be an omni_edu Decoder (with a DecoderConfig); got {type(decoder)}"
+        )
+    n_params = sum(p.numel() for p in decoder.parameters())
+    return ModelShape(
+        name,
+        float(n_params),
+        config.n_layers,
+        config.d_model,
+        config.n_heads,
+        config.n_kv_heads,
+        config.head_dim,
+    )
+
+
+def measure_decode_step(
+    decoder: torch.nn.Module, context: int, batch: int = 1, steps: int = 8, repeats: int = 3
+) -> float:
+    """Measured seconds per decode step of ``decoder`` with a KV cache.
+
+    Prefills ``context`` random embeddings (not timed), then times ``steps`` one-token steps
+    and returns the median time per step. The weights do not matter for speed, so an
+    untrained decoder measures the same as a trained one.
+    """
+    from omni_edu.model.transformer import KVCache
+
+    _positive("context", context)
+    _positive("steps", steps)
+    config = decoder.config
+    device = next(decoder.parameters()).device
+    dtype = next(decoder.parameters()).dtype
+    cache = KVCache(config, batch, max_len=context + steps, device=device, dtype=dtype)
+    prompt = torch.randn(batch, context, config.d_model, device=device, dtype=dtype)
+    token = torch.randn(batch, 1, config.d_model, device=device, dtype=dtype)
+
+    @torch.no_grad()
+    def run() -> None:
+        cache.reset()
+        decoder(prompt, cache=cache)
+        for _ in range(steps):
+            decoder(token, cache=cache)
+
+    @torch.no_grad()
+    def prefill_only() -> None:
+        cache.reset()
+        decoder(prompt, cache=cache)
+
+    total = time_call(run, repeats=repeats)
+    prefill = time_call(prefill_only, repeats=repeats)
+    return max(total - prefill, 1e-9) / steps
+
+
+def flow_sampling_cost(
+    head: torch.nn.Module, n_tokens: int, steps: int | None = None, bytes_per_value: float = 4
+) -> StepCost:
+    """FLOPs and bytes of sampling one image of ``n_tokens`` tokens with a flow head.
+
+    Each of ``steps`` Euler steps evaluates the head's MLP once for every token at the same
+    time: ``2 * P`` FLOPs per token per step (``P`` = its parameters), while the weights are
+    read once per step for all ``n_tokens`` tokens.
+    """
+    _positive("n_tokens", n_tokens)
+    steps = steps or head.config.sampling_steps
+    _positive("steps", steps)
+    n_params = sum(p.numel() for p in head.parameters())
+    flops = 2.0 * n_params * n_tokens * steps
+    width = head.config.width
+    activations = 2 * (head.config.depth + 2) * n_tokens * width * bytes_per_value
+    return StepCost(flops, steps * (n_params * bytes_per_value + activations), tokens=n_tokens)
+
+
+def measure_flow_sampling(
+    head: torch.nn.Module, n_tokens: int, steps: int | None = None, repeats: int = 3
+) -> float:
+    """Measured seconds to sample one image of ``n_tokens`` tokens with a flow head."""
+    _positive("n_tokens", n_tokens)
+    device = next(head.parameters()).device
+    cond = torch.randn(n_tokens, head.config.cond_dim, device=device)
+    return time_call(lambda: head.sample(cond, steps=steps), repeats=repeats)

@@ -162,3 +162,36 @@ def test_calibrate_this_machine_returns_a_usable_device():
     assert device.flops("fp32") > 1e8  # any CPU of the last 20 years
     assert device.mem_bandwidth > 1e8
     assert cost.predict_time(1e9, 0, device) == pytest.approx(1e9 / device.flops("fp32"))
+
+
+def test_kv_cache_formula_matches_the_course_cache():
+    from omni_edu.model.transformer import DecoderConfig, KVCache
+
+    config = DecoderConfig(d_model=64, n_layers=3, n_heads=4, n_kv_heads=2)
+    cache = KVCache(config, batch_size=5, max_len=37)
+    expected = cost.kv_cache_bytes(3, 2, config.head_dim, 37, batch=5, bytes_per_value=4)
+    assert cache.nbytes == expected
+
+
+def test_measured_helpers_on_the_course_modules():
+    import torch
+
+    from omni_edu.model.heads.flow import FlowHead, FlowHeadConfig
+    from omni_edu.model.transformer import Decoder, DecoderConfig
+
+    torch.manual_seed(0)
+    decoder = Decoder(DecoderConfig(d_model=32, n_layers=1, n_heads=2)).eval()
+    shape = cost.decoder_shape(decoder)
+    assert shape.n_params == decoder.num_parameters()
+    assert (shape.n_layers, shape.d_model, shape.head_dim) == (1, 32, 16)
+    seconds = cost.measure_decode_step(decoder, context=4, steps=2, repeats=1)
+    assert 0 < seconds < 10
+
+    head = FlowHead(FlowHeadConfig(token_dim=6, cond_dim=32, width=16, depth=1)).eval()
+    sample = cost.flow_sampling_cost(head, n_tokens=10, steps=4)
+    assert sample.flops == 2 * head.num_parameters() * 10 * 4
+    # more tokens per step reuse the same weights: intensity grows with the image size
+    assert cost.flow_sampling_cost(head, 1000, 4).intensity > 3 * sample.intensity
+    assert 0 < cost.measure_flow_sampling(head, n_tokens=10, steps=4, repeats=1) < 10
+    with pytest.raises(ValueError, match="Decoder"):
+        cost.decoder_shape(torch.nn.Linear(2, 2))
