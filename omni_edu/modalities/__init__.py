@@ -1,4 +1,10 @@
-"""Turning each modality into tokens: text ids, image patches, audio frames."""
+"""Turning each modality into tokens: text ids, image patches, audio frames.
+
+* text: :class:`TextTokenizer` (one id per word, plus special and task tokens);
+* image: :func:`patchify` / :func:`unpatchify` (one token per ``p x p`` patch);
+* audio: :func:`log_mel` / :func:`mel_to_waveform` (sound <-> log-mel frames) and
+  :func:`frame_audio` / :func:`unframe_audio` (frames <-> audio tokens).
+"""
 
 from enum import IntEnum
 
@@ -13,4 +19,32 @@ class Modality(IntEnum):
 
 PAD = -1
 
-__all__ = ["PAD", "Modality"]
+# Imported after Modality so that modules importing it from here find it defined.
+from omni_edu.modalities.audio import (  # noqa: E402
+    MelConfig,
+    audio_token_ms,
+    frame_audio,
+    log_mel,
+    mel_filterbank,
+    mel_to_waveform,
+    unframe_audio,
+)
+from omni_edu.modalities.image import patch_grid, patchify, unpatchify  # noqa: E402
+from omni_edu.modalities.text import SPECIAL_TOKENS, TextTokenizer  # noqa: E402
+
+__all__ = [
+    "PAD",
+    "SPECIAL_TOKENS",
+    "MelConfig",
+    "Modality",
+    "TextTokenizer",
+    "audio_token_ms",
+    "frame_audio",
+    "log_mel",
+    "mel_filterbank",
+    "mel_to_waveform",
+    "patch_grid",
+    "patchify",
+    "unframe_audio",
+    "unpatchify",
+]

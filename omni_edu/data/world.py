@@ -1,0 +1,347 @@
+"""OmniWorld: one scene, three modalities, generated in batches.
+
+>>> world = OmniWorld("train", seed=0, n_objects=(1, 2))
+>>> batch = world.sample(64)            # the next 64 samples of the train stream
+>>> batch.images.shape, batch.mels.shape, batch.captions[0]   # doctest: +SKIP
+>>> batch[0].show()                      # picture, spectrogram, caption; .play() for sound
+
+A world is a deterministic stream: the same split, seed and sequence of ``sample``
+calls always gives the same data (``sample(n, seed=s)`` gives a fixed batch instead).
+"train" and "test" share one distribution but not their random streams; "heldout"
+uses only the shape-colour pairs that "train" never shows.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from omni_edu.data.language import MATCH_QUESTION, Question, ask, caption
+from omni_edu.data.render import render_images
+from omni_edu.data.scene import (
+    ATTRIBUTES,
+    MAX_OBJECTS,
+    SPLITS,
+    VALUES,
+    Scene,
+    allowed_pairs,
+    sample_attributes,
+    scenes_to_tensor,
+    tensor_to_scenes,
+)
+from omni_edu.data.sound import synthesize_audio
+from omni_edu.modalities.audio import MelConfig, log_mel
+from omni_edu.profiles import Profile, get_profile
+
+
+@dataclass
+class OmniSample:
+    """One sample, for looking at and listening to."""
+
+    image: torch.Tensor  # (3, H, W)
+    waveform: torch.Tensor  # (samples,)
+    mel: torch.Tensor  # (frames, n_mels)
+    caption: str
+    scene: Scene
+    question: Question | None
+    sample_rate: int
+    mel_config: MelConfig = field(repr=False)
+
+    def show(self, title: str | None = None):
+        """Picture, log-mel spectrogram and caption side by side (a matplotlib figure)."""
+        from omni_edu.viz.omniworld import show_sample
+
+        return show_sample(self, title=title)
+
+    def play(self):
+        """The sound as an ``IPython.display.Audio`` player."""
+        from omni_edu.viz.omniworld import play
+
+        return play(self.waveform, self.sample_rate)
+
+
+@dataclass
+class OmniBatch:
+    """A batch of OmniWorld samples.
+
+    images ``(n, 3, H, W)`` in [0, 1]; waveforms ``(n, samples)`` in [-1, 1];
+    mels ``(n, frames, n_mels)``; attributes ``(n, max_objects, 4)`` int64 with columns
+    (shape, colour, size, position) and -1 for absent objects; mask ``(n, max_objects)``
+    True where an object exists. ``captions``, ``scenes`` and ``questions`` are lists
+    of length n. Index with an int for an :class:`OmniSample`, with a slice or index
+    tensor for a smaller batch.
+    """
+
+    images: torch.Tensor
+    waveforms: torch.Tensor
+    mels: torch.Tensor
+    attributes: torch.Tensor
+    mask: torch.Tensor
+    captions: list[str]
+    scenes: list[Scene]
+    questions: list[Question]
+    sample_rate: int
+    mel_config: MelConfig = field(repr=False)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, index):
+        if isinstance(index, int):
+            return OmniSample(
+                self.images[index],
+                self.waveforms[index],
+                self.mels[index],
+                self.captions[index],
+                self.scenes[index],
+                self.questions[index],
+                self.sample_rate,
+                self.mel_config,
+            )
+        picked = torch.arange(len(self))[index]
+        listed = picked.tolist()
+        return replace(
+            self,
+            **{f: getattr(self, f)[picked] for f in _TENSOR_FIELDS},
+            captions=[self.captions[i] for i in listed],
+            scenes=[self.scenes[i] for i in listed],
+            questions=[self.questions[i] for i in listed],
+        )
+
+    def to(self, device: torch.device | str) -> OmniBatch:
+        """The same batch with its tensors on ``device``."""
+        return replace(self, **{f: getattr(self, f).to(device) for f in _TENSOR_FIELDS})
+
+    @property
+    def n_objects(self) -> torch.Tensor:
+        """Objects per scene: ``(n,)`` int64."""
+        return self.mask.sum(dim=1)
+
+    def attribute(self, name: str) -> torch.Tensor:
+        """One attribute of every object: ``(n, max_objects)`` int64, -1 where absent.
+        For single-object worlds ``batch.attribute("colour")[:, 0]`` are probe labels."""
+        if name not in ATTRIBUTES:
+            raise ValueError(f"attribute should be one of {ATTRIBUTES}; got {name!r}")
+        return self.attributes[..., ATTRIBUTES.index(name)]
+
+
+_TENSOR_FIELDS = ("images", "waveforms", "mels", "attributes", "mask")
+
+
+@dataclass
+class MatchBatch:
+    """Pictures paired with sounds that match them or not (a cross-modal task).
+
+    images ``(n, 3, H, W)`` show ``image_attributes``; waveforms/mels ``(n, samples)`` /
+    ``(n, frames, n_mels)`` sound ``audio_attributes``; ``match (n,)`` bool says whether
+    the sound belongs to the picture; ``questions`` ask exactly that.
+    """
+
+    images: torch.Tensor
+    waveforms: torch.Tensor
+    mels: torch.Tensor
+    image_attributes: torch.Tensor
+    image_mask: torch.Tensor
+    audio_attributes: torch.Tensor
+    audio_mask: torch.Tensor
+    match: torch.Tensor
+    questions: list[Question]
+    sample_rate: int
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+def _check_count(n: int, what: str = "n") -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+        raise ValueError(f"{what} should be a positive int (how many samples); got {n!r}")
+
+
+class OmniWorld:
+    """A stream of OmniWorld samples.
+
+    split: "train", "test" or "heldout". seed: any non-negative int. profile: sizes
+    (image_size, sample_rate, audio_seconds, n_mels); default the active profile.
+    n_objects: objects per scene, an int or an inclusive range ``(low, high)`` within
+    1..4; tensors are padded to ``high`` objects.
+    """
+
+    def __init__(
+        self,
+        split: str = "train",
+        seed: int = 0,
+        profile: Profile | None = None,
+        n_objects: int | tuple[int, int] = 1,
+    ) -> None:
+        if split not in SPLITS:
+            raise ValueError(f"split should be one of {SPLITS}; got {split!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed should be a non-negative int; got {seed!r}")
+        low, high = (n_objects, n_objects) if isinstance(n_objects, int) else tuple(n_objects)
+        if not 1 <= low <= high <= MAX_OBJECTS:
+            raise ValueError(
+                f"n_objects should be an int or a range (low, high) with "
+                f"1 <= low <= high <= {MAX_OBJECTS}; got {n_objects!r}"
+            )
+        self.split = split
+        self.seed = seed
+        self.profile = profile or get_profile()
+        self.n_objects = (low, high)
+        self.mel_config = MelConfig.from_profile(self.profile)
+        self.image_size = self.profile.image_size
+        self.sample_rate = self.profile.sample_rate
+        self.n_samples = round(self.profile.sample_rate * self.profile.audio_seconds)
+        self._generator = torch.Generator().manual_seed(self._stream_seed(0))
+
+    def __repr__(self) -> str:
+        return (
+            f"OmniWorld(split={self.split!r}, seed={self.seed}, profile={self.profile.name!r}, "
+            f"n_objects={self.n_objects})"
+        )
+
+    @property
+    def max_objects(self) -> int:
+        return self.n_objects[1]
+
+    def _stream_seed(self, offset: int) -> int:
+        # Distinct seeds for each (split, world seed, batch seed), so splits never share noise.
+        return (self.seed * 1_000_003 + offset) * len(SPLITS) + SPLITS.index(self.split)
+
+    def _generator_for(self, seed: int | None) -> torch.Generator:
+        if seed is None:
+            return self._generator
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed should be a non-negative int or None; got {seed!r}")
+        return torch.Generator().manual_seed(self._stream_seed(seed + 1))
+
+    def sample(self, n: int, seed: int | None = None) -> OmniBatch:
+        """``n`` new samples. Without ``seed`` they continue the world's stream; with a
+        seed they are a fixed batch (the same every time)."""
+        _check_count(n)
+        generator = self._generator_for(seed)
+        attributes, mask = sample_attributes(n, self.n_objects, self.split, generator)
+        return self.render(attributes, mask, generator=generator)
+
+    def render(
+        self,
+        scenes: Sequence[Scene] | torch.Tensor,
+        mask: torch.Tensor | None = None,
+        seed: int = 0,
+        generator: torch.Generator | None = None,
+    ) -> OmniBatch:
+        """Samples of chosen scenes: a list of :class:`Scene`, or ``attributes (n, k, 4)``
+        with its ``mask (n, k)``. No split check: draw anything you like."""
+        if isinstance(scenes, torch.Tensor):
+            if mask is None:
+                raise ValueError("render(attributes, mask): the mask is missing")
+            attributes = scenes
+        else:
+            _check_count(len(scenes), "len(scenes)")
+            attributes, mask = scenes_to_tensor(scenes)
+        generator = generator or torch.Generator().manual_seed(self._stream_seed(seed + 1))
+        images = render_images(attributes, mask, self.image_size, generator)
+        waveforms = synthesize_audio(
+            attributes, mask, self.sample_rate, self.profile.audio_seconds, generator
+        )
+        scene_list = tensor_to_scenes(attributes, mask)
+        rng = random.Random(int(torch.randint(2**62, (1,), generator=generator)))
+        return OmniBatch(
+            images=images,
+            waveforms=waveforms,
+            mels=log_mel(waveforms, self.mel_config),
+            attributes=attributes,
+            mask=mask,
+            captions=[caption(s, rng) for s in scene_list],
+            scenes=scene_list,
+            questions=[ask(s, rng) for s in scene_list],
+            sample_rate=self.sample_rate,
+            mel_config=self.mel_config,
+        )
+
+    def matching(
+        self,
+        n: int,
+        seed: int | None = None,
+        p_match: float = 0.5,
+        sound: str = "scene",
+    ) -> MatchBatch:
+        """Pictures with sounds that match them or not, for cross-modal matching and fusion.
+
+        sound="scene": the sound is the whole scene (match) or the scene with one
+        attribute of one object changed (mismatch: a near miss, so both must be examined).
+        sound="object": the sound is a single object, one of those pictured (match) or an
+        object that is not in the picture, one attribute away from a pictured one.
+        Changed objects stay inside the split's shape-colour pairs.
+        """
+        _check_count(n)
+        if sound not in ("scene", "object"):
+            raise ValueError(f"sound should be 'scene' or 'object'; got {sound!r}")
+        if not 0.0 <= p_match <= 1.0:
+            raise ValueError(f"p_match should be a probability in [0, 1]; got {p_match}")
+        generator = self._generator_for(seed)
+        attributes, mask = sample_attributes(n, self.n_objects, self.split, generator)
+        match = torch.rand(n, generator=generator) < p_match
+        rng = random.Random(int(torch.randint(2**62, (1,), generator=generator)))
+        allowed = {tuple(p) for p in allowed_pairs(self.split).tolist()}
+        heard, heard_mask = [], []
+        for rows, present, same in zip(
+            attributes.tolist(), mask.tolist(), match.tolist(), strict=True
+        ):
+            objects = [r for r, p in zip(rows, present, strict=True) if p]
+            if sound == "object":
+                chosen = rng.choice(objects)
+                objects = [chosen if same else _near_miss(chosen, objects, allowed, rng)]
+            elif not same:
+                i = rng.randrange(len(objects))
+                objects[i] = _near_miss(objects[i], objects, allowed, rng)
+            objects.sort(key=lambda r: r[3])
+            pad = self.max_objects - len(objects)
+            heard.append(objects + [[-1] * 4] * pad)
+            heard_mask.append([True] * len(objects) + [False] * pad)
+        audio_attributes, audio_mask = torch.tensor(heard), torch.tensor(heard_mask)
+        images = render_images(attributes, mask, self.image_size, generator)
+        waveforms = synthesize_audio(
+            audio_attributes, audio_mask, self.sample_rate, self.profile.audio_seconds, generator
+        )
+        questions = [
+            Question(
+                MATCH_QUESTION,
+                "yes" if m else "no",
+                tuple(rng.sample(["yes", "no"], 2)),
+                "matching",
+                "image+audio",
+            )
+            for m in match.tolist()
+        ]
+        return MatchBatch(
+            images=images,
+            waveforms=waveforms,
+            mels=log_mel(waveforms, self.mel_config),
+            image_attributes=attributes,
+            image_mask=mask,
+            audio_attributes=audio_attributes,
+            audio_mask=audio_mask,
+            match=match,
+            questions=questions,
+            sample_rate=self.sample_rate,
+        )
+
+
+def _near_miss(
+    obj: list[int], scene: list[list[int]], allowed: set[tuple[int, int]], rng: random.Random
+) -> list[int]:
+    """A copy of ``obj`` with one attribute changed, not equal to any object of ``scene``,
+    keeping its shape-colour pair in ``allowed`` and its cell free (or its own)."""
+    taken = {r[3] for r in scene} - {obj[3]}
+    candidates = []
+    for column, attribute in enumerate(ATTRIBUTES):
+        for value in range(len(VALUES[attribute])):
+            new = list(obj)
+            new[column] = value
+            if new != obj and new not in scene and (new[0], new[1]) in allowed:
+                if new[3] == obj[3] or new[3] not in taken:
+                    candidates.append(new)
+    return rng.choice(candidates)
