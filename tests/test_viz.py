@@ -175,6 +175,8 @@ def test_cross_modal_attention_mass_on_a_hand_case():
     assert set(mass) == {"text->text", "text->image", "image->text", "image->image"}
     assert cross_modal_attention_mass(attn, mods, head=0)["text->image"] == pytest.approx(0.25)
     assert cross_modal_attention_mass(torch.tensor(attn), torch.tensor(mods), layer=0) == mass
+    per_layer = [torch.tensor(attn[0])[None]]  # what a decoder returns for a batch of one
+    assert cross_modal_attention_mass(per_layer, mods) == mass
 
 
 def test_uniform_attention_mass_is_the_chance_level():

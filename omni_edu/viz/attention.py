@@ -1,8 +1,9 @@
 """The attention explorer (lesson 02): where does a token look, and in which modality?
 
 All functions take the attention maps of *one* sequence as ``(layers, heads, T, T)``
-(query rows, key columns, each row summing to 1), as numpy or torch, plus the modality
-id of every token ``(T,)`` (``TEXT=0, IMAGE=1, AUDIO=2``, ``PAD=-1``).
+(query rows, key columns, each row summing to 1), as numpy or torch, or as a list of
+per-layer ``(heads, T, T)`` or ``(1, heads, T, T)`` maps, plus the modality id of every
+token ``(T,)`` (``TEXT=0, IMAGE=1, AUDIO=2``, ``PAD=-1``).
 
 * :func:`cross_modal_attention_mass` - a number: how much attention the queries of one
   modality pay to the keys of another;
@@ -28,8 +29,11 @@ PAD = -1
 
 def _attention_array(attn: Any) -> np.ndarray:
     """Accept ``(layers, heads, T, T)``, ``(heads, T, T)``, ``(T, T)`` or a list of layers."""
-    if isinstance(attn, (list, tuple)):  # one (heads, T, T) map per layer
-        attn = np.stack([to_numpy(a) for a in attn])
+    if isinstance(attn, (list, tuple)):  # one (heads, T, T) or (1, heads, T, T) map per layer
+        layers = [to_numpy(layer) for layer in attn]
+        if all(layer.ndim == 4 and layer.shape[0] == 1 for layer in layers):
+            layers = [layer[0] for layer in layers]
+        attn = np.stack(layers)
     a = to_numpy(attn).astype(np.float64)
     if a.ndim == 2:
         a = a[None, None]
@@ -37,7 +41,8 @@ def _attention_array(attn: Any) -> np.ndarray:
         a = a[None]
     if a.ndim != 4 or a.shape[-1] != a.shape[-2]:
         hint = (
-            " It looks batched: pick one sequence first, e.g. attn[:, 0] or attn[0]."
+            " It looks batched: pick one sequence first, e.g. [a[0] for a in attentions]"
+            " for a list of per-layer (batch, heads, T, T) maps."
             if a.ndim == 5
             else ""
         )
