@@ -17,6 +17,13 @@ This module measures that idea twice:
   stage), plus a transfer time at every hand-off between servers.
 * :func:`real_run` - the same two layouts with real worker processes connected by queues,
   serving tiny torch models on the CPU.
+
+It also compares a **cascade** (speech recognition -> text model -> speech synthesis, three
+models, each waiting for the previous one's whole output) with one **native** any-to-any
+model that hears the question and speaks the answer itself: measured on our small course
+modules (:func:`measure_generation`), extrapolated to real model sizes with the roofline
+(:func:`voice_assistant_estimate`), and what the hand-off through text throws away
+(:func:`handoff_loss`).
 """
 
 from __future__ import annotations
@@ -34,6 +41,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn
+
+from omni_edu import cost
+from omni_edu.modalities.audio import _LOG_SCALE  # log-mel = log(power) / _LOG_SCALE + const
 
 STAGES = ("autoregressive", "diffusion")
 
@@ -508,3 +518,201 @@ def real_run(
     jct = np.array([done[i] - sent[i] for i in range(n_requests)])
     stages = np.array([stage_seconds[i] for i in range(n_requests)])
     return RealRunResult(mode, jct, arrival - arrival[0], stages)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pipeline versus native
+# ---------------------------------------------------------------------------------------------
+
+
+def measure_generation(
+    decoder: nn.Module,
+    prompt_tokens: int,
+    text_tokens: int = 0,
+    audio_tokens: int = 0,
+    vocab_size: int = 64,
+    flow_head: nn.Module | None = None,
+    repeats: int = 3,
+) -> float:
+    """Measured seconds for one model call: read a prompt, then write tokens one at a time.
+
+    The call prefills ``prompt_tokens`` embeddings into a KV cache, then decodes
+    ``text_tokens`` text tokens (a softmax head, greedy) followed by ``audio_tokens`` audio
+    tokens (each sampled by ``flow_head`` from the hidden state), feeding every new token
+    back. Speed depends on the shapes, not on the weights, so untrained modules of the right
+    size measure what trained ones would.
+    """
+    from omni_edu.model.transformer import KVCache
+
+    if prompt_tokens < 1 or text_tokens < 0 or audio_tokens < 0:
+        raise ValueError(
+            f"need prompt_tokens >= 1 and non-negative output counts; got {prompt_tokens}, "
+            f"{text_tokens}, {audio_tokens}"
+        )
+    if audio_tokens and flow_head is None:
+        raise ValueError("audio_tokens > 0 needs a flow_head to sample each audio token")
+    d = decoder.config.d_model
+    torch.manual_seed(0)
+    text_head = nn.Linear(d, vocab_size)
+    embed = nn.Embedding(vocab_size, d)
+    audio_in = nn.Linear(flow_head.config.token_dim, d) if flow_head is not None else None
+    total = prompt_tokens + text_tokens + audio_tokens
+    cache = KVCache(decoder.config, 1, max_len=total)
+    prompt = torch.randn(1, prompt_tokens, d)
+
+    @torch.no_grad()
+    def run() -> None:
+        cache.reset()
+        hidden = decoder(prompt, cache=cache)[:, -1]
+        for _ in range(text_tokens):
+            token = text_head(hidden).argmax(-1)
+            hidden = decoder(embed(token)[:, None], cache=cache)[:, -1]
+        for _ in range(audio_tokens):
+            frame = flow_head.sample(hidden)
+            hidden = decoder(audio_in(frame)[:, None], cache=cache)[:, -1]
+
+    return cost.time_call(run, repeats=repeats)
+
+
+@dataclass(frozen=True)
+class GenerationStage:
+    """One model call of a serving pipeline, for the roofline estimate.
+
+    It reads ``prompt_tokens`` at once (the prefill: compute-bound), then writes
+    ``output_tokens`` one at a time (decode steps: memory-bound).
+    """
+
+    name: str
+    model: cost.ModelShape
+    prompt_tokens: int
+    output_tokens: int
+
+    def seconds(
+        self, device: cost.Device, dtype: str = "bf16", bytes_per_value: float = 2
+    ) -> float:
+        """Roofline seconds of the whole call on ``device``."""
+        m = self.model
+        total = 0.0
+        if self.prompt_tokens:
+            # every prompt token attends to about half of the prompt on average
+            flops = self.prompt_tokens * cost.flops_per_token(
+                m.n_params, n_layers=m.n_layers, context=self.prompt_tokens // 2, d_model=m.d_model
+            )
+            kv = cost.kv_cache_bytes(
+                m.n_layers, m.n_kv_heads, m.head_dim, self.prompt_tokens, 1, bytes_per_value
+            )
+            total += cost.predict_time(flops, m.n_params * bytes_per_value + kv, device, dtype)
+        for k in range(self.output_tokens):
+            step = cost.decode_step_cost(m, self.prompt_tokens + k, 1, bytes_per_value)
+            total += step.time(device, dtype)
+        return total
+
+
+# Real sizes for the extrapolation. Whisper large-v3: encoder and decoder of 32 layers, width
+# 1280, 20 heads, 1.55B parameters in all (Radford et al. 2022, Table 1), about 0.64B each
+# plus the embeddings. The speech synthesiser: CosyVoice 2 uses a Qwen2.5-0.5B language model
+# to write 25 Hz speech tokens (arXiv 2412.10117); we give it the Qwen2-0.5B shape.
+WHISPER_ENCODER = cost.ModelShape("whisper-large encoder", 0.64e9, 32, 1280, 20, 20, 64)
+WHISPER_DECODER = cost.ModelShape("whisper-large decoder", 0.91e9, 32, 1280, 20, 20, 64)
+
+
+def voice_assistant_estimate(
+    device: cost.Device,
+    dtype: str = "bf16",
+    question_seconds: float = 5.0,
+    transcript_tokens: int = 20,
+    system_tokens: int = 100,
+    answer_tokens: int = 60,
+    first_text_tokens: int = 10,
+    first_audio_seconds: float = 1.0,
+) -> dict[str, dict[str, float]]:
+    """Roofline time to the first second of spoken answer: cascade versus native.
+
+    *Cascade*: Whisper-large transcribes the question (its encoder always reads a padded
+    30 s window, 1500 tokens), a 7B text model (Qwen2-7B shape) writes the **whole** answer
+    of ``answer_tokens`` before a 0.5B speech model can start, which then writes
+    ``first_audio_seconds`` of 25 Hz speech tokens.
+
+    *Native*: one 7B model (the Qwen2.5-Omni Thinker shape) reads the question as 25 Hz audio
+    tokens and starts speaking after ``first_text_tokens`` of its answer, streaming its own
+    speech tokens.
+
+    Returns seconds per stage for each, plus ``"total"``. These are lower bounds at batch 1:
+    no network, no voice-activity detection waiting for the end of the question, no queueing.
+    """
+    llm = cost.get_model_shape("qwen2-7b")
+    tts = cost.get_model_shape("qwen2-0.5b")
+    audio_in = cost.qwen_omni_audio_tokens(question_seconds)
+    audio_out = cost.qwen_omni_audio_tokens(first_audio_seconds)
+    cascade = [
+        GenerationStage(
+            "ASR encoder", WHISPER_ENCODER, cost.whisper_audio_tokens(question_seconds), 0
+        ),
+        GenerationStage("ASR decoder", WHISPER_DECODER, 4, transcript_tokens),
+        GenerationStage("text model", llm, system_tokens + transcript_tokens, answer_tokens),
+        GenerationStage("speech model", tts, answer_tokens, audio_out),
+    ]
+    native = [
+        GenerationStage("read question", llm, system_tokens + audio_in, 0),
+        GenerationStage(
+            "first words + speech", llm, system_tokens + audio_in, first_text_tokens + audio_out
+        ),
+    ]
+    out = {}
+    for name, stages in (("cascade", cascade), ("native", native)):
+        times = {s.name: s.seconds(device, dtype) for s in stages}
+        if name == "native":  # the second call reuses the first one's KV cache: no new prefill
+            stage = stages[1]
+            times[stage.name] = GenerationStage(stage.name, llm, 0, 0).seconds(device, dtype) + sum(
+                cost.decode_step_cost(llm, stage.prompt_tokens + k).time(device, dtype)
+                for k in range(stage.output_tokens)
+            )
+        times["total"] = sum(times.values())
+        out[name] = times
+    return out
+
+
+def handoff_loss(batch, train_fraction: float = 0.5) -> dict[str, float]:
+    """How much of an audio-only attribute survives the hand-off through a transcript.
+
+    The attribute: each clip's exact loudness (log RMS of the waveform). The caption says
+    "big" or "small", so a perfect transcript still tells the size class; the loudness
+    *within* a class (OmniWorld jitters it by up to 10%) lives only in the audio, like tone of
+    voice in real speech. We fit two linear predictors of the within-class loudness on half
+    the batch and report R^2 on the other half:
+
+    * ``r2_from_transcript``: from the transcript, i.e. the size class (0 by construction:
+      the class mean is all a transcript allows);
+    * ``r2_from_audio``: from the log-mel features the native model reads (their total
+      energy).
+
+    ``batch``: an :class:`~omni_edu.data.OmniBatch` of one-object scenes.
+    """
+    if batch.mask.sum(1).max() > 1:
+        raise ValueError("handoff_loss expects one-object scenes (OmniWorld(n_objects=1))")
+    n = len(batch)
+    n_train = int(n * train_fraction)
+    if n_train < 8 or n - n_train < 8:
+        raise ValueError(f"need at least 16 samples to fit and test; got {n}")
+    loudness = batch.waveforms.pow(2).mean(1).sqrt().log().double()
+    size = batch.attributes[:, 0, 2]
+    # What the transcript allows: one value per size class (fitted on the training half).
+    class_mean = torch.zeros(int(size.max()) + 1, dtype=torch.float64)
+    for k in size.unique():
+        class_mean[k] = loudness[:n_train][size[:n_train] == k].mean()
+    residual = loudness - class_mean[size]  # the part no transcript carries
+    # The clip's total mel energy: undo the log-mel scaling and sum the power over frames
+    # and channels (one value per size class as well, as the transcript gets).
+    energy = torch.logsumexp(batch.mels.double() * _LOG_SCALE, dim=(1, 2))
+    features = torch.cat([energy[:, None], nn.functional.one_hot(size).double()], dim=1)
+    weights = torch.linalg.lstsq(features[:n_train], residual[:n_train, None]).solution
+    test = residual[n_train:]
+
+    def r2(prediction: torch.Tensor) -> float:
+        return float(1 - ((test - prediction) ** 2).sum() / ((test - test.mean()) ** 2).sum())
+
+    return {
+        "r2_from_transcript": r2(torch.zeros_like(test)),
+        "r2_from_audio": r2((features[n_train:] @ weights).squeeze(1)),
+        "within_class_spread": float(test.std()),
+    }

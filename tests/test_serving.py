@@ -152,3 +152,55 @@ def test_real_run_returns_one_positive_jct_per_request():
     # each JCT includes the compute the workers measured for it
     assert result.stage_seconds.shape == (4, 2)
     assert np.all(result.jct >= result.stage_seconds.sum(axis=1))
+
+
+def test_the_transcript_loses_what_only_the_audio_carries():
+    from omni_edu.data import OmniWorld
+
+    batch = OmniWorld("train", seed=0, n_objects=1).sample(64, seed=0)
+    lost = serving.handoff_loss(batch)
+    assert lost["r2_from_audio"] > 0.9  # the loudness within a size class is in the mels
+    assert lost["r2_from_transcript"] < 0.05  # and nowhere in the words
+    assert lost["within_class_spread"] > 0.01
+    with pytest.raises(ValueError, match="one-object"):
+        serving.handoff_loss(OmniWorld("train", seed=0, n_objects=2).sample(32, seed=0))
+
+
+def test_voice_assistant_estimate_structure():
+    from omni_edu import cost
+
+    for name in cost.DEVICES:
+        device = cost.get_device_preset(name)
+        estimate = serving.voice_assistant_estimate(device, "fp16")
+        for stages in estimate.values():
+            parts = sum(v for k, v in stages.items() if k != "total")
+            assert stages["total"] == pytest.approx(parts)
+        # the cascade waits for the whole text answer before speaking; the native model not
+        assert estimate["native"]["total"] < estimate["cascade"]["total"]
+        assert max(estimate["cascade"], key=lambda k: estimate["cascade"][k] * (k != "total")) == (
+            "text model"
+        )
+
+
+def test_generation_stage_is_prefill_plus_decode_steps():
+    from omni_edu import cost
+
+    device = cost.get_device_preset("A100")
+    model = cost.get_model_shape("qwen2-0.5b")
+    decode_only = serving.GenerationStage("d", model, 0, 5).seconds(device)
+    steps = sum(cost.decode_step_cost(model, k).time(device, "bf16") for k in range(5))
+    assert decode_only == pytest.approx(steps)
+    longer = serving.GenerationStage("d", model, 0, 10).seconds(device)
+    assert longer > decode_only
+
+
+def test_measure_generation():
+    from omni_edu.model.heads.flow import FlowHead, FlowHeadConfig
+    from omni_edu.model.transformer import Decoder, DecoderConfig
+
+    decoder = Decoder(DecoderConfig(d_model=32, n_layers=1, n_heads=2)).eval()
+    head = FlowHead(FlowHeadConfig(token_dim=4, cond_dim=32, width=16, depth=1)).eval()
+    seconds = serving.measure_generation(decoder, 4, 2, 2, flow_head=head, repeats=1)
+    assert 0 < seconds < 30
+    with pytest.raises(ValueError, match="flow_head"):
+        serving.measure_generation(decoder, 4, 0, 2)
