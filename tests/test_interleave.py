@@ -6,13 +6,15 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from omni_edu.modalities import PAD, Modality
+from omni_edu.modalities import PAD, Modality, TextTokenizer
 from omni_edu.model.interleave import (
     IGNORE_INDEX,
     SpecialTokens,
     attention_mask,
     audio_segment,
     image_segment,
+    mrope_grid,
+    next_token_targets,
     pack,
     text_segment,
     unpack,
@@ -198,6 +200,13 @@ def test_special_tokens_wrap_media_and_documents():
 def test_special_tokens_from_vocab():
     vocab = {"<pad>": 0, "<bos>": 1, "<eos>": 2, "<boi>": 4, "<eoi>": 5}
     assert SpecialTokens.from_vocab(vocab) == SpecialTokens(bos=1, eos=2, boi=4, eoi=5)
+    tokenizer = TextTokenizer(["red", "circle"])
+    specials = SpecialTokens.from_vocab(tokenizer.ids)
+    assert (specials.boi, specials.eoa, specials.bos) == (
+        tokenizer.boi_id,
+        tokenizer.eoa_id,
+        tokenizer.bos_id,
+    )
 
 
 def test_bidirectional_image_drops_copyable_targets_but_keeps_the_first_patch():
@@ -246,3 +255,30 @@ def test_bad_input_is_explained():
         pack([[image_segment(torch.randn(4, 5))], [image_segment(torch.randn(4, 6))]])
     with pytest.raises(ValueError, match="bidirectional"):
         pack([[text_segment([1])]], bidirectional={Modality.TEXT})
+
+
+def test_mrope_grid_of_one_span():
+    assert mrope_grid(3, Modality.IMAGE, 4, (2, 2)).tolist() == [
+        [3, 3, 3, 3],
+        [3, 3, 4, 4],
+        [3, 4, 3, 4],
+    ]
+    assert mrope_grid(3, Modality.AUDIO, 2).tolist() == [[3, 4]] * 3
+
+
+def test_next_token_targets_by_hand():
+    modality = torch.tensor([[0, 1, 1, 0, PAD]])
+    text_ids = torch.tensor([[7, 0, 0, 8, 0]])
+    image = torch.arange(5.0).view(1, 5, 1)
+    out = next_token_targets(modality, text_ids, image, torch.zeros(1, 5, 0))
+    assert out["target_modality"].tolist() == [[1, 1, 0, PAD, PAD]]
+    assert out["text_targets"].tolist() == [
+        [IGNORE_INDEX, IGNORE_INDEX, 8, IGNORE_INDEX, IGNORE_INDEX]
+    ]
+    assert out["image_targets"].flatten().tolist() == [1.0, 2.0, 0.0, 0.0, 0.0]
+
+
+def test_pad_to_gives_a_fixed_length():
+    p = pack([[text_segment([7, 8])]], pad_to=6)
+    assert p.seq_len == 6 and p.lengths.tolist() == [2]
+    assert p.describe() == "TT...."

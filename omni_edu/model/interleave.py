@@ -150,7 +150,8 @@ class SpecialTokens:
 
     @classmethod
     def from_vocab(cls, vocab: Mapping[str, int]) -> SpecialTokens:
-        """Look the markers up by name (``"<bos>"``, ``"<boi>"``, ...) in ``vocab``."""
+        """Look the markers up by name (``"<bos>"``, ``"<boi>"``, ...) in ``vocab``,
+        for example ``SpecialTokens.from_vocab(tokenizer.ids)``."""
         return cls(**{f.name: vocab.get(f"<{f.name}>") for f in dataclasses.fields(cls)})
 
     def around(self, modality: Modality) -> tuple[int | None, int | None]:
@@ -304,17 +305,30 @@ def _pieces(doc: Sequence[Segment], specials: SpecialTokens) -> list[tuple[Segme
     return out + marker(specials.eos, True)
 
 
-def mrope_grid(start: int, modality: Modality, length: int, grid: tuple[int, int] | None) -> Tensor:
+def _mrope_rows(
+    start: int, modality: Modality, length: int, grid: tuple[int, int] | None
+) -> tuple[list[int], list[int], list[int]]:
+    if modality == Modality.IMAGE:
+        cols = grid[1]
+        return (
+            [start] * length,
+            [start + i // cols for i in range(length)],
+            [start + i % cols for i in range(length)],
+        )
+    steps = list(range(start, start + length))
+    return steps, steps, steps
+
+
+def mrope_grid(
+    start: int, modality: Modality, length: int, grid: tuple[int, int] | None = None
+) -> Tensor:
     """Multimodal RoPE positions ``(3, length)`` of one span that starts at ``start``.
 
     Text and audio: all three rows ``start, start + 1, ...``. An image: time stays at
-    ``start``, height is ``start + row`` and width ``start + col`` over the patch grid.
+    ``start``, height is ``start + row`` and width ``start + col`` over the patch grid
+    ``(rows, cols)``. The next span starts after the largest of them.
     """
-    if modality == Modality.IMAGE:
-        _, cols = grid
-        idx = torch.arange(length)
-        return torch.stack([torch.full((length,), start), start + idx // cols, start + idx % cols])
-    return (start + torch.arange(length)).expand(3, length)
+    return torch.tensor(_mrope_rows(start, Modality(modality), length, grid), dtype=torch.long)
 
 
 def attention_mask(real: Tensor, span_ids: Tensor | None = None) -> Tensor:
@@ -380,52 +394,59 @@ def pack(
     seq = max(seq, pad_to or 0)
     batch = len(documents)
 
-    modality = torch.full((batch, seq), PAD, dtype=torch.long)
-    text_ids = torch.zeros(batch, seq, dtype=torch.long)
-    features = {m: torch.zeros(batch, seq, d) for m, d in dims.items()}
-    positions = torch.zeros(batch, seq, dtype=torch.long)
-    mrope = torch.zeros(3, batch, seq, dtype=torch.long)
-    span_ids = torch.full((batch, seq), -1, dtype=torch.long)
-    predict = torch.zeros(batch, seq, dtype=torch.bool)
+    # Build plain Python lists row by row and make each tensor once at the end: a
+    # handful of small tensor writes per segment would cost more than the model step.
+    fields = {
+        k: [] for k in ("modality", "text_ids", "positions", "t", "h", "w", "span", "predict")
+    }
+    chunks = {m: [] for m in dims}  # feature rows of each continuous modality...
+    flat_index = {m: [] for m in dims}  # ...and where they go in the flattened (B * T)
     spans: list[list[Span]] = []
-
     n_bidirectional = 0
     for b, pieces in enumerate(rows):
+        row = {k: [] for k in fields}
         row_spans, start, cursor = [], 0, 0  # cursor: next free M-RoPE position
         for seg, index in pieces:
             n, stop = len(seg), start + len(seg)
             both_ways = seg.modality in bidirectional
-            modality[b, start:stop] = seg.modality
+            row["modality"] += [int(seg.modality)] * n
             if seg.modality == Modality.TEXT:
-                text_ids[b, start:stop] = seg.data
+                row["text_ids"] += seg.data.tolist()
             else:
-                features[seg.modality][b, start:stop] = seg.data
-            positions[b, start:stop] = torch.arange(start, stop)
-            grid_pos = mrope_grid(cursor, seg.modality, n, seg.grid)
-            mrope[:, b, start:stop] = grid_pos
-            cursor = int(grid_pos.max()) + 1
-            if both_ways:
-                span_ids[b, start:stop] = n_bidirectional
-                n_bidirectional += 1
-            predict[b, start:stop] = seg.predict
+                row["text_ids"] += [0] * n
+                chunks[seg.modality].append(seg.data)
+                flat_index[seg.modality] += range(b * seq + start, b * seq + stop)
+            row["positions"] += range(start, stop)
+            t, h, w = _mrope_rows(cursor, seg.modality, n, seg.grid)
+            row["t"], row["h"], row["w"] = row["t"] + t, row["h"] + h, row["w"] + w
+            cursor = max(t[-1], h[-1], w[-1]) + 1  # the last token holds the largest
+            row["span"] += [n_bidirectional if both_ways else -1] * n
+            n_bidirectional += both_ways
+            row["predict"] += [seg.predict] * n
             row_spans.append(Span(seg.modality, start, n, index, seg.grid, seg.predict, both_ways))
             start = stop
+        padding = {"modality": PAD, "span": -1, "predict": False}
+        for k, values in row.items():
+            fields[k].append(values + [padding.get(k, 0)] * (seq - start))
         spans.append(row_spans)
 
+    modality = torch.tensor(fields["modality"], dtype=torch.long)
+    text_ids = torch.tensor(fields["text_ids"], dtype=torch.long)
+    positions = torch.tensor(fields["positions"], dtype=torch.long)
+    mrope = torch.tensor([fields["t"], fields["h"], fields["w"]], dtype=torch.long)
+    span_ids = torch.tensor(fields["span"], dtype=torch.long)
+    predict = torch.tensor(fields["predict"], dtype=torch.bool)
+    features = {}
+    for m, d in dims.items():
+        flat = torch.zeros(batch * seq, d)
+        if chunks[m]:
+            flat[torch.tensor(flat_index[m])] = torch.cat(chunks[m])
+        features[m] = flat.view(batch, seq, d)
+
     real = modality != PAD
-    # Position i predicts token i + 1: shift everything one step to the left.
-    next_modality = torch.cat([modality[:, 1:], modality.new_full((batch, 1), PAD)], dim=1)
-    next_predict = torch.cat([predict[:, 1:], predict.new_zeros(batch, 1)], dim=1)
-    next_span = torch.cat([span_ids[:, 1:], span_ids.new_full((batch, 1), -1)], dim=1)
-    visible = (next_span == span_ids) & (span_ids >= 0)  # the target sits in my own span
-    trained = real & (next_modality != PAD) & next_predict & ~visible
-    target_modality = torch.where(trained, next_modality, PAD)
-
-    def shifted(x: Tensor, keep: Tensor, fill: float) -> Tensor:
-        nxt = torch.cat([x[:, 1:], torch.full_like(x[:, :1], fill)], dim=1)
-        keep = keep.view(*keep.shape, *([1] * (x.dim() - 2)))
-        return torch.where(keep, nxt, torch.full_like(nxt, fill))
-
+    targets = next_token_targets(
+        modality, text_ids, features[Modality.IMAGE], features[Modality.AUDIO], predict, span_ids
+    )
     return PackedBatch(
         modality=modality,
         text_ids=text_ids,
@@ -434,12 +455,57 @@ def pack(
         positions=positions,
         mrope_positions=mrope,
         attn_mask=attention_mask(real, span_ids),
-        target_modality=target_modality,
-        text_targets=shifted(text_ids, target_modality == Modality.TEXT, IGNORE_INDEX),
-        image_targets=shifted(features[Modality.IMAGE], target_modality == Modality.IMAGE, 0.0),
-        audio_targets=shifted(features[Modality.AUDIO], target_modality == Modality.AUDIO, 0.0),
+        **targets,
         spans=spans,
     )
+
+
+def next_token_targets(
+    modality: Tensor,
+    text_ids: Tensor,
+    image: Tensor,
+    audio: Tensor,
+    predict: Tensor | None = None,
+    span_ids: Tensor | None = None,
+) -> dict[str, Tensor]:
+    """What each position is trained to predict: the token after it.
+
+    Args:
+        modality: ``(B, T)`` modality ids, ``PAD`` on padding.
+        text_ids, image, audio: ``(B, T)``, ``(B, T, image_dim)``, ``(B, T, audio_dim)``.
+        predict: ``(B, T)`` bool, False on tokens the model reads but is not trained to
+            produce; default all True.
+        span_ids: ``(B, T)`` bidirectional span ids (-1 outside); a token whose next token
+            sits in its own bidirectional span can already see it, so it gets no target.
+
+    Returns:
+        ``target_modality`` ``(B, T)`` (``PAD`` = no loss here), ``text_targets``
+        ``(B, T)`` (``IGNORE_INDEX`` where the next token is not trained text),
+        ``image_targets`` and ``audio_targets`` (zeros where not trained).
+    """
+    if predict is None:
+        predict = torch.ones_like(modality, dtype=torch.bool)
+    if span_ids is None:
+        span_ids = torch.full_like(modality, -1)
+
+    def shift(x: Tensor, fill: float) -> Tensor:  # x[:, i] <- x[:, i + 1]
+        return torch.cat([x[:, 1:], torch.full_like(x[:, :1], fill)], dim=1)
+
+    next_modality = shift(modality, PAD)
+    visible = (shift(span_ids, -1) == span_ids) & (span_ids >= 0)
+    trained = (modality != PAD) & (next_modality != PAD) & shift(predict, False) & ~visible
+    target_modality = torch.where(trained, next_modality, PAD)
+
+    def masked(x: Tensor, m: Modality, fill: float) -> Tensor:
+        keep = (target_modality == m).view(*target_modality.shape, *([1] * (x.dim() - 2)))
+        return torch.where(keep, shift(x, fill), fill)
+
+    return {
+        "target_modality": target_modality,
+        "text_targets": masked(text_ids, Modality.TEXT, IGNORE_INDEX),
+        "image_targets": masked(image, Modality.IMAGE, 0.0),
+        "audio_targets": masked(audio, Modality.AUDIO, 0.0),
+    }
 
 
 def unpack(packed: PackedBatch) -> list[list[Segment]]:
