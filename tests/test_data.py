@@ -267,10 +267,10 @@ def test_heldout_combinations_never_appear_in_train_or_test():
     held = set(HELDOUT_PAIRS)
     for split in ("train", "test"):
         world = OmniWorld(split, seed=3, profile=CI, n_objects=(1, 4))
-        seen = _pairs(world.sample(400))
+        seen = _pairs(world.sample(300))
         assert not seen & held
         assert len(seen) == len(SHAPES) * len(COLOURS) - len(held)  # everything else does
-    heldout = OmniWorld("heldout", seed=3, profile=CI, n_objects=(1, 2)).sample(200)
+    heldout = OmniWorld("heldout", seed=3, profile=CI, n_objects=(1, 2)).sample(100)
     assert _pairs(heldout) == held
     # every shape and every colour on its own is still seen in training
     assert {s for s, _ in held} == set(SHAPES) and len({c for _, c in held}) == len(held)
@@ -405,6 +405,32 @@ def test_tokenizer_covers_all_generated_text(multi):
     assert not (ids == tokenizer.unk_id).any()
 
 
+def test_canonical_captions_use_one_fixed_wording():
+    world = OmniWorld("train", seed=0, profile=CI, n_objects=(1, 2), caption_style="canonical")
+    batch = world.sample(20)
+    assert batch.captions == [caption(scene) for scene in batch.scenes]
+    assert batch.captions[0].startswith("a ") and " at the " in batch.captions[0]
+
+
+# --- looking and listening ----------------------------------------------------------
+
+
+def test_show_and_play_a_sample(multi):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from omni_edu.viz.omniworld import show_batch
+
+    sample = multi[0]
+    figure = sample.show()
+    picture, spectrogram = figure.axes
+    assert picture.get_title() == "picture" and spectrogram.get_xlabel() == "time (ms)"
+    assert sample.caption[:20] in figure.texts[0].get_text()
+    assert len(show_batch(multi, n=3, columns=3).axes) == 3
+    wav = sample.play().data
+    assert wav[:4] == b"RIFF" and int.from_bytes(wav[24:28], "little") == RATE
+
+
 # --- bad input ----------------------------------------------------------------------
 
 
@@ -418,6 +444,10 @@ def test_bad_arguments_raise_clear_errors():
         OmniWorld(seed=-1)
     with pytest.raises(ValueError, match="n_objects"):
         OmniWorld(n_objects=5)
+    with pytest.raises(ValueError, match="n_objects"):
+        OmniWorld(n_objects=(2, 1))
+    with pytest.raises(ValueError, match="caption_style"):
+        OmniWorld(caption_style="fancy")
     with pytest.raises(ValueError, match=r"colour should be one of .*'pink'"):
         SceneObject("circle", "pink", "small", "top left")
     with pytest.raises(ValueError, match="share a position"):

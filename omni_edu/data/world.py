@@ -1,9 +1,11 @@
 """OmniWorld: one scene, three modalities, generated in batches.
 
->>> world = OmniWorld("train", seed=0, n_objects=(1, 2))
->>> batch = world.sample(64)            # the next 64 samples of the train stream
->>> batch.images.shape, batch.mels.shape, batch.captions[0]   # doctest: +SKIP
->>> batch[0].show()                      # picture, spectrogram, caption; .play() for sound
+Example::
+
+    world = OmniWorld("train", seed=0, n_objects=(1, 2))
+    batch = world.sample(64)      # the next 64 samples of the train stream
+    batch.images.shape            # (64, 3, H, W); also .waveforms, .mels, .captions, ...
+    batch[0].show()               # picture, spectrogram and caption; .play() for the sound
 
 A world is a deterministic stream: the same split, seed and sequence of ``sample``
 calls always gives the same data (``sample(n, seed=s)`` gives a fixed batch instead).
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 import torch
 
@@ -154,6 +156,15 @@ class MatchBatch:
     def __len__(self) -> int:
         return self.images.shape[0]
 
+    def to(self, device: torch.device | str) -> MatchBatch:
+        """The same batch with its tensors on ``device``."""
+        moved = {
+            f.name: getattr(self, f.name).to(device)
+            for f in fields(self)
+            if isinstance(getattr(self, f.name), torch.Tensor)
+        }
+        return replace(self, **moved)
+
 
 def _check_count(n: int, what: str = "n") -> None:
     if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
@@ -166,7 +177,9 @@ class OmniWorld:
     split: "train", "test" or "heldout". seed: any non-negative int. profile: sizes
     (image_size, sample_rate, audio_seconds, n_mels); default the active profile.
     n_objects: objects per scene, an int or an inclusive range ``(low, high)`` within
-    1..4; tensors are padded to ``high`` objects.
+    1..4; tensors are padded to ``high`` objects. caption_style: "varied" (random
+    templates and synonyms) or "canonical" ("a small red circle at the top left"; easier
+    for the smallest models).
     """
 
     def __init__(
@@ -175,21 +188,32 @@ class OmniWorld:
         seed: int = 0,
         profile: Profile | None = None,
         n_objects: int | tuple[int, int] = 1,
+        caption_style: str = "varied",
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split should be one of {SPLITS}; got {split!r}")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed should be a non-negative int; got {seed!r}")
-        low, high = (n_objects, n_objects) if isinstance(n_objects, int) else tuple(n_objects)
-        if not 1 <= low <= high <= MAX_OBJECTS:
+        counts = (n_objects, n_objects) if isinstance(n_objects, int) else tuple(n_objects)
+        if (
+            len(counts) != 2
+            or not all(isinstance(c, int) for c in counts)
+            or not (1 <= counts[0] <= counts[1] <= MAX_OBJECTS)
+        ):
             raise ValueError(
                 f"n_objects should be an int or a range (low, high) with "
                 f"1 <= low <= high <= {MAX_OBJECTS}; got {n_objects!r}"
             )
+        if caption_style not in ("varied", "canonical"):
+            raise ValueError(
+                f"caption_style should be 'varied' (random templates and synonyms) or "
+                f"'canonical' (one fixed wording); got {caption_style!r}"
+            )
         self.split = split
         self.seed = seed
         self.profile = profile or get_profile()
-        self.n_objects = (low, high)
+        self.n_objects = counts
+        self.caption_style = caption_style
         self.mel_config = MelConfig.from_profile(self.profile)
         self.image_size = self.profile.image_size
         self.sample_rate = self.profile.sample_rate
@@ -199,7 +223,7 @@ class OmniWorld:
     def __repr__(self) -> str:
         return (
             f"OmniWorld(split={self.split!r}, seed={self.seed}, profile={self.profile.name!r}, "
-            f"n_objects={self.n_objects})"
+            f"n_objects={self.n_objects}, caption_style={self.caption_style!r})"
         )
 
     @property
@@ -248,13 +272,14 @@ class OmniWorld:
         )
         scene_list = tensor_to_scenes(attributes, mask)
         rng = random.Random(int(torch.randint(2**62, (1,), generator=generator)))
+        varied = self.caption_style == "varied"
         return OmniBatch(
             images=images,
             waveforms=waveforms,
             mels=log_mel(waveforms, self.mel_config),
             attributes=attributes,
             mask=mask,
-            captions=[caption(s, rng) for s in scene_list],
+            captions=[caption(s, rng if varied else None) for s in scene_list],
             scenes=scene_list,
             questions=[ask(s, rng) for s in scene_list],
             sample_rate=self.sample_rate,

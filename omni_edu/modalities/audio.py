@@ -151,7 +151,8 @@ def log_mel(waveforms: torch.Tensor, config: MelConfig | None = None) -> torch.T
             f"waveforms have {waveforms.shape[-1]} samples, fewer than one hop "
             f"({config.hop_length}); nothing to turn into frames"
         )
-    power = _stft(waveforms.float(), config).abs().square()[..., :n_frames]
+    spec = _stft(waveforms.float(), config)[..., :n_frames]
+    power = spec.real.square() + spec.imag.square()  # |X|^2 without a square root
     mel = power.transpose(1, 2) @ mel_filterbank(config).to(waveforms.device)
     return (torch.log(mel + LOG_EPS) - _LOG_SHIFT) / _LOG_SCALE
 

@@ -32,7 +32,7 @@ def show_mel(mel: torch.Tensor, config: MelConfig | None = None, ax=None, title:
     ax = ax or plt.gca()
     frames = mel.shape[0]
     ax.imshow(
-        mel.detach().cpu().T,
+        mel.detach().cpu().T.numpy(),
         origin="lower",
         aspect="auto",
         vmin=-1,
@@ -49,7 +49,7 @@ def show_mel(mel: torch.Tensor, config: MelConfig | None = None, ax=None, title:
 def show_sample(sample: OmniSample, title: str | None = None):
     """Picture and spectrogram side by side, the caption above: one sample at a glance."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.2), width_ratios=(1, 1.6))
-    left.imshow(sample.image.detach().cpu().permute(1, 2, 0).clamp(0, 1))
+    left.imshow(sample.image.detach().cpu().permute(1, 2, 0).clamp(0, 1).numpy())
     left.set_title("picture")
     left.set_xlabel("x (pixels)")
     left.set_ylabel("y (pixels)")
@@ -63,11 +63,14 @@ def show_batch(batch: OmniBatch, n: int = 8, columns: int = 4):
     """A grid of the first ``n`` pictures, each titled with its canonical description."""
     n = min(n, len(batch))
     rows = (n + columns - 1) // columns
-    fig, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.6 * rows), squeeze=False)
+    lines = max(len(scene) for scene in batch.scenes[:n])  # title lines per picture
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(2.4 * columns, (2.3 + 0.15 * lines) * rows), squeeze=False
+    )
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
-            ax.imshow(batch.images[i].detach().cpu().permute(1, 2, 0).clamp(0, 1))
+            ax.imshow(batch.images[i].detach().cpu().permute(1, 2, 0).clamp(0, 1).numpy())
             ax.set_title("\n".join(str(o) for o in batch.scenes[i].objects), fontsize=7)
     fig.suptitle("OmniWorld pictures")
     fig.tight_layout()
