@@ -71,3 +71,20 @@ def test_every_check_is_tested():
             if name.startswith("check_") and callable(getattr(module, name)):
                 if getattr(module, name).__module__ == module.__name__:
                     assert name in tests, f"no test_checks_*.py mentions {info.name}.{name}"
+
+
+def test_readme_commands_are_where_ci_reads_them():
+    import subprocess
+
+    script = (ROOT / ".ci" / "run").read_text()
+    start = script.index("readme_command() {")
+    function = script[start : script.index("\n}\n", start) + 3]
+    for marker, expected in (("course-command", "jupyter lab"), ("test-command", "pytest")):
+        out = subprocess.run(
+            ["bash", "-c", f"{function}\nreadme_command {marker}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        assert out.startswith("pip install") and expected in out, (marker, out)
