@@ -195,3 +195,43 @@ def test_measured_helpers_on_the_course_modules():
     assert 0 < cost.measure_flow_sampling(head, n_tokens=10, steps=4, repeats=1) < 10
     with pytest.raises(ValueError, match="Decoder"):
         cost.decoder_shape(torch.nn.Linear(2, 2))
+
+
+def test_cost_planner_numbers_and_tips():
+    from omni_edu.viz import cost_planner as cp
+
+    request = cp.Request(image_side=1024, video_seconds=60, audio_seconds=10, text_tokens=50)
+    result = cp.plan(request)
+    tokens = result["tokens"]
+    assert tokens["image"] == cost.qwen2vl_image_tokens(1024, 1024)
+    assert tokens["audio"] == 250  # 10 s at 25 Hz
+    assert tokens["prompt"] == tokens["image"] + tokens["video"] + tokens["audio"] + 50
+    assert result["latency_s"] == pytest.approx(result["prefill_s"] + result["decode_s"])
+    # the price is proportional to the GPU-hour price
+    double = cp.plan(cp.Request(**{**request.__dict__, "price_per_hour": 3.6}))
+    assert double["usd_per_request"] == pytest.approx(2 * result["usd_per_request"])
+    # every tip saves money on this media-heavy request
+    tips = cp.cost_tips(request)
+    assert [row["tip"] for row in tips] == [
+        "resize images",
+        "sample video at 1 fps",
+        "cache media embeddings",
+        "a cheap model first",
+    ]
+    assert all(0 < row["saving_%"] < 100 for row in tips)
+    with pytest.raises(ValueError, match="Unknown device"):
+        cp.plan(cp.Request(device="Z80"))
+
+
+def test_cost_planner_falls_back_to_a_figure_and_builds_its_widget():
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    from omni_edu.viz import cost_planner as cp
+
+    figure = cp.cost_planner(video_seconds=30)  # not in a notebook: the static figure
+    assert isinstance(figure, Figure)
+    assert figure.axes[0].get_title() and figure.axes[1].get_xlabel() == "USD per 1,000 requests"
+    plt.close(figure)
+    box = cp.planner_widget(cp.Request())
+    assert len(box.children) == 2
