@@ -88,6 +88,8 @@ def test_batch_indexing_gives_samples_and_sub_batches(multi):
     sub = multi[torch.tensor([5, 1])]
     assert len(sub) == 2 and sub.scenes == [multi.scenes[5], multi.scenes[1]]
     assert torch.equal(multi[2:4].mels, multi.mels[2:4])
+    assert multi[torch.tensor(3)].caption == multi[-297].caption == sample.caption
+    assert len(multi[multi.n_objects == 1]) == (multi.n_objects == 1).sum()
     assert torch.equal(multi.attribute("colour"), multi.attributes[..., 1])
 
 

@@ -48,6 +48,7 @@ def test_vocabulary_is_specials_then_sorted_words_and_deterministic():
     assert TOKENIZER["<draw>"] == TOKENIZER.special_ids["<draw>"]
 
 
+@settings(max_examples=40)
 @given(st.lists(st.sampled_from(WORDS + list(SPECIAL_TOKENS)), min_size=1, max_size=30))
 def test_encode_decode_round_trip(words):
     text = " ".join(words)

@@ -254,7 +254,11 @@ def ask(
         if kind == "all":
             text, count = f"how many objects are there {where}", len(scene)
         else:
-            value = getattr(rng.choice(scene.objects), kind)
+            # Mostly a value the scene has; sometimes any value, so "zero" is an answer too.
+            if rng.random() < 0.75:
+                value = getattr(rng.choice(scene.objects), kind)
+            else:
+                value = rng.choice({"colour": COLOURS, "shape": SHAPES, "size": SIZES}[kind])
             count = sum(getattr(o, kind) == value for o in scene.objects)
             text = f"how many {value} objects are there {where}"
         answer = NUMBERS[count]

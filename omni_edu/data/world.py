@@ -15,6 +15,7 @@ uses only the shape-colour pairs that "train" never shows.
 
 from __future__ import annotations
 
+import operator
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -92,7 +93,10 @@ class OmniBatch:
         return self.images.shape[0]
 
     def __getitem__(self, index):
-        if isinstance(index, int):
+        if isinstance(index, torch.Tensor) and index.dim() == 0:
+            index = int(index)
+        if not isinstance(index, (slice, list, tuple, torch.Tensor)):
+            index = operator.index(index)  # ints, numpy ints
             return OmniSample(
                 self.images[index],
                 self.waveforms[index],
@@ -152,6 +156,7 @@ class MatchBatch:
     match: torch.Tensor
     questions: list[Question]
     sample_rate: int
+    mel_config: MelConfig = field(repr=False)
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -194,9 +199,10 @@ class OmniWorld:
             raise ValueError(f"split should be one of {SPLITS}; got {split!r}")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed should be a non-negative int; got {seed!r}")
-        counts = (n_objects, n_objects) if isinstance(n_objects, int) else tuple(n_objects)
+        counts = (n_objects, n_objects) if isinstance(n_objects, int) else n_objects
         if (
-            len(counts) != 2
+            not isinstance(counts, (tuple, list))
+            or len(counts) != 2
             or not all(isinstance(c, int) for c in counts)
             or not (1 <= counts[0] <= counts[1] <= MAX_OBJECTS)
         ):
@@ -212,7 +218,7 @@ class OmniWorld:
         self.split = split
         self.seed = seed
         self.profile = profile or get_profile()
-        self.n_objects = counts
+        self.n_objects = (counts[0], counts[1])
         self.caption_style = caption_style
         self.mel_config = MelConfig.from_profile(self.profile)
         self.image_size = self.profile.image_size
@@ -352,6 +358,7 @@ class OmniWorld:
             match=match,
             questions=questions,
             sample_rate=self.sample_rate,
+            mel_config=self.mel_config,
         )
 
 
