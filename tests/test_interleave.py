@@ -48,6 +48,7 @@ options = st.fixed_dictionaries(
         "bidirectional": st.sampled_from(
             [(), (Modality.IMAGE,), (Modality.AUDIO,), (Modality.IMAGE, Modality.AUDIO)]
         ),
+        "pad_side": st.sampled_from(["right", "left"]),
     }
 )
 
@@ -152,11 +153,12 @@ def test_loss_covers_every_trainable_next_token(docs, opts):
     it is visible from the previous token (inside one bidirectional span)."""
     p = pack(docs, image_dim=IMAGE_DIM, audio_dim=AUDIO_DIM, **opts)
     for b, spans in enumerate(p.spans):
+        first = spans[0].start  # the document's first token has nothing before it
         for s in spans:
-            for j in range(max(s.start, 1), s.stop):
+            for j in range(max(s.start, first + 1), s.stop):
                 expected = s.predict and not (s.bidirectional and j > s.start)
                 assert bool(p.target_modality[b, j - 1] != PAD) == expected
-        assert p.target_modality[b, int(p.lengths[b]) - 1] == PAD  # nothing after the end
+        assert p.target_modality[b, spans[-1].stop - 1] == PAD  # nothing after the end
 
 
 @settings(max_examples=25, deadline=None)
@@ -282,3 +284,16 @@ def test_pad_to_gives_a_fixed_length():
     p = pack([[text_segment([7, 8])]], pad_to=6)
     assert p.seq_len == 6 and p.lengths.tolist() == [2]
     assert p.describe() == "TT...."
+
+
+def test_left_padding_ends_documents_together():
+    image = image_segment(torch.randn(4, IMAGE_DIM))
+    docs = [[text_segment([7, 8, 9])], [text_segment([7]), image]]
+    p = pack(docs, pad_side="left")
+    assert [p.describe(0), p.describe(1)] == ["..TTT", "TIIII"]
+    assert p.positions[0].tolist() == [0, 0, 0, 1, 2]  # real tokens count from 0
+    assert p.mrope_positions[:, 0, 2:].tolist() == [[0, 1, 2]] * 3
+    assert not p.attn_mask[0, 2:, :2].any()  # nobody looks at the left padding
+    assert unpack(p) == docs
+    with pytest.raises(ValueError, match="pad_side"):
+        pack(docs, pad_side="middle")

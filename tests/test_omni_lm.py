@@ -108,6 +108,22 @@ def test_generation_equals_teacher_forced_prediction_of_its_own_output(trained, 
     assert torch.allclose(torch.stack(out), expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("modality", [Modality.IMAGE, Modality.AUDIO, Modality.TEXT])
+def test_kv_cache_generation_equals_full_recompute(trained, modality):
+    model, _ = trained
+    specials = SpecialTokens(bos=1, eos=2, boi=3, eoi=4, boa=5, eoa=6)
+    prompts = [  # different lengths and modalities: rows are left-padded
+        [text_segment([word(0)])],
+        [media(1, Modality.AUDIO), text_segment([word(1), word(2)])],
+        [media(2, Modality.IMAGE)],
+    ]
+    kwargs = dict(n_tokens=3, grid=(2, 2), specials=specials)
+    cached = model.generate(prompts, modality, use_cache=True, **kwargs)
+    full = model.generate(prompts, modality, use_cache=False, **kwargs)
+    for a, b in zip(cached, full, strict=True):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5)
+
+
 def test_generated_image_is_closer_to_its_colour_than_the_mean_image(trained):
     model, _ = trained
     out = model.generate(

@@ -359,10 +359,11 @@ def pack(
     specials: SpecialTokens | None = None,
     bidirectional: Collection[Modality] = (),
     pad_to: int | None = None,
+    pad_side: str = "right",
     image_dim: int | None = None,
     audio_dim: int | None = None,
 ) -> PackedBatch:
-    """Lay documents out as one right-padded batch, one document per row.
+    """Lay documents out as one padded batch, one document per row.
 
     Args:
         documents: a list of documents, each a list of :class:`Segment` in any order.
@@ -372,6 +373,9 @@ def pack(
             in-span next-token targets are dropped from the loss (predicting them would
             be copying); only the span's first token is still predicted, from before it.
         pad_to: make the sequence at least this long (for fixed shapes).
+        pad_side: ``"right"`` (documents start together) or ``"left"`` (they end
+            together, which generation with a KV cache needs: every row's next token
+            then sits in the same column).
         image_dim, audio_dim: feature widths to use when no document has that modality.
 
     Returns:
@@ -389,9 +393,11 @@ def pack(
         Modality.AUDIO: _feature_dim(documents, Modality.AUDIO, audio_dim),
     }
 
+    if pad_side not in ("right", "left"):
+        raise ValueError(f"pad_side should be 'right' or 'left'; got {pad_side!r}.")
     rows = [_pieces(doc, specials) for doc in documents]
-    seq = max(sum(len(seg) for seg, _ in pieces) for pieces in rows)
-    seq = max(seq, pad_to or 0)
+    lengths = [sum(len(seg) for seg, _ in pieces) for pieces in rows]
+    seq = max(*lengths, pad_to or 0)
     batch = len(documents)
 
     # Build plain Python lists row by row and make each tensor once at the end: a
@@ -405,7 +411,9 @@ def pack(
     n_bidirectional = 0
     for b, pieces in enumerate(rows):
         row = {k: [] for k in fields}
-        row_spans, start, cursor = [], 0, 0  # cursor: next free M-RoPE position
+        offset = seq - lengths[b] if pad_side == "left" else 0  # column of the first token
+        start, cursor = offset, 0  # cursor: next free M-RoPE position
+        row_spans = []
         for seg, index in pieces:
             n, stop = len(seg), start + len(seg)
             both_ways = seg.modality in bidirectional
@@ -416,7 +424,7 @@ def pack(
                 row["text_ids"] += [0] * n
                 chunks[seg.modality].append(seg.data)
                 flat_index[seg.modality] += range(b * seq + start, b * seq + stop)
-            row["positions"] += range(start, stop)
+            row["positions"] += range(start - offset, stop - offset)
             t, h, w = _mrope_rows(cursor, seg.modality, n, seg.grid)
             row["t"], row["h"], row["w"] = row["t"] + t, row["h"] + h, row["w"] + w
             cursor = max(t[-1], h[-1], w[-1]) + 1  # the last token holds the largest
@@ -427,7 +435,8 @@ def pack(
             start = stop
         padding = {"modality": PAD, "span": -1, "predict": False}
         for k, values in row.items():
-            fields[k].append(values + [padding.get(k, 0)] * (seq - start))
+            pad = [padding.get(k, 0)] * (seq - lengths[b])
+            fields[k].append(pad + values if pad_side == "left" else values + pad)
         spans.append(row_spans)
 
     modality = torch.tensor(fields["modality"], dtype=torch.long)

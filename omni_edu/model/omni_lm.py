@@ -23,7 +23,7 @@ before it, so positions and masks are those of the finished sequence from the st
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -41,7 +41,7 @@ from omni_edu.model.interleave import (
     text_segment,
 )
 from omni_edu.model.projector import OmniTokenProjector, ProjectorConfig
-from omni_edu.model.transformer import Decoder, DecoderConfig
+from omni_edu.model.transformer import Decoder, DecoderConfig, KVCache
 from omni_edu.profiles import Profile, get_profile
 
 CONTINUOUS = (Modality.IMAGE, Modality.AUDIO)
@@ -206,6 +206,7 @@ class OmniLM(nn.Module):
         stop_id: int | None = None,
         specials: SpecialTokens | None = None,
         bidirectional: Collection[Modality] = (),
+        use_cache: bool = True,
     ) -> list[Tensor]:
         """Greedily continue each prompt (a document) with one span of ``modality``.
 
@@ -216,6 +217,8 @@ class OmniLM(nn.Module):
                 (``n_tokens`` frames).
             specials, bidirectional: as used by :func:`pack` in training. With markers,
                 the span is wrapped as in training (``<boi>`` before an image).
+            use_cache: keep keys and values in a KV cache and feed one token per step;
+                without it every step reruns the whole sequence (same result, slower).
 
         Returns:
             one tensor per prompt: text ids ``(n,)`` (cut before the first ``stop_id``,
@@ -230,33 +233,59 @@ class OmniLM(nn.Module):
                 "placeholders after it, so they cannot be generated token by token."
             )
         placeholder = self._placeholder(modality, n_tokens, grid)
+        # Left padding lines the placeholders up: slot k sits in column start + k in
+        # every row, so one decoder step serves the whole batch.
         packed = pack(
             [[*prompt, placeholder] for prompt in prompts],
             specials=specials,
             bidirectional=bidirectional,
+            pad_side="left",
             image_dim=self.config.projector.image_dim,
             audio_dim=self.config.projector.audio_dim,
         ).to(self.text_head.weight.device)
-        rows = torch.arange(packed.batch_size, device=packed.modality.device)
-        starts = torch.tensor(
-            [
-                next(s.start for s in spans if s.segment == len(prompts[b]))
-                for b, spans in enumerate(packed.spans)
-            ],
-            device=rows.device,
-        )
-        if (starts == 0).any():
+        start = next(s.start for s in packed.spans[0] if s.segment == len(prompts[0]))
+        if any(spans[0].start >= start for spans in packed.spans):
             raise ValueError("each prompt needs at least one token before the generated span.")
-        for k in range(len(placeholder)):
-            hidden = self(packed)[rows, starts + k - 1]  # the token just before slot k
+
+        n = len(placeholder)
+        if use_cache:
+            steps = self._cached_steps(packed, start, n)
+        else:
+            steps = (self(packed)[:, start + k - 1] for k in range(n))
+        features = packed.image if modality == Modality.IMAGE else packed.audio
+        for k, hidden in enumerate(steps):  # hidden: (batch, d_model) just before slot k
             if modality == Modality.TEXT:
-                packed.text_ids[rows, starts + k] = self.text_head(hidden).argmax(dim=-1)
+                packed.text_ids[:, start + k] = self.text_head(hidden).argmax(dim=-1)
             else:
-                features = packed.image if modality == Modality.IMAGE else packed.audio
-                features[rows, starts + k] = self.head(modality).sample(hidden).to(features.dtype)
+                features[:, start + k] = self.head(modality).sample(hidden).to(features.dtype)
         return [
-            self._read_span(packed, b, int(s), placeholder, stop_id) for b, s in enumerate(starts)
+            self._read_span(packed, b, start, placeholder, stop_id) for b in range(len(prompts))
         ]
+
+    def _cached_steps(self, packed: PackedBatch, start: int, n: int) -> Iterator[Tensor]:
+        """Hidden states ``(batch, d_model)`` just before each of the ``n`` slots from
+        ``start``, feeding the decoder one new token per step through a KV cache.
+
+        A generator: it reads slot ``k - 1`` only after the caller has filled it.
+        """
+        cache = KVCache(
+            self.config.decoder, packed.batch_size, max_len=start + n, device=packed.modality.device
+        )
+        positions = packed.rope_positions(self.config.rope)
+
+        def run(cols: slice) -> Tensor:
+            x = self.projector.embed(
+                packed.modality[:, cols],
+                packed.text_ids[:, cols],
+                packed.image[:, cols],
+                packed.audio[:, cols],
+            )
+            mask = packed.attn_mask[:, cols, : cols.stop]  # new rows against all keys so far
+            return self.decoder(x, positions[..., cols], mask, cache=cache)[:, -1]
+
+        yield run(slice(0, start))  # prefill: the whole prompt in one call
+        for k in range(1, n):
+            yield run(slice(start + k - 1, start + k))  # the slot just filled
 
     def _placeholder(
         self, modality: Modality, n_tokens: int | None, grid: tuple[int, int] | None
