@@ -297,3 +297,16 @@ def test_left_padding_ends_documents_together():
     assert unpack(p) == docs
     with pytest.raises(ValueError, match="pad_side"):
         pack(docs, pad_side="middle")
+
+
+def test_select_rows_keeps_each_document_whole():
+    docs = [
+        [text_segment([7])],
+        [image_segment(torch.randn(4, IMAGE_DIM)), text_segment([8])],
+        [audio_segment(torch.randn(2, AUDIO_DIM))],
+    ]
+    p = pack(docs, image_dim=IMAGE_DIM, audio_dim=AUDIO_DIM)
+    q = p.select([2, 1])
+    assert unpack(q) == [docs[2], docs[1]]
+    assert torch.equal(q.mrope_positions, p.mrope_positions[:, [2, 1]])
+    assert torch.equal(q.attn_mask, p.attn_mask[[2, 1]])

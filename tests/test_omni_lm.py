@@ -186,8 +186,13 @@ def test_flow_head_plugs_in():
     losses = model.loss(colour_batch(8, torch.Generator().manual_seed(0)))
     assert set(losses) == {"text", "image", "audio", "total"}
     assert torch.isfinite(losses["total"])
-    out = model.eval().generate([[text_segment([7])]], Modality.AUDIO, n_tokens=2)
-    assert out[0].shape == (2, AUDIO_DIM)
+    prompts = [[text_segment([7])]]
+    draw = [
+        model.eval().generate(prompts, Modality.AUDIO, n_tokens=2, steps=4, generator=g)[0]
+        for g in (torch.Generator().manual_seed(0), torch.Generator().manual_seed(0))
+    ]
+    assert draw[0].shape == (2, AUDIO_DIM)
+    assert torch.equal(draw[0], draw[1])  # sample options reach the head: same seed, same draw
 
 
 def test_attention_mass_of_uniform_attention():

@@ -230,6 +230,18 @@ class PackedBatch:
             return self.mrope_positions
         raise ValueError(f"rope kind should be '1d' or 'mrope'; got {kind!r}.")
 
+    def select(self, rows: Tensor | Sequence[int]) -> PackedBatch:
+        """A batch of some of the rows (documents), keeping the sequence length."""
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        picked = {
+            f.name: getattr(self, f.name)[rows]
+            for f in dataclasses.fields(self)
+            if isinstance(getattr(self, f.name), Tensor)
+        }
+        picked["mrope_positions"] = self.mrope_positions[:, rows]  # batch is its 2nd dim
+        picked["spans"] = [self.spans[i] for i in rows.tolist()]
+        return dataclasses.replace(self, **picked)
+
     def to(self, device: torch.device | str) -> PackedBatch:
         """A copy with every tensor on ``device``."""
         moved = {

@@ -207,6 +207,7 @@ class OmniLM(nn.Module):
         specials: SpecialTokens | None = None,
         bidirectional: Collection[Modality] = (),
         use_cache: bool = True,
+        **sample_options,
     ) -> list[Tensor]:
         """Greedily continue each prompt (a document) with one span of ``modality``.
 
@@ -219,6 +220,8 @@ class OmniLM(nn.Module):
                 the span is wrapped as in training (``<boi>`` before an image).
             use_cache: keep keys and values in a KV cache and feed one token per step;
                 without it every step reruns the whole sequence (same result, slower).
+            sample_options: passed to the continuous head's ``sample`` (for the flow
+                head: ``steps``, ``guidance``, ``generator``).
 
         Returns:
             one tensor per prompt: text ids ``(n,)`` (cut before the first ``stop_id``,
@@ -257,7 +260,7 @@ class OmniLM(nn.Module):
             if modality == Modality.TEXT:
                 packed.text_ids[:, start + k] = self.text_head(hidden).argmax(dim=-1)
             else:
-                features[:, start + k] = self.head(modality).sample(hidden).to(features.dtype)
+                features[:, start + k] = self.head(modality).sample(hidden, **sample_options)
         return [
             self._read_span(packed, b, start, placeholder, stop_id) for b in range(len(prompts))
         ]
