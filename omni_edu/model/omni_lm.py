@@ -173,7 +173,9 @@ class OmniLM(nn.Module):
         """Next-token losses: ``{"total": ..., "text": ..., "image": ..., "audio": ...}``.
 
         Each modality's loss is the mean over the positions whose next token has that
-        modality (absent modalities are left out); ``total`` is their weighted sum.
+        modality (absent modalities are left out); ``total`` is their weighted sum, so a
+        modality counts by its weight in ``config.loss_weights``, not by how many tokens
+        it has (16 patches of one image weigh as much as 10 words of one caption).
         """
         hidden = self(packed)
         losses = {}
