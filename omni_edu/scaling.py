@@ -38,14 +38,22 @@ published constants :data:`CHINCHILLA_PUBLISHED`.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import itertools
+import json
 import math
+import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm.auto import tqdm
+
+from omni_edu.profiles import get_profile
 
 ArrayLike = float | Sequence[float] | np.ndarray | torch.Tensor
 
@@ -162,49 +170,75 @@ def default_init_grid() -> torch.Tensor:
     return torch.tensor(list(itertools.product(ab, ab, es, exps, exps)), dtype=torch.float64)
 
 
-def _lbfgs(
-    objective: Callable[[torch.Tensor], torch.Tensor],
-    theta0: torch.Tensor,
-    delta: float,
-    max_iter: int = 300,
-) -> tuple[torch.Tensor, float]:
-    """Minimise ``objective`` from ``theta0`` with L-BFGS and a strong-Wolfe line search.
+# The fitters hand L-BFGS a function theta -> (objective, gradient). The gradients are
+# written out by hand: on a few dozen runs autograd's bookkeeping costs three times the
+# arithmetic, and a bootstrap runs L-BFGS hundreds of times. A test checks them
+# against autograd.
+ValueAndGrad = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
-    The optimiser sees ``objective / delta``: a Huber loss with ``delta = 1e-3`` is
-    about ``delta * |residual|`` per run, so its gradients are tiny and torch's
-    stopping tolerances would end the search at the start. Dividing by ``delta``
-    moves the same minimum into the range the tolerances were made for.
+
+def _huber_parts(residual: torch.Tensor, delta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Huber loss of each residual and its derivative (the residual clipped to +-delta)."""
+    size = residual.abs()
+    value = torch.where(size <= delta, 0.5 * residual**2, delta * (size - 0.5 * delta))
+    return value, residual.clamp(-delta, delta)
+
+
+def _chinchilla_value_and_grad(
+    log_n: torch.Tensor, log_d: torch.Tensor, log_l: torch.Tensor, delta: float
+) -> ValueAndGrad:
+    """:func:`huber_log_objective` and its gradient, for ``theta`` ``(5,)`` or ``(starts, 5)``."""
+
+    def value_and_grad(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a, b, e, alpha, beta = (t[..., None] for t in theta.unbind(-1))
+        terms = torch.stack(torch.broadcast_tensors(a - alpha * log_n, b - beta * log_d, e))
+        value, slope = _huber_parts(torch.logsumexp(terms, 0) - log_l, delta)
+        # d logsumexp / d term = softmax of the terms: each term's share of the loss.
+        w_n, w_d, w_e = slope * torch.softmax(terms, 0)
+        grad = torch.stack(
+            [w_n.sum(-1), w_d.sum(-1), w_e.sum(-1), -(w_n * log_n).sum(-1), -(w_d * log_d).sum(-1)],
+            dim=-1,
+        )
+        return value.sum(-1), grad
+
+    return value_and_grad
+
+
+def _lbfgs(
+    value_and_grad: ValueAndGrad, theta0: torch.Tensor, delta: float, max_iter: int = 200
+) -> tuple[torch.Tensor, float]:
+    """Minimise from ``theta0`` with L-BFGS and a strong-Wolfe line search.
+
+    The optimiser sees the objective divided by ``delta``: a Huber loss with
+    ``delta = 1e-3`` is about ``delta * |residual|`` per run, so its gradients are tiny
+    and torch's stopping tolerances would end the search at the start. Dividing moves
+    the same minimum into the range the tolerances were made for.
     """
-    theta = theta0.detach().clone().to(torch.float64).requires_grad_(True)
+    theta = theta0.detach().clone().to(torch.float64)
     opt = torch.optim.LBFGS(
         [theta],
         lr=1.0,
         max_iter=max_iter,
-        tolerance_grad=1e-10,
-        tolerance_change=1e-12,
+        tolerance_grad=1e-9,
+        tolerance_change=1e-10,
         history_size=20,
         line_search_fn="strong_wolfe",
     )
 
     def closure() -> torch.Tensor:
-        opt.zero_grad()
-        value = objective(theta) / delta
-        value.backward()
-        return value
+        value, grad = value_and_grad(theta)
+        theta.grad = grad / delta
+        return value / delta
 
     opt.step(closure)
-    with torch.no_grad():
-        value = float(objective(theta))
+    value = float(value_and_grad(theta)[0])
     if not math.isfinite(value):
         return theta0.detach().clone(), math.inf
-    return theta.detach(), value
+    return theta, value
 
 
 def _multistart(
-    objective: Callable[[torch.Tensor], torch.Tensor],
-    grid: torch.Tensor,
-    n_starts: int,
-    delta: float,
+    value_and_grad: ValueAndGrad, grid: torch.Tensor, n_starts: int, delta: float
 ) -> tuple[torch.Tensor, float]:
     """Screen every grid point at once, run L-BFGS from the ``n_starts`` best, keep the best.
 
@@ -212,13 +246,11 @@ def _multistart(
     whole grid first and polishing only the most promising starts finds the same
     minimum on these small problems at a fraction of the cost.
     """
-    with torch.no_grad():
-        start_values = objective(grid)
-    start_values = torch.nan_to_num(start_values, nan=math.inf)
+    start_values = torch.nan_to_num(value_and_grad(grid)[0], nan=math.inf)
     order = torch.argsort(start_values)[: max(1, n_starts)]
     best_theta, best_value = grid[order[0]], math.inf
     for idx in order.tolist():
-        theta, value = _lbfgs(objective, grid[idx], delta)
+        theta, value = _lbfgs(value_and_grad, grid[idx], delta)
         if value < best_value:
             best_theta, best_value = theta, value
     return best_theta, best_value
@@ -329,8 +361,8 @@ def fit_chinchilla(
     log_n, log_d, log_l = n.log(), d.log(), loss.log()
     grid = default_init_grid() if grid is None else torch.as_tensor(grid, dtype=torch.float64)
 
-    def objective_on(idx: torch.Tensor | slice) -> Callable[[torch.Tensor], torch.Tensor]:
-        return lambda theta: huber_log_objective(theta, log_n[idx], log_d[idx], log_l[idx], delta)
+    def objective_on(idx: torch.Tensor | slice) -> ValueAndGrad:
+        return _chinchilla_value_and_grad(log_n[idx], log_d[idx], log_l[idx], delta)
 
     theta, value = _multistart(objective_on(slice(None)), grid, n_starts, delta)
 
@@ -398,6 +430,31 @@ def _interaction_t(theta: torch.Tensor, log_n: torch.Tensor, log_d: torch.Tensor
     """Interaction for raw ``theta = (C, a, alpha, b, beta)``; ``(5,)`` or ``(starts, 5)``."""
     c, a, alpha, b, beta = (t[..., None] for t in theta.unbind(-1))
     return -c + torch.exp(a - alpha * log_n) + torch.exp(b - beta * log_d)
+
+
+def _bimodal_value_and_grad(
+    base: torch.Tensor, log_n: torch.Tensor, log_d: torch.Tensor, loss: torch.Tensor, delta: float
+) -> ValueAndGrad:
+    """Summed Huber loss of the relative residual of the mixed-modal law, and its gradient."""
+
+    def value_and_grad(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        c, a, alpha, b, beta = (t[..., None] for t in theta.unbind(-1))
+        by_n, by_d = torch.exp(a - alpha * log_n), torch.exp(b - beta * log_d)
+        value, slope = _huber_parts((base - c + by_n + by_d - loss) / loss, delta)
+        s = slope / loss  # d Huber / d prediction
+        grad = torch.stack(
+            [
+                -s.sum(-1),
+                (s * by_n).sum(-1),
+                -(s * by_n * log_n).sum(-1),
+                (s * by_d).sum(-1),
+                -(s * by_d * log_d).sum(-1),
+            ],
+            dim=-1,
+        )
+        return value.sum(-1), grad
+
+    return value_and_grad
 
 
 @dataclass
@@ -535,15 +592,8 @@ def fit_bimodal(
     )
     log_n, log_d = n.log(), (d_i + d_j).log()
 
-    def objective_on(idx: torch.Tensor | slice) -> Callable[[torch.Tensor], torch.Tensor]:
-        def objective(theta: torch.Tensor) -> torch.Tensor:
-            pred = base[idx] + _interaction_t(theta, log_n[idx], log_d[idx])
-            residual = (pred - loss[idx]) / loss[idx]
-            return torch.nn.functional.huber_loss(
-                residual, torch.zeros_like(residual), reduction="none", delta=delta
-            ).sum(-1)
-
-        return objective
+    def objective_on(idx: torch.Tensor | slice) -> ValueAndGrad:
+        return _bimodal_value_and_grad(base[idx], log_n[idx], log_d[idx], loss[idx], delta)
 
     # Build the full 5-D grid: each (a, alpha, b, beta) start gets its best constant C.
     g4 = default_bimodal_grid()
@@ -571,3 +621,660 @@ def fit_bimodal(
         result.bootstrap = samples
         result.ci = _percentile_ci(samples, BIMODAL_PARAMS, ci_level)
     return result
+
+
+# ---------------------------------------------------------------------------
+# Sweeps: train a grid of small OmniLMs and record (N, D, loss)
+# ---------------------------------------------------------------------------
+
+MODALITIES = ("text", "image", "audio")
+SETTINGS = ("text", "image", "audio", "text+image", "text+audio")
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    """One decoder shape of the sweep."""
+
+    d_model: int
+    n_layers: int
+    n_heads: int
+
+    @property
+    def label(self) -> str:
+        return f"d{self.d_model}xL{self.n_layers}"
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """What a sweep trains. Every field goes into the cache key of each run.
+
+    Each (setting, size) is **one run** at a constant learning rate after warm-up,
+    evaluated on held-out data after each of ``eval_steps`` optimizer steps; the last
+    entry is the run's length. One run therefore gives a point for every token budget
+    D (the Kaplan et al. 2020 shortcut). Hoffmann et al. instead trained one
+    cosine-decayed run per budget, which lowers each loss a little; with a constant
+    rate every budget is treated alike, which is what a fit across budgets needs.
+
+    ``profile`` sets the data (image size, audio length); ``pool`` caps how many
+    training scenes are generated (runs longer than ``pool / batch_size`` steps see
+    scenes again).
+    """
+
+    profile: str
+    sizes: tuple[ModelSize, ...]
+    eval_steps: tuple[int, ...]
+    settings: tuple[str, ...] = SETTINGS
+    batch_size: int = 32
+    lr: float = 3e-3
+    warmup_steps: int = 10
+    n_eval: int = 128
+    pool: int = 4096
+    frames_per_token: int = 2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.settings) - set(SETTINGS))
+        if unknown:
+            raise ValueError(f"settings should be among {SETTINGS}; got {unknown}.")
+        steps = list(self.eval_steps)
+        if not steps or steps != sorted(set(steps)) or steps[0] <= self.warmup_steps:
+            raise ValueError(
+                f"eval_steps should increase strictly and start after warm-up "
+                f"({self.warmup_steps} steps); got {self.eval_steps}."
+            )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# The sweep of each profile; the held-out run is bigger than every run of its sweep.
+SWEEPS: dict[str, SweepConfig] = {
+    "ci": SweepConfig(
+        profile="ci",
+        sizes=(ModelSize(16, 1, 2), ModelSize(32, 1, 2), ModelSize(32, 2, 2), ModelSize(48, 2, 4)),
+        eval_steps=(20, 30, 45, 70, 100, 150),
+        batch_size=32,
+        n_eval=128,
+        pool=9600,
+    ),
+    "cpu": SweepConfig(
+        profile="cpu",
+        sizes=(
+            ModelSize(16, 1, 2),
+            ModelSize(32, 1, 2),
+            ModelSize(32, 2, 2),
+            ModelSize(64, 2, 4),
+            ModelSize(64, 4, 4),
+        ),
+        eval_steps=(25, 40, 65, 100, 160, 250, 400),
+        batch_size=32,
+        n_eval=256,
+        pool=25600,
+    ),
+    "gpu": SweepConfig(
+        profile="gpu",
+        sizes=(
+            ModelSize(64, 2, 4),
+            ModelSize(96, 3, 4),
+            ModelSize(128, 4, 4),
+            ModelSize(192, 4, 6),
+            ModelSize(256, 6, 8),
+        ),
+        eval_steps=(125, 250, 500, 1000, 2000),
+        batch_size=128,
+        lr=2e-3,
+        warmup_steps=50,
+        n_eval=1024,
+        pool=32768,
+    ),
+}
+HELDOUT: dict[str, tuple[ModelSize, int]] = {
+    "ci": (ModelSize(64, 3, 4), 300),
+    "cpu": (ModelSize(96, 4, 4), 800),
+    "gpu": (ModelSize(384, 6, 8), 4000),
+}
+
+
+def sweep_config(profile: str | None = None) -> SweepConfig:
+    """The sweep of ``profile`` (default: the active one)."""
+    return SWEEPS[get_profile(profile).name]
+
+
+def heldout_size(profile: str | None = None) -> tuple[ModelSize, int]:
+    """The larger run that lesson 07 predicts before training it: ``(size, steps)``."""
+    return HELDOUT[get_profile(profile).name]
+
+
+def default_cache_path() -> Path:
+    """Where sweep results are cached.
+
+    In a clone of the course: ``notebooks/data/scaling_sweeps.json``, which ships the
+    project's own results for the ``ci`` profile. Elsewhere (a pip install, Colab):
+    ``scaling_sweeps.json`` in the working directory.
+    """
+    repo = Path(__file__).resolve().parent.parent
+    if (repo / "notebooks").is_dir():
+        return repo / "notebooks" / "data" / "scaling_sweeps.json"
+    return Path("scaling_sweeps.json")
+
+
+class SweepCache:
+    """A JSON file of finished runs, keyed by a hash of everything that made them."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path is not None else default_cache_path()
+        self.runs: dict[str, dict] = {}
+        if self.path.exists():
+            data = json.loads(self.path.read_text())
+            if data.get("version") == CACHE_VERSION:
+                self.runs = data["runs"]
+
+    @staticmethod
+    def key(spec: dict) -> str:
+        text = json.dumps(spec, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def get(self, spec: dict) -> list[dict] | None:
+        entry = self.runs.get(self.key(spec))
+        return None if entry is None else entry["records"]
+
+    def put(self, spec: dict, records: list[dict]) -> None:
+        self.runs[self.key(spec)] = {"spec": spec, "records": records}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps({"version": CACHE_VERSION, "runs": self.runs}, indent=1))
+        os.replace(tmp, self.path)
+
+
+def count_parameters(model: nn.Module) -> dict[str, int]:
+    """``{"total": ..., "non_embedding": ...}`` trainable parameters of an OmniLM.
+
+    ``non_embedding`` counts the decoder blocks only: no text embedding, image/audio
+    projector or output head (Kaplan et al.'s convention). At our sizes those parts
+    are a large, modality-dependent share, so the decoder count is the ``N`` that
+    compares across text, image and audio runs.
+    """
+    total = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    decoder = sum(p.numel() for p in model.decoder.parameters() if p.requires_grad)
+    return {"total": total, "non_embedding": decoder}
+
+
+def training_flops(
+    n_params: float, tokens: float, n_layers: int, d_model: int, ctx: float
+) -> float:
+    """Training FLOPs: ``6 N D`` plus attention, ``6 * n_layers * ctx * d_model`` per token.
+
+    Kaplan et al. 2020 (Sec. 2.1): a forward pass costs ``2 N + 2 n_layers ctx d_model``
+    per token (the second term is scores and weighted sums over ``ctx`` positions); the
+    backward pass twice that. ``ctx`` is the mean sequence length.
+    """
+    return 6.0 * n_params * tokens + 6.0 * n_layers * ctx * d_model * tokens
+
+
+@dataclass
+class _Pool:
+    """Training or evaluation scenes, turned into each modality's tokens."""
+
+    text: list[list[int]]
+    image: torch.Tensor  # (n, patches, image_dim), standardised per feature
+    audio: torch.Tensor  # (n, audio_tokens, audio_dim), standardised per feature
+    grid: tuple[int, int]
+
+
+def _make_pool(config: SweepConfig, split: str, n: int, stats: dict | None) -> tuple[_Pool, dict]:
+    """Generate ``n`` scenes and tokenize them; features are standardised with ``stats``.
+
+    Standardising makes an image or audio MSE a fraction of the feature variance (1.0
+    for a model that predicts the mean), on a scale like a text loss in nats: without
+    it, a mixed run's total loss would be nearly all text and its image part would
+    barely train.
+    """
+    from omni_edu.data import OmniWorld
+    from omni_edu.modalities import TextTokenizer, frame_audio, patchify
+
+    profile = get_profile(config.profile)
+    world = OmniWorld(split, seed=config.seed, profile=profile)
+    tokenizer = TextTokenizer()
+    text, images, audio = [], [], []
+    for start in range(0, n, 512):
+        batch = world.sample(min(512, n - start))
+        text += [tokenizer.encode(c, bos=True, eos=True) for c in batch.captions]
+        images.append(patchify(batch.images, profile.patch_size))
+        audio.append(frame_audio(batch.mels, config.frames_per_token))
+    image, sound = torch.cat(images), torch.cat(audio)
+    if stats is None:
+        stats = {
+            name: (x.mean((0, 1)), x.std((0, 1)).clamp_min(1e-3))
+            for name, x in (("image", image), ("audio", sound))
+        }
+    image = (image - stats["image"][0]) / stats["image"][1]
+    sound = (sound - stats["audio"][0]) / stats["audio"][1]
+    side = profile.image_size // profile.patch_size
+    return _Pool(text, image, sound, (side, side)), stats
+
+
+def _document(pool: _Pool, modality: str, k: int) -> list:
+    from omni_edu.model.interleave import audio_segment, image_segment, text_segment
+
+    if modality == "text":
+        return [text_segment(pool.text[k])]
+    if modality == "image":
+        return [image_segment(pool.image[k], pool.grid)]
+    return [audio_segment(pool.audio[k])]
+
+
+def _batches(pool: _Pool, setting: str, batch_size: int, image_dim: int, audio_dim: int) -> list:
+    """Packed batches of ``setting``, one pass over the pool.
+
+    A mixed run's batch holds ``batch_size`` documents of *each* of its modalities, so
+    that at every step it sees as many tokens of each as the matching single-modality
+    run: the two differ only in what else the model learns, not in steps or tokens.
+    Every document holds one modality, and the second modality's scenes are shifted by
+    half the pool, so no caption meets its own picture: a modality can only help
+    another through what the shared weights learn.
+    """
+    from omni_edu.model.interleave import pack
+
+    n = len(pool.text)
+    shifts = (0, n // 2)
+    batches = []
+    for start in range(0, n - batch_size + 1, batch_size):
+        docs = [
+            _document(pool, modality, (k + shift) % n)
+            for modality, shift in zip(setting.split("+"), shifts, strict=False)
+            for k in range(start, start + batch_size)
+        ]
+        batches.append(pack(docs, image_dim=image_dim, audio_dim=audio_dim))
+    return batches
+
+
+def _modality_tokens(packed, modality: str) -> int:
+    from omni_edu.modalities import Modality
+
+    return int((packed.modality == Modality[modality.upper()]).sum())
+
+
+class _SweepData:
+    """Packed batches per setting, built once per sweep and shared by all sizes."""
+
+    def __init__(self, config: SweepConfig, progress: bool) -> None:
+        self.config = config
+        # Enough scenes for one pass of the longest run, the held-out one included.
+        steps = max(*config.eval_steps, HELDOUT[config.profile][1])
+        n_train = min(config.pool, steps * config.batch_size)
+        with tqdm(total=2, desc="generating OmniWorld", disable=not progress, leave=False) as bar:
+            self.train, stats = _make_pool(config, "train", n_train, None)
+            bar.update()
+            self.val, _ = _make_pool(config, "test", config.n_eval, stats)
+            bar.update()
+        self.image_dim = self.train.image.shape[-1]
+        self.audio_dim = self.train.audio.shape[-1]
+        self._cache: dict[str, tuple[list, dict[str, list]]] = {}
+
+    def batches(self, setting: str) -> tuple[list, dict[str, list]]:
+        """Training batches of ``setting`` and validation batches per modality it has."""
+        if setting not in self._cache:
+            cfg = self.config
+            dims = (self.image_dim, self.audio_dim)
+            train = _batches(self.train, setting, cfg.batch_size, *dims)
+            val = {m: _batches(self.val, m, cfg.batch_size, *dims) for m in setting.split("+")}
+            self._cache[setting] = (train, val)
+        return self._cache[setting]
+
+
+def _build_model(data: _SweepData, size: ModelSize, seed: int) -> nn.Module:
+    from omni_edu.modalities import TextTokenizer
+    from omni_edu.model.omni_lm import OmniLM, OmniLMConfig
+    from omni_edu.model.projector import ProjectorConfig
+    from omni_edu.model.transformer import DecoderConfig
+
+    torch.manual_seed(seed)
+    return OmniLM(
+        OmniLMConfig(
+            projector=ProjectorConfig(
+                d_model=size.d_model,
+                vocab_size=TextTokenizer().vocab_size,
+                image_dim=data.image_dim,
+                audio_dim=data.audio_dim,
+            ),
+            decoder=DecoderConfig(
+                d_model=size.d_model, n_layers=size.n_layers, n_heads=size.n_heads
+            ),
+        )
+    )
+
+
+def _omni_loss(model: nn.Module, batch) -> dict[str, torch.Tensor]:
+    losses = model.loss(batch)
+    return {"loss": losses.pop("total"), **losses}
+
+
+def _train_run(
+    data: _SweepData, setting: str, size: ModelSize, eval_steps: Sequence[int]
+) -> list[dict]:
+    """Train one model on ``setting`` and evaluate it after each of ``eval_steps``."""
+    from omni_edu.profiles import get_device
+    from omni_edu.train import TrainConfig, Trainer
+
+    cfg = data.config
+    train, val = data.batches(setting)
+    model = _build_model(data, size, cfg.seed)
+    params = count_parameters(model)
+
+    def validation_loss(m: nn.Module) -> dict[str, float]:
+        return {
+            modality: float(np.mean([m.loss(b)[modality].item() for b in batches]))
+            for modality, batches in val.items()
+        }
+
+    device = get_device(get_profile(cfg.profile))
+    trainer = Trainer(
+        model,
+        _omni_loss,
+        lambda step: train[step % len(train)],
+        TrainConfig(
+            steps=max(eval_steps),
+            lr=cfg.lr,
+            warmup_steps=cfg.warmup_steps,
+            min_lr_ratio=1.0,  # constant after warm-up: every budget is measured alike
+            log_every=max(eval_steps),
+            seed=cfg.seed,
+            device=str(device),
+            progress=False,
+        ),
+        eval_fn=validation_loss,
+    )
+    per_batch = {m: np.mean([_modality_tokens(b, m) for b in train]) for m in MODALITIES}
+    ctx = float(np.mean([b.lengths.float().mean().item() for b in train]))
+    records = []
+    for step in eval_steps:
+        trainer.fit(until=step)
+        tokens = {m: float(per_batch[m] * step) for m in setting.split("+")}
+        total = sum(tokens.values())
+        records.append(
+            {
+                "setting": setting,
+                **asdict(size),
+                "params": params["total"],
+                "params_nonembedding": params["non_embedding"],
+                "step": step,
+                "tokens": tokens,
+                "tokens_total": total,
+                "flops": training_flops(
+                    params["non_embedding"], total, size.n_layers, size.d_model, ctx
+                ),
+                "loss": trainer.evaluate(),
+            }
+        )
+    return records
+
+
+def _run_spec(
+    config: SweepConfig, setting: str, size: ModelSize, eval_steps: Sequence[int]
+) -> dict:
+    spec = config.to_dict()
+    spec.pop("sizes"), spec.pop("settings")
+    return {**spec, "eval_steps": list(eval_steps), "setting": setting, "size": asdict(size)}
+
+
+@functools.lru_cache(maxsize=1)
+def _sweep_data(config: SweepConfig, progress: bool) -> _SweepData:
+    # Kept between calls, so the held-out run reuses the sweep's data.
+    return _SweepData(config, progress)
+
+
+def _run_all(
+    config: SweepConfig,
+    jobs: Sequence[tuple[str, ModelSize, Sequence[int]]],
+    cache: SweepCache | str | Path | None,
+    progress: bool,
+    desc: str,
+) -> list[dict]:
+    cache = cache if isinstance(cache, SweepCache) else SweepCache(cache)
+    records: list[dict] = []
+    bar = tqdm(jobs, desc=desc, disable=not progress)
+    for setting, size, steps in bar:
+        bar.set_postfix_str(f"{setting} {size.label}")
+        spec = _run_spec(config, setting, size, steps)
+        found = cache.get(spec)
+        if found is None:
+            found = _train_run(_sweep_data(config, progress), setting, size, steps)
+            cache.put(spec, found)
+        records += found
+    return records
+
+
+def run_sweep(
+    config: SweepConfig | None = None,
+    cache: SweepCache | str | Path | None = None,
+    progress: bool = True,
+) -> list[dict]:
+    """Train (or load from the cache) every run of a sweep; one record per evaluation.
+
+    A record: ``setting``, ``d_model``, ``n_layers``, ``n_heads``, ``params`` (all
+    trainable), ``params_nonembedding`` (decoder only: the ``N`` we fit), ``step``,
+    ``tokens`` (per modality) and ``tokens_total`` (``D``), ``flops``
+    (:func:`training_flops`) and ``loss`` (validation loss per modality: nats per
+    token for text, MSE of standardised features for image and audio).
+
+    Cached runs load instantly; new ones train and are written to the cache (default
+    :func:`default_cache_path`) as soon as each finishes, so a stopped sweep resumes.
+    """
+    config = config or sweep_config()
+    jobs = [(s, size, config.eval_steps) for s in config.settings for size in config.sizes]
+    return _run_all(config, jobs, cache, progress, f"{config.profile} sweep")
+
+
+def run_heldout(
+    config: SweepConfig | None = None,
+    setting: str = "text",
+    cache: SweepCache | str | Path | None = None,
+    progress: bool = True,
+) -> list[dict]:
+    """The held-out run: a model bigger than any of the sweep, trained longer.
+
+    Same data and recipe as :func:`run_sweep`; evaluated at the sweep's budgets and at
+    its own last step (:data:`HELDOUT` gives its size and length per profile).
+    """
+    config = config or sweep_config()
+    size, steps = HELDOUT[config.profile]
+    eval_steps = (*(s for s in config.eval_steps if s < steps), steps)
+    return _run_all(config, [(setting, size, eval_steps)], cache, progress, "held-out run")
+
+
+def sweep_points(
+    records: Sequence[dict], setting: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(N, D, L)`` of a unimodal setting: decoder parameters, tokens, validation loss."""
+    if setting not in MODALITIES:
+        raise ValueError(f"sweep_points takes a unimodal setting {MODALITIES}; got {setting!r}.")
+    rows = [r for r in records if r["setting"] == setting]
+    if not rows:
+        raise ValueError(f"no records of setting {setting!r}; settings: {_settings(records)}.")
+    n = np.array([r["params_nonembedding"] for r in rows], dtype=np.float64)
+    d = np.array([r["tokens"][setting] for r in rows], dtype=np.float64)
+    loss = np.array([r["loss"][setting] for r in rows], dtype=np.float64)
+    return n, d, loss
+
+
+def mixed_points(
+    records: Sequence[dict], setting: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(N, D_i, D_j, L)`` of a mixed setting ``"i+j"``; ``L`` is the mean of its two
+    per-modality validation losses, as in Aghajanyan et al."""
+    i, j = _pair(setting)
+    rows = [r for r in records if r["setting"] == setting]
+    if not rows:
+        raise ValueError(f"no records of setting {setting!r}; settings: {_settings(records)}.")
+    n = np.array([r["params_nonembedding"] for r in rows], dtype=np.float64)
+    d_i = np.array([r["tokens"][i] for r in rows], dtype=np.float64)
+    d_j = np.array([r["tokens"][j] for r in rows], dtype=np.float64)
+    loss = np.array([(r["loss"][i] + r["loss"][j]) / 2 for r in rows], dtype=np.float64)
+    return n, d_i, d_j, loss
+
+
+def _settings(records: Sequence[dict]) -> list[str]:
+    return sorted({r["setting"] for r in records})
+
+
+def _pair(setting: str) -> tuple[str, str]:
+    parts = setting.split("+")
+    if len(parts) != 2 or not set(parts) <= set(MODALITIES):
+        raise ValueError(f"a mixed setting looks like 'text+image'; got {setting!r}.")
+    return parts[0], parts[1]
+
+
+def fit_sweep(
+    records: Sequence[dict], n_bootstrap: int = 0, seed: int = 0, progress: bool = True
+) -> dict[str, FitResult]:
+    """A Chinchilla fit per unimodal setting found in ``records``."""
+    return {
+        setting: fit_chinchilla(
+            *sweep_points(records, setting), n_bootstrap=n_bootstrap, seed=seed, progress=progress
+        )
+        for setting in MODALITIES
+        if setting in _settings(records)
+    }
+
+
+def fit_mixed(
+    records: Sequence[dict],
+    laws: dict[str, FitResult],
+    n_bootstrap: int = 0,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, BimodalFitResult]:
+    """The mixed-modal law of each mixed setting in ``records``, on the unimodal ``laws``."""
+    fits = {}
+    for setting in _settings(records):
+        if "+" not in setting:
+            continue
+        i, j = _pair(setting)
+        fits[setting] = fit_bimodal(
+            *mixed_points(records, setting),
+            laws[i],
+            laws[j],
+            n_bootstrap=n_bootstrap,
+            seed=seed,
+            progress=progress,
+        )
+    return fits
+
+
+# ---------------------------------------------------------------------------
+# Plots
+# ---------------------------------------------------------------------------
+
+_UNITS = {"text": "nats/token", "image": "MSE, standardised", "audio": "MSE, standardised"}
+
+
+def plot_sweep(records: Sequence[dict], fits: dict[str, FitResult] | None = None):
+    """Validation loss against tokens, one panel per unimodal setting, one line per size.
+
+    With ``fits``, the fitted law is drawn dashed through each size's points.
+    """
+    import matplotlib.pyplot as plt
+
+    settings = [s for s in MODALITIES if s in _settings(records)]
+    fig, axes = plt.subplots(1, len(settings), figsize=(4.6 * len(settings), 3.6), squeeze=False)
+    for ax, setting in zip(axes[0], settings, strict=True):
+        n, d, loss = sweep_points(records, setting)
+        for k, size in enumerate(sorted(set(n))):
+            here = n == size
+            colour = plt.cm.viridis(k / max(1, len(set(n)) - 1))
+            ax.plot(d[here], loss[here], "o-", color=colour, label=f"N = {size:,.0f}")
+            if fits and setting in fits:
+                grid = np.geomspace(d[here].min(), d[here].max(), 50)
+                ax.plot(grid, fits[setting].predict(size, grid), "--", color=colour, alpha=0.7)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(f"{setting} only")
+        ax.set_xlabel(f"training tokens D ({setting})")
+        ax.set_ylabel(f"validation loss ({_UNITS[setting]})")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.suptitle("Sweep: loss falls with parameters N and tokens D (dashed: fitted law)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_isoflops(fit: FitResult, budgets: Sequence[float], title: str = ""):
+    """Predicted loss along ``C = 6 N D`` for each compute budget, minimum marked at N*."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for k, c in enumerate(budgets):
+        n_opt, _ = fit.compute_optimal(c)
+        n = float(n_opt) * np.geomspace(1 / 30, 30, 200)
+        colour = plt.cm.plasma(k / max(1, len(budgets) - 1))
+        ax.plot(n, fit.predict(n, c / (6 * n)), color=colour, label=f"C = {c:.1e} FLOPs")
+        ax.plot(n_opt, fit.predict(n_opt, c / (6 * n_opt)), "o", color=colour)
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters N (decoder)")
+    ax.set_ylabel("predicted loss")
+    ax.set_title(title or "IsoFLOP curves: each budget has a best model size (dots)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_frontier(fits: dict[str, FitResult], budgets: Sequence[float]):
+    """Compute-optimal N*(C) and D*(C) per fit, with bootstrap bands where available."""
+    import matplotlib.pyplot as plt
+
+    c = np.asarray(budgets, dtype=np.float64)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for name, fit in fits.items():
+        n_opt, d_opt = fit.compute_optimal(c)
+        for ax, value, k in ((axes[0], n_opt, 0), (axes[1], d_opt, 1)):
+            (line,) = ax.plot(c, value, label=name)
+            draws = [
+                compute_optimal_split(c, A=row[1], B=row[2], alpha=row[3], beta=row[4])[k]
+                for row in fit.bootstrap
+                if min(row[1:]) > 0
+            ]
+            if draws:
+                low, high = np.quantile(np.array(draws), [0.05, 0.95], axis=0)
+                ax.fill_between(c, low, high, color=line.get_color(), alpha=0.2)
+    for ax, what in zip(axes, ("parameters N*", "tokens D*"), strict=True):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("training compute C (FLOPs, 6ND)")
+        ax.set_ylabel(f"compute-optimal {what}")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    fig.suptitle("Compute-optimal frontier (band: 90% of bootstrap fits)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_interaction(fits: dict[str, BimodalFitResult], n: Sequence[float], d: float):
+    """The fitted interaction term against model size at ``d`` total tokens.
+
+    Below zero the two modalities help each other; above, they compete.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    n = np.asarray(n, dtype=np.float64)
+    for name, fit in fits.items():
+        rows = fit.mixing_report(n, d)
+        (line,) = ax.plot(n, [r["interaction"] for r in rows], "o-", label=name)
+        ax.fill_between(
+            n,
+            [r["low"] for r in rows],
+            [r["high"] for r in rows],
+            color=line.get_color(),
+            alpha=0.2,
+        )
+    ax.axhline(0.0, color="black", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters N (decoder)")
+    ax.set_ylabel("interaction (loss units)")
+    ax.set_title(f"Mixing: > 0 competition, < 0 synergy (D = {d:,.0f} tokens)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

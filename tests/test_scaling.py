@@ -181,3 +181,28 @@ def test_bimodal_fit_recovers_a_planted_interaction():
 def test_bimodal_fit_checks_token_lengths():
     with pytest.raises(ValueError, match="D_j"):
         fit_bimodal([1e6] * 6, [1e9] * 6, [1e9] * 5, [3.0] * 6, LAW_TEXT, LAW_IMAGE)
+
+
+def test_hand_written_gradients_match_autograd():
+    from omni_edu.scaling import _bimodal_value_and_grad, _chinchilla_value_and_grad
+
+    g = torch.Generator().manual_seed(0)
+    log_n = torch.empty(9, dtype=torch.float64).uniform_(12, 20, generator=g)
+    log_d = torch.empty(9, dtype=torch.float64).uniform_(16, 24, generator=g)
+    log_l = torch.empty(9, dtype=torch.float64).uniform_(0.5, 1.5, generator=g)
+    theta = torch.tensor([5.0, 6.0, 0.4, 0.35, 0.3], dtype=torch.float64, requires_grad=True)
+    huber_log_objective(theta, log_n, log_d, log_l, delta=0.05).backward()
+    value, grad = _chinchilla_value_and_grad(log_n, log_d, log_l, 0.05)(theta.detach())
+    assert float(value) == pytest.approx(
+        float(huber_log_objective(theta.detach(), log_n, log_d, log_l, 0.05))
+    )
+    torch.testing.assert_close(grad, theta.grad)
+
+    base, loss = log_l.exp(), log_l.exp() * 1.01
+    theta = torch.tensor([0.1, 1.0, 0.3, 0.5, 0.2], dtype=torch.float64, requires_grad=True)
+    c, a, alpha, b, beta = theta
+    pred = base - c + torch.exp(a - alpha * log_n) + torch.exp(b - beta * log_d)
+    r = (pred - loss) / loss
+    torch.nn.functional.huber_loss(r, torch.zeros_like(r), delta=0.01, reduction="sum").backward()
+    _, grad = _bimodal_value_and_grad(base, log_n, log_d, loss, 0.01)(theta.detach())
+    torch.testing.assert_close(grad, theta.grad)
