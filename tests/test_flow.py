@@ -62,7 +62,7 @@ def test_head_accepts_sequences_of_tokens():
         head.loss(torch.randn(2, 4, 6), hidden)
     with pytest.raises(ValueError, match=r"cond should be \(\.\.\., 10\)"):
         head.sample(torch.randn(2, 5, 9))
-    with pytest.raises(ValueError, match="cond_dropout"):
+    with pytest.raises(ValueError, match="uncond"):
         head.sample(hidden, guidance=2.0)
 
 

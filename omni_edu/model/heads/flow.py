@@ -208,23 +208,29 @@ class FlowHead(_HeadBase):
         steps: int | None = None,
         guidance: float = 1.0,
         generator: torch.Generator | None = None,
+        uncond: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Draw one token per condition ``(..., cond_dim)`` -> ``(..., token_dim)``.
 
-        ``steps`` Euler steps from noise (t = 0) to data (t = 1). ``guidance`` > 1 uses
-        classifier-free guidance ``v = v_uncond + guidance * (v_cond - v_uncond)``, which
-        needs a head trained with ``cond_dropout > 0``.
+        ``steps`` Euler steps from noise (t = 0) to data (t = 1). ``guidance`` != 1 uses
+        classifier-free guidance ``v = v_uncond + guidance * (v_cond - v_uncond)``. The
+        unconditional velocity uses ``uncond`` (same shape as ``cond``: for example the
+        decoder's state for an empty caption) or else the head's learned null condition,
+        which needs a head trained with ``cond_dropout > 0``.
         """
         steps = steps or self.config.sampling_steps
         cond, lead = _flatten(cond, self.config.cond_dim, "cond")
         velocity_fn: VelocityFn = self.velocity
         if guidance != 1.0:
-            if self.null_cond is None:
+            if uncond is not None:
+                null, _ = _flatten(uncond, self.config.cond_dim, "uncond")
+            elif self.null_cond is not None:
+                null = self.null_cond.expand_as(cond)
+            else:
                 raise ValueError(
-                    "guidance != 1 needs a head trained with cond_dropout > 0 (it has no "
-                    "learned null condition)."
+                    "guidance != 1 needs an unconditional state: pass uncond=..., or train "
+                    "the head with cond_dropout > 0 (a learned null condition)."
                 )
-            null = self.null_cond.expand_as(cond)
 
             def velocity_fn(x_t: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
                 v_cond = self.velocity(x_t, t, c)
@@ -267,8 +273,9 @@ class RegressionHead(_HeadBase):
         steps: int | None = None,
         guidance: float = 1.0,
         generator: torch.Generator | None = None,
+        uncond: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The prediction for each condition (``steps`` and ``guidance`` are ignored)."""
+        """The prediction for each condition (``steps``, ``guidance``, ``uncond`` ignored)."""
         cond, lead = _flatten(cond, self.config.cond_dim, "cond")
         return self.predict(cond).reshape(*lead, self.config.token_dim)
 

@@ -30,6 +30,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from omni_edu.model.heads.fsq import FSQ
+from omni_edu.profiles import Profile, get_profile
+
+# Width of the autoencoder's convolutions per profile (bigger pictures, wider network).
+AUTOENCODER_CHANNELS = {"ci": 32, "cpu": 32, "gpu": 64}
 
 
 @dataclass
@@ -346,6 +350,20 @@ class VQVAEConfig:
     @property
     def grid_size(self) -> int:
         return self.image_size // 2**self.downsample
+
+    @classmethod
+    def from_profile(cls, profile: Profile | str | None = None, **overrides) -> VQVAEConfig:
+        """Sizes for a profile: one code per ``patch_size`` x ``patch_size`` patch, so an
+        image becomes as many VQ tokens as it has patch tokens."""
+        if not isinstance(profile, Profile):
+            profile = get_profile(profile)
+        settings = {
+            "image_size": profile.image_size,
+            "downsample": int(math.log2(profile.patch_size)),
+            "channels": AUTOENCODER_CHANNELS.get(profile.name, 32),
+        }
+        settings.update(overrides)
+        return cls(**settings)
 
 
 class ResBlock(nn.Module):
