@@ -235,3 +235,28 @@ def test_cost_planner_falls_back_to_a_figure_and_builds_its_widget():
     plt.close(figure)
     box = cp.planner_widget(cp.Request())
     assert len(box.children) == 2
+
+
+def test_roofline_and_jct_figures():
+    import matplotlib.pyplot as plt
+
+    from omni_edu import serving
+    from omni_edu.viz import cost_planner as cp
+
+    a100 = cost.get_device_preset("A100")
+    model = cost.get_model_shape("qwen2-7b")
+    points = {
+        "decode": cost.decode_step_cost(model, 1024),
+        "flow": cost.diffusion_step_cost(model, 1024),
+    }
+    fig = cp.roofline_figure(a100, points, dtype="bf16")
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and "FLOP / byte" in ax.get_xlabel()
+    assert len(ax.get_legend().get_texts()) == 2 + len(points)  # roof, ridge, one per point
+    plt.close(fig)
+    requests = serving.poisson_workload(50, rate=5.0)
+    fig = cp.jct_figure([serving.simulate(requests, serving.colocated())])
+    assert "ms" in fig.axes[0].get_xlabel()
+    plt.close(fig)
+    with pytest.raises(ValueError, match="at least one"):
+        cp.roofline_figure(a100, {})
