@@ -38,6 +38,11 @@ from torch import nn
 from omni_edu.model.transformer import Decoder, DecoderConfig
 from omni_edu.profiles import amp_dtype, autocast
 
+DEFAULTS = {
+    "cpu": {"d_model": 128, "layers": 4, "heads": 4, "seq": 128, "batch": 8, "steps": 3},
+    "cuda": {"d_model": 256, "layers": 6, "heads": 8, "seq": 512, "batch": 64, "steps": 10},
+}
+
 
 class OursLM(nn.Module):
     """Embedding -> our Decoder (RoPE, SwiGLU, RMSNorm, causal SDPA) -> head."""
@@ -116,34 +121,46 @@ def make_step(model: nn.Module, ids: torch.Tensor, device: torch.device):
     return step
 
 
-def time_steps(step, steps: int, device: torch.device) -> float:
+def time_steps(step, steps: int, device: torch.device, clock=time.perf_counter) -> float:
     sync(device)
-    start = time.perf_counter()
+    start = clock()
     for _ in range(steps):
         step()
     sync(device)
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--d-model", type=int, default=128)
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--seq", type=int, default=256, help="tokens per sequence")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=5, help="training steps per timed round")
-    parser.add_argument("--repeats", type=int, default=5, help="timed rounds per model")
+    parser.add_argument("--d-model", type=int)
+    parser.add_argument("--layers", type=int)
+    parser.add_argument("--heads", type=int)
+    parser.add_argument("--seq", type=int, help="tokens per sequence")
+    parser.add_argument("--batch", type=int)
+    parser.add_argument("--steps", type=int, help="training steps per timed round")
+    parser.add_argument("--repeats", type=int, default=7, help="timed rounds per model")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--vocab", type=int, default=512)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--torch-ff", choices=["param", "4d"], default="param")
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="cpu = process CPU time: with --threads 1 on a CPU shared with other jobs it "
+        "ignores the time spent waiting for a core (on a quiet machine both agree)",
+    )
     args = parser.parse_args()
+    device = torch.device(args.device)
+    # Unset sizes follow the device: the `cpu` profile's model on a CPU, the `gpu`
+    # profile's on a GPU with longer sequences and a batch big enough to fill it.
+    for key, value in DEFAULTS[device.type].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    device = torch.device(args.device)
     config = DecoderConfig(
         d_model=args.d_model, n_layers=args.layers, n_heads=args.heads, max_seq_len=args.seq
     )
@@ -158,11 +175,13 @@ def main() -> None:
     for step in steps.values():
         time_steps(step, args.warmup, device)
 
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
     tokens_per_round = args.batch * args.seq * args.steps
     rates: dict[str, list[float]] = {name: [] for name in models}
     for _ in range(args.repeats):
         for name, step in steps.items():
-            rates[name].append(tokens_per_round / time_steps(step, args.steps, device))
+            seconds = time_steps(step, args.steps, device, clock)
+            rates[name].append(tokens_per_round / seconds)
     ratios = [a / b for a, b in zip(rates["ours"], rates["torch_encoder"], strict=True)]
 
     peak, peak_source = measure_peak_flops(device)
@@ -186,6 +205,7 @@ def main() -> None:
             if args.torch_ff == "param"
             else "4 * d_model",
         },
+        "clock": args.clock,
         "steps_per_round": args.steps,
         "repeats": args.repeats,
         "peak_flops": peak,

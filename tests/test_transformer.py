@@ -225,7 +225,7 @@ def test_rope_score_depends_only_on_relative_offset(m: int, n: int, shift: int) 
 
 
 def test_rope_keeps_vector_length_and_position_zero_is_identity() -> None:
-    x = torch.randn(2, 4, 5, 16)
+    x = torch.randn(2, 5, 4, 16)  # (batch, seq, heads, head_dim)
     cos, sin = rope_cos_sin(rope_angles(torch.arange(5).expand(2, 5) * 37, rope_frequencies(16)))
     rotated = apply_rope(x, cos, sin)
     torch.testing.assert_close(rotated.norm(dim=-1), x.norm(dim=-1))
