@@ -20,6 +20,7 @@ Everything here is plain arithmetic on Python numbers (plus one short microbench
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from dataclasses import dataclass, field
 
@@ -32,7 +33,7 @@ import torch
 
 def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
     """Raise a ValueError in the learner's words when ``value`` is not a usable size."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} should be a number; got {value!r} ({type(value).__name__})")
     if math.isnan(value) or math.isinf(value):
         raise ValueError(f"{name} should be a finite number; got {value}")

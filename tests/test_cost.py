@@ -60,6 +60,17 @@ def test_gpt4o_tiles(width, height, detail, tokens):
     assert cost.gpt4o_image_tokens(width, height, detail) == tokens
 
 
+def test_numpy_numbers_are_accepted():
+    import numpy as np
+
+    assert cost.qwen2vl_image_tokens(np.int64(224), np.int64(224)) == 64
+    assert (
+        cost.kv_cache_bytes(np.int32(2), 2, 16, np.float64(10.0), 1, 4) == 2 * 2 * 2 * 16 * 10 * 4
+    )
+    with pytest.raises(ValueError, match="should be a number"):
+        cost.whisper_audio_tokens("30")
+
+
 def test_gemini_fixed_costs():
     assert cost.gemini_image_tokens(384, 384) == 258
     assert cost.gemini_image_tokens(1536, 768) == 2 * 258
