@@ -1,0 +1,499 @@
+"""Three ways to fuse modalities, built from the same parts and matched in parameters.
+
+Every variant reads the same :class:`FusionBatch` - text ids, image patches and audio
+tokens, each token with its place in one interleaved order - and answers a question from
+the hidden state of the last text token. They differ only in *where* the modalities meet:
+
+* :class:`EarlyFusion` (GPT-4o / Gemini style): every token, whatever its modality, is
+  embedded into one sequence and a single decoder mixes them from the first layer on::
+
+      [text | image | audio | text] -> decoder (all layers) -> head
+
+* :class:`LateFusion` (LLaVA style): each modality first goes through its *own* encoder
+  for a few layers; a small connector projects the encoded media into the decoder, which
+  then reads them as tokens of its sequence. Encoders can be frozen, which is how LLaVA
+  trains a language model on top of a pretrained CLIP::
+
+      image -> image encoder -> connector --+
+      audio -> audio encoder -> connector --+--> [text | media | text] -> decoder -> head
+
+* :class:`CrossAttentionFusion` (Flamingo style): the decoder's sequence holds *text
+  only*. Media reach it through gated cross-attention layers placed before each decoder
+  block, ``x + tanh(a) * xattn(norm(x), media)`` (and the same for a feed-forward), with
+  the gates ``a`` starting at zero so that a fresh layer is the identity and the language
+  model starts out exactly as it was. A text token may read only media that came before
+  it (:func:`media_visibility_mask`); with none before it, it reads nothing::
+
+      media -> encoders ------------------+
+                                          v (keys, values)
+      text -> [gated xattn -> block] x n -> head
+
+The budget is counted in layers: early fusion stacks ``depth`` decoder blocks; late
+fusion spends a quarter of them on each modality's encoder and the rest on its decoder;
+cross-attention fusion spends the same on encoders and splits the rest evenly between
+decoder blocks and gated cross-attention layers (one of which holds about as many weights
+as a block). :func:`parameter_table` prints the counts side by side.
+
+Attention, feed-forward and norms are those of :mod:`omni_edu.model.transformer`; the only
+new layer is :class:`CrossAttention` (queries from text, keys and values from media).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from omni_edu.model.projector import OmniTokenProjector, ProjectorConfig
+from omni_edu.model.transformer import (
+    MLP,
+    Block,
+    Decoder,
+    DecoderConfig,
+    RMSNorm,
+    rope_angles,
+    rope_cos_sin,
+    rope_frequencies,
+)
+from omni_edu.profiles import Profile, get_profile
+
+VARIANTS = ("early", "late", "cross")
+MEDIA = ("image", "audio")
+
+
+@dataclass
+class FusionConfig:
+    """Sizes shared by the three variants.
+
+    ``depth`` is the layer budget: the number of decoder blocks of early fusion. The other
+    variants spend the same budget differently (see the module docstring).
+    ``frozen_encoders`` (late fusion only): which media encoders are frozen, e.g.
+    ``("image",)``; a frozen encoder, with its patch embedding, gets no gradients and
+    keeps no activations for the backward pass.
+    """
+
+    d_model: int = 64
+    n_heads: int = 4
+    depth: int = 4
+    vocab_size: int = 64
+    image_dim: int = 48
+    audio_dim: int = 128
+    n_classes: int = 2
+    max_seq_len: int = 256
+    frozen_encoders: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.depth < 4:
+            raise ValueError(
+                f"depth should be at least 4 (one encoder layer per medium, and at least "
+                f"one decoder block and one cross-attention layer); got {self.depth}."
+            )
+        self.frozen_encoders = tuple(self.frozen_encoders)
+        unknown = set(self.frozen_encoders) - set(MEDIA)
+        if unknown:
+            raise ValueError(
+                f"frozen_encoders should name media from {MEDIA}; got {sorted(unknown)}."
+            )
+
+    @property
+    def encoder_layers(self) -> int:
+        """Layers of each medium's encoder (late and cross-attention fusion)."""
+        return self.depth // 4
+
+    @property
+    def late_decoder_layers(self) -> int:
+        """Decoder blocks of late fusion: what the two encoders leave of the budget."""
+        return self.depth - 2 * self.encoder_layers
+
+    @property
+    def cross_layers(self) -> int:
+        """Decoder blocks (and as many gated cross-attention layers) of cross fusion."""
+        return max(1, self.late_decoder_layers // 2)
+
+    def decoder_config(self, n_layers: int) -> DecoderConfig:
+        return DecoderConfig(
+            d_model=self.d_model,
+            n_layers=n_layers,
+            n_heads=self.n_heads,
+            max_seq_len=self.max_seq_len,
+        )
+
+    def projector_config(self) -> ProjectorConfig:
+        return ProjectorConfig(
+            d_model=self.d_model,
+            vocab_size=self.vocab_size,
+            image_dim=self.image_dim,
+            audio_dim=self.audio_dim,
+        )
+
+    @classmethod
+    def from_profile(cls, profile: Profile | str | None = None, **overrides) -> FusionConfig:
+        """Sizes of a profile: ``d_model``, ``n_heads``, ``depth = 2 * n_layers``, patch width.
+
+        ``vocab_size``, ``audio_dim`` and ``n_classes`` depend on the task; pass them.
+        """
+        if not isinstance(profile, Profile):
+            profile = get_profile(profile)
+        valid = {f.name for f in fields(cls)}
+        unknown = set(overrides) - valid
+        if unknown:
+            raise ValueError(
+                f"Unknown FusionConfig field(s) {sorted(unknown)}; valid: {sorted(valid)}."
+            )
+        base = cls(
+            d_model=profile.d_model,
+            n_heads=profile.n_heads,
+            depth=2 * profile.n_layers,
+            image_dim=3 * profile.patch_size**2,
+        )
+        return replace(base, **overrides)
+
+
+@dataclass
+class FusionBatch:
+    """One batch of interleaved text, image and audio, with a class label per example.
+
+    Every token carries its *position* in the interleaved order of its example, so the
+    variants agree on what came before what (positions are distinct within an example).
+
+    text_ids ``(batch, n_text)`` int64 and text_positions ``(batch, n_text)`` int64, in
+    increasing order; the last text token is the one that answers.
+    image ``(batch, n_patches, image_dim)`` and image_positions ``(batch, n_patches)``.
+    audio ``(batch, n_audio, audio_dim)`` and audio_positions ``(batch, n_audio)``.
+    labels ``(batch,)`` int64 class indices.
+    """
+
+    text_ids: Tensor
+    text_positions: Tensor
+    image: Tensor
+    image_positions: Tensor
+    audio: Tensor
+    audio_positions: Tensor
+    labels: Tensor
+
+    def __post_init__(self) -> None:
+        batch = self.text_ids.shape[0]
+        for name in ("text", "image", "audio"):
+            values = self.text_ids if name == "text" else getattr(self, name)
+            positions = getattr(self, f"{name}_positions")
+            if positions.shape != values.shape[:2] or values.shape[0] != batch:
+                raise ValueError(
+                    f"{name}_positions should be (batch, n_{name}) = "
+                    f"{(batch, *values.shape[1:2])} to match the {name} tokens; "
+                    f"got {tuple(positions.shape)}."
+                )
+        if self.labels.shape != (batch,):
+            raise ValueError(
+                f"labels should be (batch,) = ({batch},); got {tuple(self.labels.shape)}."
+            )
+
+    def __len__(self) -> int:
+        return self.text_ids.shape[0]
+
+    def __getitem__(self, index) -> FusionBatch:
+        """A smaller batch: ``batch[:8]`` or ``batch[index_tensor]``."""
+        return FusionBatch(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+    def to(self, device: torch.device | str) -> FusionBatch:
+        return FusionBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+    @property
+    def seq_len(self) -> int:
+        """Tokens of one interleaved example (text + image + audio)."""
+        return self.text_ids.shape[1] + self.image.shape[1] + self.audio.shape[1]
+
+
+# ----------------------------------------------------------------------------- masks
+
+
+def media_visibility_mask(text_positions: Tensor, media_positions: Tensor) -> Tensor:
+    """Which media tokens each text token may read: those that came *before* it.
+
+    Args:
+        text_positions: ``(batch, n_text)`` int64 places of the text tokens.
+        media_positions: ``(batch, n_media)`` int64 places of the media tokens; ``-1``
+            marks padding, which no text token may read.
+
+    Returns:
+        ``(batch, n_text, n_media)`` bool, True = may attend (the convention of
+        ``scaled_dot_product_attention``).
+    """
+    if text_positions.dim() != 2 or media_positions.dim() != 2:
+        raise ValueError(
+            f"text_positions and media_positions should be (batch, n); got "
+            f"{tuple(text_positions.shape)} and {tuple(media_positions.shape)}."
+        )
+    before = media_positions.unsqueeze(1) < text_positions.unsqueeze(2)
+    return before & (media_positions >= 0).unsqueeze(1)
+
+
+# ----------------------------------------------------------------------------- layers
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention from text queries to media keys and values.
+
+    No rotary positions: the media encoders already wrote where each patch or frame sits
+    into its features, and a text token's distance to a patch means nothing. A text
+    token whose ``visible`` row is all False gets exactly zero (not NaN, not an average).
+    """
+
+    def __init__(self, config: DecoderConfig) -> None:
+        super().__init__()
+        self.n_heads = config.n_heads
+        self.head_dim = config.head_dim
+        self.q = nn.Linear(config.d_model, config.d_model, bias=False)
+        self.kv = nn.Linear(config.d_model, 2 * config.d_model, bias=False)
+        self.proj = nn.Linear(config.d_model, config.d_model, bias=False)
+
+    def forward(self, x: Tensor, media: Tensor, visible: Tensor) -> Tensor:
+        """x ``(batch, n_text, d)``, media ``(batch, n_media, d)``, visible
+        ``(batch, n_text, n_media)`` bool -> ``(batch, n_text, d)``."""
+        batch, n_text, d = x.shape
+        n_media = media.shape[1]
+        if visible.shape != (batch, n_text, n_media):
+            raise ValueError(
+                f"visible should be (batch, n_text, n_media) = {(batch, n_text, n_media)}; "
+                f"got {tuple(visible.shape)}. Build it with media_visibility_mask."
+            )
+        q = self.q(x).view(batch, n_text, self.n_heads, self.head_dim).transpose(1, 2)
+        k, v = self.kv(media).view(batch, n_media, 2, self.n_heads, self.head_dim).unbind(2)
+        k, v = k.transpose(1, 2), v.transpose(1, 2)
+        # A row with nothing visible would be softmax over nothing (NaN). Let such rows
+        # attend everywhere, then zero their output: same result, finite gradients.
+        sees_any = visible.any(dim=-1, keepdim=True)  # (batch, n_text, 1)
+        mask = (visible | ~sees_any).unsqueeze(1)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        y = y.transpose(1, 2).reshape(batch, n_text, d)
+        return self.proj(y) * sees_any
+
+
+class GatedCrossAttention(nn.Module):
+    """Flamingo's gated cross-attention layer, inserted before a decoder block.
+
+    ``x = x + tanh(attn_gate) * xattn(norm(x), media)`` then
+    ``x = x + tanh(mlp_gate) * mlp(norm(x))``. Both gates start at zero, so a fresh layer
+    returns ``x`` unchanged: a pretrained language model is not disturbed on day one, and
+    training opens each gate only as far as the media help.
+    """
+
+    def __init__(self, config: DecoderConfig) -> None:
+        super().__init__()
+        self.attn_norm = RMSNorm(config.d_model, config.norm_eps)
+        self.xattn = CrossAttention(config)
+        self.attn_gate = nn.Parameter(torch.zeros(1))
+        self.mlp_norm = RMSNorm(config.d_model, config.norm_eps)
+        self.mlp = MLP(config)
+        self.mlp_gate = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: Tensor, media: Tensor, visible: Tensor) -> Tensor:
+        """x ``(batch, n_text, d)``, media ``(batch, n_media, d)``, visible
+        ``(batch, n_text, n_media)`` -> ``(batch, n_text, d)``."""
+        x = x + torch.tanh(self.attn_gate) * self.xattn(self.attn_norm(x), media, visible)
+        return x + torch.tanh(self.mlp_gate) * self.mlp(self.mlp_norm(x))
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _init_linear(module: nn.Module) -> None:
+    # The decoder's init (GPT-2's small normal), for the layers this file adds.
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+def interleave(parts: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor, Tensor]:
+    """Merge token runs into one sequence sorted by position.
+
+    parts: ``[(x (batch, n_i, d), positions (batch, n_i)), ...]``. Returns the merged
+    ``(batch, sum n_i, d)``, its sorted positions and ``where (batch, sum n_i)``: the index
+    in the merged sequence of each input token, in the order of ``parts`` (so the hidden
+    state of the first part's token ``j`` is ``merged[b, where[b, j]]``).
+    """
+    x = torch.cat([p[0] for p in parts], dim=1)
+    positions = torch.cat([p[1] for p in parts], dim=1)
+    order = positions.argsort(dim=1)
+    sorted_x = x.gather(1, order.unsqueeze(-1).expand_as(x))
+    return sorted_x, positions.gather(1, order), order.argsort(dim=1)
+
+
+def _rows(hidden: Tensor, where: Tensor) -> Tensor:
+    """``hidden (batch, seq, d)`` at ``where (batch, n)`` -> ``(batch, n, d)``."""
+    return hidden.gather(1, where.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
+
+
+def bidirectional_mask(n: int, device: torch.device) -> Tensor:
+    """``(n, n)`` all True: an encoder's tokens all see each other (ViT, Whisper)."""
+    return torch.ones(n, n, dtype=torch.bool, device=device)
+
+
+class FusionModel(nn.Module):
+    """What the variants share: the omni-token projector, the classifier, the read-out.
+
+    Subclasses implement :meth:`text_hidden`; :meth:`forward` answers from the last text
+    token, ``(batch, n_classes)`` logits.
+    """
+
+    kind = "base"
+
+    def __init__(self, config: FusionConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.projector = OmniTokenProjector(config.projector_config())
+        self.head = nn.Linear(config.d_model, config.n_classes)
+        _init_linear(self.head)
+
+    def text_hidden(self, batch: FusionBatch) -> Tensor:
+        """Hidden states of the text tokens ``(batch, n_text, d_model)``."""
+        raise NotImplementedError
+
+    def forward(self, batch: FusionBatch) -> Tensor:
+        """Class logits ``(batch, n_classes)`` from the last text token's hidden state."""
+        return self.head(self.text_hidden(batch)[:, -1])
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+
+class EarlyFusion(FusionModel):
+    """One decoder over all tokens of all modalities, from the first layer on."""
+
+    kind = "early"
+
+    def __init__(self, config: FusionConfig) -> None:
+        super().__init__(config)
+        self.decoder = Decoder(config.decoder_config(config.depth))
+
+    def text_hidden(self, batch: FusionBatch) -> Tensor:
+        p = self.projector
+        x, positions, where = interleave(
+            [
+                (p.embed_text(batch.text_ids), batch.text_positions),
+                (p.embed_image(batch.image), batch.image_positions),
+                (p.embed_audio(batch.audio), batch.audio_positions),
+            ]
+        )
+        hidden = self.decoder(x, positions)  # causal over the interleaved order
+        return _rows(hidden, where[:, : batch.text_ids.shape[1]])
+
+
+class MediaEncoders(nn.Module):
+    """One bidirectional encoder per medium (a tiny ViT for images, a Whisper-like one
+    for audio). Output: encoded tokens ``(batch, n, d_model)`` per medium."""
+
+    def __init__(self, config: FusionConfig) -> None:
+        super().__init__()
+        self.image = Decoder(config.decoder_config(config.encoder_layers))
+        self.audio = Decoder(config.decoder_config(config.encoder_layers))
+
+    def encode(self, projector: OmniTokenProjector, name: str, features: Tensor) -> Tensor:
+        embed = projector.embed_image if name == "image" else projector.embed_audio
+        x = embed(features)
+        mask = bidirectional_mask(x.shape[1], x.device)
+        return getattr(self, name)(x, attn_mask=mask)
+
+
+class LateFusion(FusionModel):
+    """Separate media encoders, a connector per medium, then a shared causal decoder."""
+
+    kind = "late"
+
+    def __init__(self, config: FusionConfig) -> None:
+        super().__init__(config)
+        self.encoders = MediaEncoders(config)
+        # LLaVA's projector: encoder space -> decoder space.
+        self.connector = nn.ModuleDict(
+            {m: nn.Linear(config.d_model, config.d_model) for m in MEDIA}
+        )
+        self.connector.apply(_init_linear)
+        self.decoder = Decoder(config.decoder_config(config.late_decoder_layers))
+        for name in config.frozen_encoders:
+            self.frozen_parts(name).requires_grad_(False)
+
+    def frozen_parts(self, name: str) -> nn.ModuleList:
+        """The modules that belong to ``name``'s encoder: its patch/frame embedding and layers."""
+        return nn.ModuleList([getattr(self.projector, name), getattr(self.encoders, name)])
+
+    def text_hidden(self, batch: FusionBatch) -> Tensor:
+        parts = [(self.projector.embed_text(batch.text_ids), batch.text_positions)]
+        for name in MEDIA:
+            features, positions = getattr(batch, name), getattr(batch, f"{name}_positions")
+            frozen = name in self.config.frozen_encoders
+            # A frozen encoder runs without autograd: nothing of it is kept for backward.
+            with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
+                encoded = self.encoders.encode(self.projector, name, features)
+            parts.append((self.connector[name](encoded), positions))
+        x, positions, where = interleave(parts)
+        hidden = self.decoder(x, positions)
+        return _rows(hidden, where[:, : batch.text_ids.shape[1]])
+
+
+class CrossAttentionFusion(FusionModel):
+    """A text-only decoder that reads encoded media through gated cross-attention."""
+
+    kind = "cross"
+
+    def __init__(self, config: FusionConfig) -> None:
+        super().__init__(config)
+        self.encoders = MediaEncoders(config)
+        dec = config.decoder_config(config.cross_layers)
+        self.xattn = nn.ModuleList(GatedCrossAttention(dec) for _ in range(config.cross_layers))
+        self.blocks = nn.ModuleList(Block(dec) for _ in range(config.cross_layers))
+        self.norm = RMSNorm(config.d_model, dec.norm_eps)
+        self.register_buffer("inv_freq", rope_frequencies(dec.head_dim), persistent=False)
+        self.xattn.apply(_init_linear)
+        self.blocks.apply(_init_linear)
+        for name, p in self.named_parameters():
+            # The decoder's scaled residual init, for the same reason (see Decoder).
+            if name.endswith(("proj.weight", "mlp.down.weight")) and not name.startswith("enc"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(4 * config.cross_layers))
+
+    def media(self, batch: FusionBatch) -> tuple[Tensor, Tensor]:
+        """Encoded media ``(batch, n_image + n_audio, d)`` and their positions."""
+        tokens = [self.encoders.encode(self.projector, m, getattr(batch, m)) for m in MEDIA]
+        positions = [getattr(batch, f"{m}_positions") for m in MEDIA]
+        return torch.cat(tokens, dim=1), torch.cat(positions, dim=1)
+
+    def text_hidden(self, batch: FusionBatch) -> Tensor:
+        media, media_positions = self.media(batch)
+        visible = media_visibility_mask(batch.text_positions, media_positions)
+        x = self.projector.embed_text(batch.text_ids)
+        cos, sin = rope_cos_sin(rope_angles(batch.text_positions, self.inv_freq))
+        for xattn, block in zip(self.xattn, self.blocks, strict=True):
+            x = xattn(x, media, visible)
+            x, _ = block(x, cos, sin)  # causal self-attention among text tokens
+        return self.norm(x)
+
+
+_CLASSES = {"early": EarlyFusion, "late": LateFusion, "cross": CrossAttentionFusion}
+
+
+def build_fusion_model(kind: str, config: FusionConfig) -> FusionModel:
+    """``"early"``, ``"late"`` or ``"cross"`` -> a fresh model of that variant."""
+    if kind not in _CLASSES:
+        raise ValueError(f"kind should be one of {VARIANTS}; got {kind!r}.")
+    if config.frozen_encoders and kind != "late":
+        raise ValueError(
+            f"frozen_encoders is a late-fusion option; got frozen_encoders="
+            f"{config.frozen_encoders} for {kind!r}."
+        )
+    return _CLASSES[kind](config)
+
+
+def parameter_table(models: dict[str, FusionModel]) -> list[dict[str, object]]:
+    """One row per model: total and trainable parameters, and the gap to the first model."""
+    first = next(iter(models.values())).num_parameters()
+    return [
+        {
+            "variant": name,
+            "parameters": m.num_parameters(),
+            "trainable": m.num_parameters(trainable_only=True),
+            "vs first (%)": round(100 * (m.num_parameters() / first - 1), 1),
+        }
+        for name, m in models.items()
+    ]

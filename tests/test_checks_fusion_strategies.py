@@ -1,0 +1,88 @@
+import torch
+
+from omni_edu import grading
+from omni_edu.checks.fusion_strategies import (
+    check_gated_cross_attention,
+    check_media_visibility_mask,
+    gated_cross_attention,
+    media_visibility_mask,
+)
+
+
+def stub(*args):
+    raise NotImplementedError
+
+
+# ----------------------------------------------------------------------------- the mask
+
+
+def mask_including_padding(text_positions, media_positions):
+    # Plausible mistake: forgets that position -1 marks padding (-1 is "before" everything).
+    return media_positions[:, None, :] < text_positions[:, :, None]
+
+
+def mask_transposed(text_positions, media_positions):
+    # Plausible mistake: (batch, n_media, n_text) instead of queries x keys.
+    return media_visibility_mask(text_positions, media_positions).transpose(1, 2)
+
+
+def mask_future(text_positions, media_positions):
+    # Plausible mistake: the comparison the wrong way round (media *after* the text).
+    valid = (media_positions >= 0)[:, None, :]
+    return (media_positions[:, None, :] > text_positions[:, :, None]) & valid
+
+
+def test_mask_reference_passes():
+    assert check_media_visibility_mask(media_visibility_mask).passed
+
+
+def test_mask_stub_is_not_implemented():
+    assert check_media_visibility_mask(stub).status == grading.NOT_IMPLEMENTED
+
+
+def test_mask_mistakes_are_rejected():
+    with grading.lenient():
+        for wrong in (mask_including_padding, mask_transposed, mask_future):
+            assert check_media_visibility_mask(wrong).status == grading.FAILED, wrong.__name__
+
+
+# ----------------------------------------------------------------------------- the layer
+
+
+def no_tanh(layer, x, media, visible):
+    # Plausible mistake: scale by the raw gate instead of tanh(gate).
+    x = x + layer.attn_gate * layer.xattn(layer.attn_norm(x), media, visible)
+    return x + layer.mlp_gate * layer.mlp(layer.mlp_norm(x))
+
+
+def no_norm(layer, x, media, visible):
+    # Plausible mistake: attends from the raw residual stream (no pre-norm).
+    x = x + torch.tanh(layer.attn_gate) * layer.xattn(x, media, visible)
+    return x + torch.tanh(layer.mlp_gate) * layer.mlp(layer.mlp_norm(x))
+
+
+def ungated_mlp(layer, x, media, visible):
+    # Plausible mistake: gates the cross-attention but not the feed-forward, so a fresh
+    # layer is not the identity.
+    x = x + torch.tanh(layer.attn_gate) * layer.xattn(layer.attn_norm(x), media, visible)
+    return x + layer.mlp(layer.mlp_norm(x))
+
+
+def parallel_branches(layer, x, media, visible):
+    # Plausible mistake: both branches read the *input* x instead of running in sequence.
+    a = torch.tanh(layer.attn_gate) * layer.xattn(layer.attn_norm(x), media, visible)
+    return x + a + torch.tanh(layer.mlp_gate) * layer.mlp(layer.mlp_norm(x))
+
+
+def test_layer_reference_passes():
+    assert check_gated_cross_attention(gated_cross_attention).passed
+
+
+def test_layer_stub_is_not_implemented():
+    assert check_gated_cross_attention(stub).status == grading.NOT_IMPLEMENTED
+
+
+def test_layer_mistakes_are_rejected():
+    with grading.lenient():
+        for wrong in (no_tanh, no_norm, ungated_mlp, parallel_branches):
+            assert check_gated_cross_attention(wrong).status == grading.FAILED, wrong.__name__
