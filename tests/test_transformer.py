@@ -12,6 +12,7 @@ from omni_edu.model.transformer import (
     Decoder,
     DecoderConfig,
     KVCache,
+    _rotate_pairs,
     apply_rope,
     rope_angles,
     rope_cos_sin,
@@ -233,6 +234,13 @@ def test_rope_keeps_vector_length_and_position_zero_is_identity() -> None:
         rope_angles(torch.zeros(2, 5, dtype=torch.long), rope_frequencies(16))
     )
     torch.testing.assert_close(apply_rope(x, cos0, sin0), x)
+
+
+def test_real_arithmetic_rope_used_under_compile_matches_complex_rope() -> None:
+    x = torch.randn(2, 5, 3, 16)
+    angles = rope_angles(torch.randint(0, 50, (2, 5)), rope_frequencies(16))
+    cos, sin = rope_cos_sin(angles)
+    torch.testing.assert_close(_rotate_pairs(x, cos, sin), apply_rope(x, cos, sin))
 
 
 def test_mrope_with_equal_rows_equals_1d_rope() -> None:

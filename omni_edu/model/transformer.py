@@ -219,7 +219,7 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
     Pair ``i`` is dimensions ``(2i, 2i + 1)`` of a head. Read as the complex number
     ``x[2i] + 1j * x[2i + 1]``, rotating it by angle ``a`` is one multiplication by
-    ``cos a + 1j * sin a`` - which is also the fastest way to do it in PyTorch (one
+    ``cos a + 1j * sin a`` - which is also the fastest way to do it in eager PyTorch (one
     kernel instead of the slicing, negating and concatenating of the "rotate half" form).
 
     Args:
@@ -229,12 +229,23 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     Returns:
         ``x`` rotated, same shape and dtype.
     """
+    if torch.compiler.is_compiling():
+        # torch.compile cannot generate code for complex numbers (it would fall back to
+        # slow kernels); written out in real numbers it fuses into a single kernel.
+        return _rotate_pairs(x, cos, sin)
     if x.stride(-1) != 1:
         x = x.contiguous()  # view_as_complex needs each pair side by side in memory
     # Complex numbers need float32 (under bf16 autocast x is bf16): compute, cast back.
     pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
     rotated = pairs * torch.complex(cos.float(), sin.float())
     return torch.view_as_real(rotated).flatten(-2).type_as(x)
+
+
+def _rotate_pairs(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """:func:`apply_rope` in real arithmetic: ``(a, b) -> (a cos - b sin, a sin + b cos)``."""
+    a, b = x.unflatten(-1, (-1, 2)).unbind(-1)
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1).flatten(-2)
 
 
 # ----------------------------------------------------------------------------- cache
