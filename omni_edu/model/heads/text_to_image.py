@@ -34,6 +34,7 @@ from omni_edu.model.heads.flow import FlowHead, FlowHeadConfig
 from omni_edu.model.heads.vq import VQVAE
 from omni_edu.model.transformer import Decoder, DecoderConfig, KVCache
 from omni_edu.profiles import Profile, get_profile
+from omni_edu.train import History, TrainConfig, Trainer
 
 HEADS = ("vq", "flow")
 # The training budget (optimizer steps) of each text -> image run, per profile.
@@ -372,3 +373,34 @@ def generate_pictures(
     head_passes = n * (steps or model.config.sampling_steps) if model.config.head == "flow" else n
     runs = 2 if guidance != 1.0 else 1  # guidance runs everything twice (with, without)
     return Generation(torch.cat(pictures), seconds, runs * n, runs * head_passes)
+
+
+def train_text_to_image(
+    model: TextToImage,
+    text_ids: torch.Tensor,
+    targets: torch.Tensor,
+    steps: int,
+    batch_size: int,
+    lr: float = 6e-3,
+    seed: int = 0,
+    progress: bool = True,
+) -> History:
+    """Train ``model`` on caption ids ``(n, max_text_len)`` and image tokens ``targets``
+    with the course :class:`~omni_edu.train.Trainer`; returns its history.
+
+    Batch ``s`` is a fixed random draw (seeded by ``s``), so two models trained with the
+    same arguments see exactly the same captions in the same order. The default ``lr``
+    (tried: 3e-3, 6e-3, 1e-2 in the ``ci`` profile) was the best for the flow head and
+    within 0.02 attribute accuracy of the best (1e-2) for the VQ head.
+    """
+    if len(text_ids) != len(targets):
+        raise ValueError(f"{len(text_ids)} captions but {len(targets)} images.")
+
+    def batches(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        pick = torch.randint(len(targets), (batch_size,), generator=generator)
+        return text_ids[pick], targets[pick]
+
+    config = TrainConfig.from_profile(steps=steps, lr=lr, seed=seed, progress=progress)
+    trainer = Trainer(model, lambda m, batch: {"loss": m.loss(*batch)}, batches, config)
+    return trainer.fit()
