@@ -229,3 +229,12 @@ def test_short_training_run_learns_the_loose_task() -> None:
     chance = 1 / 6
     assert history.evals["accuracy"][0] < chance + 0.1  # step 0: the untrained model
     assert accuracy(model, test) > chance + 0.2
+
+
+def test_activation_memory_grows_with_the_batch_not_the_dataset() -> None:
+    data = random_batch(["text"] + ["image"] * 6 + ["audio"] * 3 + ["text"], batch=16)
+    model = build_fusion_model("early", small_config())
+    small, double = training_memory(model, data[:2]), training_memory(model, data[:4])
+    # A slice of a bigger batch must count only its own rows (not the storage behind it).
+    assert 1.8 < double.activations / small.activations < 2.2
+    assert small.weights == double.weights
