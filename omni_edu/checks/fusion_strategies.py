@@ -55,9 +55,9 @@ def check_media_visibility_mask(learner_fn: Callable[[Tensor, Tensor], Tensor]) 
         learner_fn,
         media_visibility_mask,
         cases,
-        hint="Compare every (text, media) pair by broadcasting: media_positions[:, None, :] < "
-        "text_positions[:, :, None] gives (batch, n_text, n_media). Then remove padding "
-        "columns, where media_positions is -1.",
+        hint="Compare every (text, media) pair at once by broadcasting: give the media "
+        "positions a text axis and the text positions a media axis (None indexing). Then "
+        "make sure no text token can see a padding slot (position -1).",
     )
 
 
