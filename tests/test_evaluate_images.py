@@ -7,6 +7,7 @@ from omni_edu.data import OmniWorld
 from omni_edu.evaluate_images import (
     attribute_accuracy,
     chance_accuracy,
+    frechet_distance,
     train_attribute_classifier,
 )
 
@@ -31,3 +32,13 @@ def test_classifier_reads_real_pictures():
     assert noise["mean"] < accuracy["mean"] - 0.25
     with pytest.raises(ValueError, match="single-object"):
         attribute_accuracy(classifier, test.images, torch.zeros(256, 2, 4, dtype=torch.long))
+
+    # Frechet distance: zero to itself, small between real sets, large for blurred pictures
+    assert frechet_distance(classifier, test.images, test.images) < 1e-6
+    real_gap = frechet_distance(classifier, test.images, train.images[:256])
+    blurred = torch.nn.functional.avg_pool2d(test.images, 4).repeat_interleave(4, 2)
+    blurred = blurred.repeat_interleave(4, 3)
+    assert frechet_distance(classifier, test.images, blurred) > 3 * real_gap
+    assert frechet_distance(classifier, blurred, test.images) == pytest.approx(
+        frechet_distance(classifier, test.images, blurred), rel=1e-3
+    )
