@@ -170,8 +170,10 @@ def test_ridge_points_of_presets():
 
 def test_calibrate_this_machine_returns_a_usable_device():
     device = cost.calibrate_this_machine(size=128, copy_mib=4, repeats=2)
-    assert device.flops("fp32") > 1e8  # any CPU of the last 20 years
-    assert device.mem_bandwidth > 1e8
+    # Loose floors: a loaded 2-core CI machine measured 6e7 FLOP/s with this tiny size.
+    # They only catch unit mistakes (GFLOP/s reported as FLOP/s), not slow machines.
+    assert math.isfinite(device.flops("fp32")) and device.flops("fp32") > 1e6
+    assert math.isfinite(device.mem_bandwidth) and device.mem_bandwidth > 1e6
     assert cost.predict_time(1e9, 0, device) == pytest.approx(1e9 / device.flops("fp32"))
 
 

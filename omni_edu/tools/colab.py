@@ -16,7 +16,10 @@ SETUP_MARKER = "# Set-up cell"
 
 
 def setup_cell_source() -> str:
-    """The exact text of the first code cell of every course notebook."""
+    """The exact text of the first code cell of every course notebook.
+
+    Written the way ``ruff format`` would write it, so formatting a notebook leaves it alone.
+    """
     return f"""{SETUP_MARKER}: on Colab this installs the course package; elsewhere it does nothing
 # (on your machine `pip install -e .` already did it). The repository address lives in
 # omni_edu/tools/colab.py.
@@ -25,10 +28,8 @@ import sys
 if "google.colab" in sys.modules:
     import subprocess
 
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "git+{REPO_URL}@{BRANCH}"],
-        check=True,
-    )"""
+    PACKAGE = "git+{REPO_URL}@{BRANCH}"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE], check=True)"""
 
 
 def colab_url(notebook_path: str) -> str:

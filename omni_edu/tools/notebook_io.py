@@ -70,9 +70,18 @@ def strip_cell(cell: dict[str, Any]) -> None:
 
 
 def strip_notebook(nb: dict[str, Any]) -> dict[str, Any]:
-    """Strip every cell (see :func:`strip_cell`) and run-time notebook metadata, in place."""
+    """Strip every cell (see :func:`strip_cell`) and run-time notebook metadata, in place.
+
+    A first code cell that is a Colab set-up cell is refreshed to the current text, so a
+    change of repository address reaches every notebook through this one tool.
+    """
+    from omni_edu.tools.colab import SETUP_MARKER, setup_cell_source
+
     for cell in nb["cells"]:
         strip_cell(cell)
+    first = next((c for c in nb["cells"] if c.get("cell_type") == "code"), None)
+    if first is not None and cell_source(first).startswith(SETUP_MARKER):
+        set_cell_source(first, setup_cell_source())
     nb.get("metadata", {}).pop("widgets", None)
     nb["nbformat"], nb["nbformat_minor"] = 4, 4
     return nb
