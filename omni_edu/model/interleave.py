@@ -236,7 +236,7 @@ class PackedBatch:
         picked = {
             f.name: getattr(self, f.name)[rows]
             for f in dataclasses.fields(self)
-            if isinstance(getattr(self, f.name), Tensor)
+            if isinstance(getattr(self, f.name), Tensor) and f.name != "mrope_positions"
         }
         picked["mrope_positions"] = self.mrope_positions[:, rows]  # batch is its 2nd dim
         picked["spans"] = [self.spans[i] for i in rows.tolist()]
