@@ -1,0 +1,184 @@
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+from omni_edu import any_to_any as a2a
+from omni_edu.data import OmniWorld, Question, Scene, SceneObject
+from omni_edu.modalities import Modality, TextTokenizer
+from omni_edu.profiles import get_profile
+
+TOK = TextTokenizer()
+CAPTION = "a small red circle at the top left"
+IMAGE = torch.rand(4, 48)
+AUDIO = torch.rand(3, 64)
+ITEMS = {"text": CAPTION, "image": IMAGE, "audio": AUDIO}
+
+
+@pytest.fixture(scope="module")
+def data():
+    world = OmniWorld("train", seed=0, profile=get_profile("ci"), caption_style="canonical")
+    return a2a.AnyToAnyData(world, 64)
+
+
+@pytest.mark.parametrize("name", list(a2a.DIRECTIONS))
+def test_documents_read_the_prompt_and_train_the_output(name):
+    d = a2a.DIRECTIONS[name]
+    doc = a2a.make_document(name, TOK, ITEMS[d.source], ITEMS[d.target])
+    first = doc[0]
+    assert first.modality == Modality.TEXT and not first.predict
+    assert int(first.data[0]) == TOK[d.task]  # the task token comes first
+    if d.source == "text":
+        assert first.data[1:].tolist() == TOK.encode(CAPTION)
+        assert len(doc) == 2
+    else:
+        assert len(first) == 1 and len(doc) == 3
+        assert doc[1].modality == Modality[d.source.upper()] and not doc[1].predict
+    output = doc[-1]
+    assert output.predict and output.modality == Modality[d.target.upper()]
+    # The prompt alone is the document without its output.
+    assert a2a.make_document(name, TOK, ITEMS[d.source]) == doc[:-1]
+
+
+def test_every_direction_has_its_own_prompt():
+    # Task token and input modality together pick the direction: no two directions share both.
+    keys = {(d.task, d.source) for d in a2a.DIRECTIONS.values()}
+    assert len(keys) == len(a2a.DIRECTIONS) == 6
+
+
+def test_packed_layout_of_a_draw_prompt(data):
+    packed = data.pack([data.document("text->image", 0)])
+    # <bos> <draw> 8 words <boi> 16 patches <eoi> <eos>
+    assert packed.describe(0) == "T" * 10 + "T" + "I" * 16 + "TT"
+    assert (packed.target_modality[0] == Modality.IMAGE).sum() == 16
+    # <boi> (deciding to draw), <eoi> and <eos> are trained; the prompt's words are not.
+    assert (packed.target_modality[0] == Modality.TEXT).sum() == 3
+
+
+def test_bad_inputs_are_explained():
+    with pytest.raises(ValueError, match="direction should be one of"):
+        a2a.make_document("image->smell", TOK, IMAGE)
+    with pytest.raises(ValueError, match="reads a caption"):
+        a2a.make_document("text->image", TOK, IMAGE)
+
+
+def test_pack_alike_equals_pack():
+    world = OmniWorld("train", seed=1, profile=get_profile("ci"), caption_style="varied")
+    data = a2a.AnyToAnyData(world, 12, question_modality="audio")
+    docs = [data.document(t, i) for t in data.tasks for i in range(len(data))]
+    fast, slow = a2a.pack_alike(docs, data.pack), data.pack(docs)
+    for f in dataclasses.fields(fast):
+        x, y = getattr(fast, f.name), getattr(slow, f.name)
+        assert torch.equal(x, y) if isinstance(x, torch.Tensor) else x == y, f.name
+
+
+def test_batches_follow_the_mix(data):
+    batch = data.batches({"text->image": 1.0, "image->text": 0.0}, 16)(0)
+    assert (batch.modality == Modality.AUDIO).sum() == 0
+    assert ((batch.target_modality == Modality.IMAGE).sum(dim=1) == 16).all()
+    again = data.batches({"text->image": 1.0}, 16)(0)
+    assert torch.equal(batch.image, again.image)  # deterministic per step
+
+
+def test_short_training_lowers_every_direction_loss(data):
+    model = a2a.build_model(data, seed=0)
+    directions = list(a2a.DIRECTIONS)
+    before = a2a.task_losses(model, data, directions, n=16)
+    a2a.train_stage(model, data, dict.fromkeys(directions, 1.0), 30, batch_size=16, progress=False)
+    after = a2a.task_losses(model, data, directions, n=16)
+    for name in directions:
+        assert after[name] < 0.8 * before[name], (name, before[name], after[name])
+
+
+def test_caption_scoring_on_hand_cases(data):
+    scene = data.batch.scenes[0]
+    right = data.batch.captions[0]
+    obj = scene.objects[0]
+    wrong_colour = right.replace(obj.colour, "purple" if obj.colour != "purple" else "red")
+    gen = a2a.Generations("image->text", [right, wrong_colour, ""], [0, 0, 0])
+    assert a2a.score_generations(gen, data, None) == pytest.approx((1 + 0.75 + 0) / 3)
+
+
+class FixedJudge(nn.Module):
+    """A judge that always reads the same attributes."""
+
+    def __init__(self, attributes):
+        super().__init__()
+        self.attributes = torch.tensor(attributes)
+
+    def predict(self, x):
+        return self.attributes.expand(len(x), 4)
+
+
+def test_media_scoring_counts_attributes_read_back(data):
+    truth = data.batch.attributes[0, 0].tolist()  # (shape, colour, size, position)
+    half = [truth[0], truth[1], 1 - truth[2], (truth[3] + 1) % 4]
+    judges = a2a.Judges(image=FixedJudge(half), audio=FixedJudge(truth))
+    images = a2a.Generations("text->image", torch.zeros(2, 3, 16, 16), [0, 0])
+    sounds = a2a.Generations("image->audio", torch.zeros(2, 32, 32), [0, 0])
+    assert a2a.score_generations(images, data, judges) == pytest.approx(0.5)
+    assert a2a.score_generations(sounds, data, judges) == pytest.approx(1.0)
+
+
+def test_chance_levels():
+    assert a2a.chance_level() == pytest.approx((1 / 4 + 1 / 6 + 1 / 2 + 1 / 4) / 4)
+    questions = [
+        Question("q", "yes", ("yes", "no"), "spatial", "image"),
+        Question("q", "red", ("red", "blue", "green", "cyan"), "attribute", "image"),
+    ]
+    assert a2a.answer_chance(questions) == pytest.approx((1 / 2 + 1 / 4) / 2)
+
+
+def test_transfer_result_effect_and_uncertainty():
+    result = a2a.TransferResult(text_only=[0.5, 0.6, 0.7], with_media=[0.6, 0.6, 0.9])
+    assert result.differences == pytest.approx([0.1, 0.0, 0.2])
+    assert result.effect == pytest.approx(0.1)
+    assert result.stderr == pytest.approx(0.1 / 3**0.5)  # sample sd 0.1 over 3 seeds
+    assert a2a.TransferResult([0.5], [0.7]).stderr == 0.0
+
+
+def test_audio_judge_reads_real_sounds():
+    world = OmniWorld("train", seed=2, profile=get_profile("ci"))
+    real = world.sample(256, seed=0)
+    judge = a2a.train_audio_classifier(real.mels, real.attributes, steps=60, progress=False)
+    held = world.sample(128, seed=1)
+    accuracy = a2a.audio_accuracy(judge, held.mels, held.attributes)
+    assert accuracy["mean"] > a2a.chance_level() + 0.25
+    assert set(accuracy) == {"shape", "colour", "size", "position", "mean", "all"}
+
+
+def test_scene_fixture_is_single_object(data):
+    assert all(isinstance(s, Scene) and len(s) == 1 for s in data.batch.scenes)
+    assert isinstance(data.batch.scenes[0].objects[0], SceneObject)
+
+
+def test_curriculum_stages_and_their_data():
+    stages = a2a.curriculum(150)
+    assert [s.name for s in stages] == ["pretrain", "align", "unified", "instruct"]
+    assert set(stages[0].mix) == set(a2a.UNIMODAL)  # each modality alone
+    assert all(a2a.DIRECTIONS[t].target == "text" for t in stages[1].mix)  # media -> words
+    assert set(stages[2].mix) == set(a2a.DIRECTIONS)
+    assert a2a.QUESTION in stages[3].mix and set(a2a.DIRECTIONS) <= set(stages[3].mix)
+    assert all(t in a2a.TASKS for s in stages for t in s.mix)
+
+
+def test_balanced_weights_make_predicting_the_mean_cost_one(data):
+    weights = a2a.balanced_loss_weights(data)
+    assert weights["text"] == 1.0
+    mean_patch = data.patches.mean(dim=0, keepdim=True)
+    mse = ((data.patches - mean_patch) ** 2).mean().item()
+    assert weights["image"] * mse == pytest.approx(1.0, rel=0.05)
+
+
+def test_generation_shapes_and_gallery(data):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    model = a2a.build_model(data, seed=0)
+    gens = {name: a2a.generate(model, data, name, [0, 1]) for name in a2a.DIRECTIONS}
+    assert gens["text->image"].outputs.shape == (2, 3, 16, 16)
+    assert gens["image->audio"].outputs.shape == data.batch.mels[:2].shape
+    assert all(isinstance(t, str) for t in gens["audio->text"].outputs)
+    fig = a2a.gallery_figure(gens, data, n=2)
+    assert len(fig.axes) == 6 * 4
