@@ -1,4 +1,5 @@
 import random
+from dataclasses import replace
 
 import pytest
 import torch
@@ -6,7 +7,9 @@ import torch
 from omni_edu.experiments.modality_confusion import (
     FIRST_SYMBOL,
     ConfusionConfig,
+    ConfusionData,
     ConfusionModel,
+    _score,
     make_batch,
     run_experiment,
     summarize,
@@ -54,3 +57,14 @@ def test_without_embeddings_isolated_tokens_are_confused_and_markers_fix_it():
     assert 0.3 < score["isolated", "off"]["confusion"] < 0.7
     assert score["marked", "on"]["accuracy"] > 0.9
     assert score["marked", "off"]["accuracy"] > 0.8  # <boa>/<eoa> carry the modality
+
+
+def test_the_curve_scores_the_first_held_out_documents():
+    profile = get_profile("ci")
+    config = ConfusionConfig(layout="marked", n_train=8, n_eval=32, n_layers=1).sized(profile)
+    model = ConfusionModel(config, profile)
+    full = ConfusionData.generate(config, profile)
+    first = ConfusionData.generate(replace(config, n_eval=8), profile)  # the same 8 documents
+    assert _score(model, full, config.n_symbols, n_docs=8) == pytest.approx(
+        _score(model, first, config.n_symbols)
+    )

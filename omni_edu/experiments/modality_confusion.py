@@ -42,7 +42,7 @@ from omni_edu.model.interleave import (
 )
 from omni_edu.model.projector import OmniTokenProjector, ProjectorConfig
 from omni_edu.model.transformer import Decoder, DecoderConfig
-from omni_edu.profiles import Profile, get_profile
+from omni_edu.profiles import Profile, get_device, get_profile
 
 LAYOUTS = ("isolated", "marked")
 # Vocabulary: <pad>, the two audio markers, then one word per symbol.
@@ -207,6 +207,13 @@ class ConfusionData:
         held_out = make_batch(config.n_eval, config, random.Random(10_000 + config.seed))
         return cls(train, content, labels, *held_out)
 
+    def to(self, device: torch.device | str) -> ConfusionData:
+        """The same data with every tensor on ``device``."""
+        return ConfusionData(
+            *(x.to(device) for x in (self.train, self.train_content, self.train_labels)),
+            *(x.to(device) for x in (self.eval, self.eval_content, self.eval_targets)),
+        )
+
 
 @dataclass
 class ConfusionResult:
@@ -241,7 +248,8 @@ def train_and_evaluate(
     data: ConfusionData | None = None,
     n_curve_points: int = 10,
 ) -> ConfusionResult:
-    """Train one model with ``config``'s budget and score it on held-out documents.
+    """Train one model with ``config``'s budget and score it on held-out documents
+    (on the profile's device: a GPU for the ``gpu`` profile when there is one).
 
     ``data`` defaults to :meth:`ConfusionData.generate`; pass it to reuse one data set
     across runs. The held-out accuracy is also recorded before training and
@@ -249,9 +257,10 @@ def train_and_evaluate(
     """
     profile = profile or get_profile()
     config = config.sized(profile)
-    data = data or ConfusionData.generate(config, profile)
+    device = get_device(profile)
+    data = (data or ConfusionData.generate(config, profile)).to(device)
     torch.manual_seed(config.seed)
-    model = ConfusionModel(config, profile)
+    model = ConfusionModel(config, profile).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
     generator = torch.Generator().manual_seed(config.seed)
     every = max(1, config.steps // n_curve_points)
