@@ -94,7 +94,7 @@ def test_an_image_projects_the_same_wherever_it_sits(before, after):
 def test_shape_errors_name_expected_and_received():
     proj = projector()
     with pytest.raises(
-        ValueError, match=r"\(batch, n_patchs?, 12\); got \(2, 12\).*patch dimension"
+        ValueError, match=r"\(batch, n_patches, 12\); got \(2, 12\).*patch dimension"
     ):
         proj.embed_image(torch.randn(2, 12))
     with pytest.raises(ValueError, match=r"got \(2, 3, 7\).*should be 12"):

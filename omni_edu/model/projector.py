@@ -73,9 +73,9 @@ def _feature_projector(in_dim: int, d_model: int, mlp: bool) -> nn.Module:
     return nn.Sequential(nn.Linear(in_dim, d_model), nn.GELU(), nn.Linear(d_model, d_model))
 
 
-def _check_features(name: str, x: Tensor, dim: int, unit: str) -> None:
-    """Raise a ValueError a learner can act on when ``x`` is not ``(batch, n_<unit>s, dim)``."""
-    expected = f"(batch, n_{unit}s, {dim})"
+def _check_features(name: str, x: Tensor, dim: int, unit: str, units: str) -> None:
+    """Raise a ValueError a learner can act on when ``x`` is not ``(batch, n_<units>, dim)``."""
+    expected = f"(batch, n_{units}, {dim})"
     if x.dim() == 3 and x.shape[-1] == dim:
         return
     got = tuple(x.shape)
@@ -124,12 +124,12 @@ class OmniTokenProjector(nn.Module):
 
     def embed_image(self, patches: Tensor) -> Tensor:
         """Image patches ``(batch, n_patches, image_dim)`` -> ``(batch, n_patches, d_model)``."""
-        _check_features("image", patches, self.config.image_dim, "patch")
+        _check_features("image", patches, self.config.image_dim, "patch", "patches")
         return self._add_modality(self.image(patches), Modality.IMAGE)
 
     def embed_audio(self, frames: Tensor) -> Tensor:
         """Audio frames ``(batch, n_tokens, audio_dim)`` -> ``(batch, n_tokens, d_model)``."""
-        _check_features("audio", frames, self.config.audio_dim, "token")
+        _check_features("audio", frames, self.config.audio_dim, "token", "tokens")
         return self._add_modality(self.audio(frames), Modality.AUDIO)
 
     def _add_modality(self, h: Tensor, modality: Modality) -> Tensor:
