@@ -53,7 +53,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from omni_edu.profiles import get_profile
+from omni_edu.data import OmniWorld
+from omni_edu.modalities import Modality, TextTokenizer, frame_audio, patchify
+from omni_edu.model.interleave import audio_segment, image_segment, pack, text_segment
+from omni_edu.model.omni_lm import OmniLM, OmniLMConfig
+from omni_edu.model.projector import ProjectorConfig
+from omni_edu.model.transformer import Decoder, DecoderConfig
+from omni_edu.profiles import get_device, get_profile
+from omni_edu.train import TrainConfig, Trainer
 
 ArrayLike = float | Sequence[float] | np.ndarray | torch.Tensor
 
@@ -155,7 +162,19 @@ def chinchilla_loss(
 ) -> np.ndarray:
     """``E + A / N**alpha + B / D**beta`` (broadcasts ``N`` against ``D``)."""
     n, d = np.asarray(N, dtype=np.float64), np.asarray(D, dtype=np.float64)
-    return E + A / n**alpha + B / d**beta
+    return E + _power_term(A, n, alpha) + _power_term(B, d, beta)
+
+
+def _power_term(coef: float, x: np.ndarray, exponent: float) -> np.ndarray:
+    """``coef / x**exponent``, computed in logs so that a huge ``coef`` with a huge
+    ``exponent`` (a badly determined fit can wander there) does not give inf / inf."""
+    with np.errstate(divide="ignore"):
+        return np.exp(np.log(coef) - exponent * np.log(x))
+
+
+def _exp(x: float) -> float:
+    """``e**x``, capped below float64's largest value instead of raising OverflowError."""
+    return math.exp(min(x, 700.0))
 
 
 def default_init_grid() -> torch.Tensor:
@@ -238,19 +257,26 @@ def _lbfgs(
 
 
 def _multistart(
-    value_and_grad: ValueAndGrad, grid: torch.Tensor, n_starts: int, delta: float
+    value_and_grad: ValueAndGrad,
+    grid: torch.Tensor,
+    n_starts: int,
+    delta: float,
+    warm_start: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, float]:
-    """Screen every grid point at once, run L-BFGS from the ``n_starts`` best, keep the best.
+    """Screen every grid point at once, run L-BFGS from the ``n_starts`` best (and from
+    ``warm_start``, if given), keep the best.
 
     Hoffmann et al. ran L-BFGS from every grid point; evaluating the objective on the
     whole grid first and polishing only the most promising starts finds the same
     minimum on these small problems at a fraction of the cost.
     """
     start_values = torch.nan_to_num(value_and_grad(grid)[0], nan=math.inf)
-    order = torch.argsort(start_values)[: max(1, n_starts)]
-    best_theta, best_value = grid[order[0]], math.inf
-    for idx in order.tolist():
-        theta, value = _lbfgs(value_and_grad, grid[idx], delta)
+    starts = [grid[i] for i in torch.argsort(start_values)[: max(1, n_starts)].tolist()]
+    if warm_start is not None:
+        starts.append(warm_start)
+    best_theta, best_value = starts[0], math.inf
+    for start in starts:
+        theta, value = _lbfgs(value_and_grad, start, delta)
         if value < best_value:
             best_theta, best_value = theta, value
     return best_theta, best_value
@@ -307,6 +333,20 @@ class FitResult:
         """Predicted loss for ``N`` parameters trained on ``D`` tokens (broadcasts)."""
         return chinchilla_loss(N, D, **self.params)
 
+    def predict_interval(self, N: ArrayLike, D: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+        """``(low, high)`` of the prediction over the bootstrap fits (``ci_level`` coverage)."""
+        if not len(self.bootstrap):
+            raise ValueError("this fit has no bootstrap; fit again with n_bootstrap > 0.")
+        draws = np.stack(
+            [
+                chinchilla_loss(N, D, **dict(zip(CHINCHILLA_PARAMS, row, strict=True)))
+                for row in self.bootstrap
+            ]
+        )
+        q = (1 - self.ci_level) / 2
+        low, high = np.quantile(draws, [q, 1 - q], axis=0)
+        return low, high
+
     def compute_optimal(self, C: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         """``(N*, D*)`` minimising the predicted loss at compute ``C = 6 N D`` FLOPs."""
         p = self.params
@@ -328,7 +368,7 @@ class FitResult:
 
 def _theta_to_params(theta: torch.Tensor) -> dict[str, float]:
     a, b, e, alpha, beta = theta.tolist()
-    return {"E": math.exp(e), "A": math.exp(a), "B": math.exp(b), "alpha": alpha, "beta": beta}
+    return {"E": _exp(e), "A": _exp(a), "B": _exp(b), "alpha": alpha, "beta": beta}
 
 
 def fit_chinchilla(
@@ -367,8 +407,10 @@ def fit_chinchilla(
     theta, value = _multistart(objective_on(slice(None)), grid, n_starts, delta)
 
     def refit(idx: torch.Tensor) -> np.ndarray:
-        # Warm start from the full-data optimum: a resample moves the minimum only a little.
-        t, _ = _lbfgs(objective_on(idx), theta, delta)
+        # From the full-data optimum (a resample usually moves the minimum a little) and
+        # from the resample's best grid point: where the data pin a parameter down badly,
+        # the warm start alone can sit where the objective is flat and never move.
+        t, _ = _multistart(objective_on(idx), grid, 1, delta, warm_start=theta)
         p = _theta_to_params(t)
         return np.array([p[name] for name in CHINCHILLA_PARAMS])
 
@@ -423,7 +465,7 @@ def bimodal_interaction(
     Negative: mixing the two modalities helps (synergy). Positive: they compete.
     """
     n, d = np.asarray(N, dtype=np.float64), np.asarray(D, dtype=np.float64)
-    return -C + A / n**alpha + B / d**beta
+    return -C + _power_term(A, n, alpha) + _power_term(B, d, beta)
 
 
 def _interaction_t(theta: torch.Tensor, log_n: torch.Tensor, log_d: torch.Tensor) -> torch.Tensor:
@@ -540,7 +582,7 @@ class BimodalFitResult:
 
 def _bimodal_theta_to_params(theta: torch.Tensor) -> dict[str, float]:
     c, a, alpha, b, beta = theta.tolist()
-    return {"C": c, "A": math.exp(a), "alpha": alpha, "B": math.exp(b), "beta": beta}
+    return {"C": c, "A": _exp(a), "alpha": alpha, "B": _exp(b), "beta": beta}
 
 
 def default_bimodal_grid() -> torch.Tensor:
@@ -604,7 +646,10 @@ def fit_bimodal(
     theta, value = _multistart(objective_on(slice(None)), grid, n_starts, delta)
 
     def refit(idx: torch.Tensor) -> np.ndarray:
-        t, _ = _lbfgs(objective_on(idx), theta, delta)
+        # As in fit_chinchilla: warm start and the resample's best grid point.
+        sub = objective_on(idx)
+        c_sub = (base[idx] + _interaction_t(zero_c, log_n[idx], log_d[idx]) - loss[idx]).mean(-1)
+        t, _ = _multistart(sub, torch.cat([c_sub[:, None], g4], 1), 1, delta, warm_start=theta)
         p = _bimodal_theta_to_params(t)
         return np.array([p[name] for name in BIMODAL_PARAMS])
 
@@ -736,6 +781,11 @@ HELDOUT: dict[str, tuple[ModelSize, int]] = {
 }
 
 
+# Bootstrap resamples per profile: enough for a rough 95% interval on a 2-core CPU in
+# ci, a steadier one where there is time.
+N_BOOTSTRAP = {"ci": 20, "cpu": 100, "gpu": 400}
+
+
 def sweep_config(profile: str | None = None) -> SweepConfig:
     """The sweep of ``profile`` (default: the active one)."""
     return SWEEPS[get_profile(profile).name]
@@ -744,6 +794,15 @@ def sweep_config(profile: str | None = None) -> SweepConfig:
 def heldout_size(profile: str | None = None) -> tuple[ModelSize, int]:
     """The larger run that lesson 07 predicts before training it: ``(size, steps)``."""
     return HELDOUT[get_profile(profile).name]
+
+
+def decoder_parameters(size: ModelSize) -> int:
+    """``N`` of a size before training it: the decoder's parameters (as in the sweep)."""
+
+    decoder = Decoder(
+        DecoderConfig(d_model=size.d_model, n_layers=size.n_layers, n_heads=size.n_heads)
+    )
+    return sum(p.numel() for p in decoder.parameters() if p.requires_grad)
 
 
 def default_cache_path() -> Path:
@@ -830,9 +889,6 @@ def _make_pool(config: SweepConfig, split: str, n: int, stats: dict | None) -> t
     it, a mixed run's total loss would be nearly all text and its image part would
     barely train.
     """
-    from omni_edu.data import OmniWorld
-    from omni_edu.modalities import TextTokenizer, frame_audio, patchify
-
     profile = get_profile(config.profile)
     world = OmniWorld(split, seed=config.seed, profile=profile)
     tokenizer = TextTokenizer()
@@ -855,7 +911,6 @@ def _make_pool(config: SweepConfig, split: str, n: int, stats: dict | None) -> t
 
 
 def _document(pool: _Pool, modality: str, k: int) -> list:
-    from omni_edu.model.interleave import audio_segment, image_segment, text_segment
 
     if modality == "text":
         return [text_segment(pool.text[k])]
@@ -874,7 +929,6 @@ def _batches(pool: _Pool, setting: str, batch_size: int, image_dim: int, audio_d
     half the pool, so no caption meets its own picture: a modality can only help
     another through what the shared weights learn.
     """
-    from omni_edu.model.interleave import pack
 
     n = len(pool.text)
     shifts = (0, n // 2)
@@ -890,7 +944,6 @@ def _batches(pool: _Pool, setting: str, batch_size: int, image_dim: int, audio_d
 
 
 def _modality_tokens(packed, modality: str) -> int:
-    from omni_edu.modalities import Modality
 
     return int((packed.modality == Modality[modality.upper()]).sum())
 
@@ -924,11 +977,6 @@ class _SweepData:
 
 
 def _build_model(data: _SweepData, size: ModelSize, seed: int) -> nn.Module:
-    from omni_edu.modalities import TextTokenizer
-    from omni_edu.model.omni_lm import OmniLM, OmniLMConfig
-    from omni_edu.model.projector import ProjectorConfig
-    from omni_edu.model.transformer import DecoderConfig
-
     torch.manual_seed(seed)
     return OmniLM(
         OmniLMConfig(
@@ -954,8 +1002,6 @@ def _train_run(
     data: _SweepData, setting: str, size: ModelSize, eval_steps: Sequence[int]
 ) -> list[dict]:
     """Train one model on ``setting`` and evaluate it after each of ``eval_steps``."""
-    from omni_edu.profiles import get_device
-    from omni_edu.train import TrainConfig, Trainer
 
     cfg = data.config
     train, val = data.batches(setting)
@@ -1081,6 +1127,18 @@ def run_heldout(
     size, steps = HELDOUT[config.profile]
     eval_steps = (*(s for s in config.eval_steps if s < steps), steps)
     return _run_all(config, [(setting, size, eval_steps)], cache, progress, "held-out run")
+
+
+def past_transient(records: Sequence[dict], config: SweepConfig) -> list[dict]:
+    """The evaluations a fit should use: each run's third evaluation and later.
+
+    The first steps of any run are a transient no power law describes: the model first
+    learns the data's simplest statistics (which words are common, the mean image), and
+    its loss drops far faster than later on. Kaplan et al. also fitted only after such
+    an initial phase.
+    """
+    first = config.eval_steps[min(2, len(config.eval_steps) - 1)]
+    return [r for r in records if r["step"] >= first]
 
 
 def sweep_points(

@@ -1,5 +1,6 @@
 """Scaling-law fits: they recover laws they were generated from, and reject bad runs."""
 
+import json
 import math
 
 import numpy as np
@@ -8,15 +9,21 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from omni_edu import scaling
 from omni_edu.scaling import (
     CHINCHILLA_PARAMS,
     FitResult,
+    ModelSize,
+    SweepConfig,
     bimodal_interaction,
     chinchilla_loss,
     compute_optimal_split,
+    decoder_parameters,
     fit_bimodal,
     fit_chinchilla,
     huber_log_objective,
+    past_transient,
+    run_sweep,
 )
 
 # Hoffmann-like constants; runs span three decades of N and of D.
@@ -206,3 +213,70 @@ def test_hand_written_gradients_match_autograd():
     torch.nn.functional.huber_loss(r, torch.zeros_like(r), delta=0.01, reduction="sum").backward()
     _, grad = _bimodal_value_and_grad(base, log_n, log_d, loss, 0.01)(theta.detach())
     torch.testing.assert_close(grad, theta.grad)
+
+
+# --- sweeps ------------------------------------------------------------------
+
+TINY = SweepConfig(
+    profile="ci",
+    sizes=(ModelSize(16, 1, 2),),
+    eval_steps=(4, 12),
+    settings=("text", "text+image"),
+    batch_size=8,
+    lr=1e-2,
+    warmup_steps=2,
+    n_eval=16,
+    pool=96,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_sweep(tmp_path_factory):
+    path = tmp_path_factory.mktemp("sweep") / "cache.json"
+    return path, run_sweep(TINY, cache=path, progress=False)
+
+
+def test_sweep_records_what_a_fit_needs(tiny_sweep):
+    _, records = tiny_sweep
+    assert [(r["setting"], r["step"]) for r in records] == [
+        ("text", 4),
+        ("text", 12),
+        ("text+image", 4),
+        ("text+image", 12),
+    ]
+    n = decoder_parameters(TINY.sizes[0])
+    for r in records:
+        assert r["params_nonembedding"] == n < r["params"]
+        assert r["tokens_total"] == sum(r["tokens"].values())
+        assert r["flops"] > 6 * n * r["tokens_total"]  # attention comes on top
+        assert set(r["loss"]) == set(r["setting"].split("+"))
+    text, mixed = records[1], records[3]
+    # A mixed run sees exactly the text tokens of the text-only run, plus its images.
+    assert mixed["tokens"]["text"] == text["tokens"]["text"]
+    assert mixed["tokens"]["image"] > 0
+    assert records[1]["loss"]["text"] < records[0]["loss"]["text"] - 0.3  # it learns
+
+
+def test_a_cached_sweep_loads_without_training(tiny_sweep, monkeypatch):
+    path, records = tiny_sweep
+    saved = json.loads(path.read_text())
+    assert len(saved["runs"]) == 2
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a cached run was trained again")
+
+    monkeypatch.setattr(scaling, "_train_run", no_training)
+    assert run_sweep(TINY, cache=path, progress=False) == records
+
+
+def test_past_transient_keeps_later_evaluations(tiny_sweep):
+    _, records = tiny_sweep
+    kept = past_transient(records, TINY)
+    assert {r["step"] for r in kept} == {12}
+
+
+def test_sweep_config_rejects_bad_budgets():
+    with pytest.raises(ValueError, match="eval_steps"):
+        SweepConfig(profile="ci", sizes=TINY.sizes, eval_steps=(10, 5))
+    with pytest.raises(ValueError, match="settings"):
+        SweepConfig(profile="ci", sizes=TINY.sizes, eval_steps=(20, 40), settings=("video",))
