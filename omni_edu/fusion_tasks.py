@@ -55,7 +55,7 @@ from omni_edu.model.fusion import (
     build_fusion_model,
 )
 from omni_edu.model.transformer import Attention
-from omni_edu.profiles import Profile, get_profile
+from omni_edu.profiles import Profile, get_device, get_profile
 from omni_edu.train import History, TrainConfig, Trainer
 
 FRAMES_PER_TOKEN = 4  # log-mel frames per audio token: 1/16 s of sound
@@ -468,6 +468,8 @@ def run_fusion_experiment(
                     "latency (ms/example)": round(inference_latency(model, test[:64]), 3),
                 }
             )
+            if memory.device_peak is not None:  # on a GPU: the allocator's own peak too
+                rows[-1]["CUDA peak (MiB)"] = round(memory.device_peak / 2**20, 2)
             bar.update(1)
     bar.close()
     return FusionResults(rows, histories, settings)
@@ -494,7 +496,7 @@ def frozen_encoder_memory(
         for name, frozen in setups.items():
             torch.manual_seed(0)
             model = build_fusion_model("late", task_config(task, profile, frozen_encoders=frozen))
-            totals[name] = training_memory(model, data[:size]).total
+            totals[name] = training_memory(model.to(get_device(profile)), data[:size]).total
             row[f"{name} (MiB)"] = round(totals[name] / 2**20, 2)
         for name in list(setups)[1:]:
             row[f"saving {name} (%)"] = round(100 * (1 - totals[name] / totals["end to end"]), 1)
