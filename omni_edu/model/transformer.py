@@ -233,7 +233,7 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
         # torch.compile cannot generate code for complex numbers (it would fall back to
         # slow kernels); written out in real numbers it fuses into a single kernel.
         return _rotate_pairs(x, cos, sin)
-    if x.stride(-1) != 1:
+    if x.stride(-1) != 1 or x.storage_offset() % 2 or any(st % 2 for st in x.stride()[:-1]):
         x = x.contiguous()  # view_as_complex needs each pair side by side in memory
     # Complex numbers need float32 (under bf16 autocast x is bf16): compute, cast back.
     pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
