@@ -2,7 +2,7 @@
 
 Two laws, both fitted "properly", the way the papers did it:
 
-* **Chinchilla** (Hoffmann et al. 2022, arXiv 2203.15556, Appendix D.2)::
+* **Chinchilla** (Hoffmann et al. 2022, arXiv 2203.15556, Section 3.3)::
 
       L(N, D) = E + A / N**alpha + B / D**beta
 
@@ -18,7 +18,7 @@ Two laws, both fitted "properly", the way the papers did it:
   stopped early does not drag the whole fit.
 
 * **Mixed-modal** (Aghajanyan et al. 2023, "Scaling Laws for Generative Mixed-Modal
-  Language Models", arXiv 2301.03728, Eq. 2): a model trained on modalities ``i`` and
+  Language Models", arXiv 2301.03728): a model trained on modalities ``i`` and
   ``j`` together, with ``D_i`` and ``D_j`` tokens of each, scores the mean of its two
   per-modality losses as::
 
@@ -31,9 +31,15 @@ Two laws, both fitted "properly", the way the papers did it:
   the pair can reach; the two power laws say how competition fades with model size
   and with total tokens.
 
-Public API: :func:`fit_chinchilla` -> :class:`FitResult`, :func:`compute_optimal_split`,
-:func:`fit_bimodal` -> :class:`BimodalFitResult`, :func:`huber_log_objective`, and the
-published constants :data:`CHINCHILLA_PUBLISHED`.
+The data come from **sweeps** (:func:`run_sweep`): a grid of small ``OmniLM`` models
+(:data:`SWEEPS` per profile) trained on OmniWorld text, image, audio, text+image and
+text+audio, each evaluated at several token budgets; finished runs are cached in a
+JSON file (:class:`SweepCache`) so a rerun is instant. :func:`run_heldout` trains the
+larger run that lesson 07 predicts before revealing it.
+
+Fits: :func:`fit_chinchilla` -> :class:`FitResult`, :func:`compute_optimal_split`,
+:func:`fit_bimodal` -> :class:`BimodalFitResult`, :func:`huber_log_objective`;
+:func:`fit_sweep` and :func:`fit_mixed` fit a sweep's records; plots at the end.
 """
 
 from __future__ import annotations
@@ -64,7 +70,7 @@ from omni_edu.train import TrainConfig, Trainer
 
 ArrayLike = float | Sequence[float] | np.ndarray | torch.Tensor
 
-# Hoffmann et al. 2022, Approach 3 (Table A3 / Eq. 10): the constants in nats per token.
+# Hoffmann et al. 2022, Approach 3 (Section 3.3): the constants in nats per token.
 CHINCHILLA_PUBLISHED: dict[str, float] = {
     "E": 1.69,
     "A": 406.4,
@@ -430,7 +436,7 @@ def compute_optimal_split(
     """The split of compute ``C`` (FLOPs) into parameters and tokens that minimises loss.
 
     With ``C = 6 N D``, setting the derivative of ``A / N**alpha + B / D**beta`` along
-    ``D = C / (6 N)`` to zero gives (Hoffmann et al. 2022, Eq. 4)::
+    ``D = C / (6 N)`` to zero gives (Hoffmann et al. 2022, Section 3.3)::
 
         G  = (alpha * A / (beta * B)) ** (1 / (alpha + beta))
         N* = G * (C / 6) ** (beta / (alpha + beta))
@@ -761,12 +767,11 @@ SWEEPS: dict[str, SweepConfig] = {
         profile="gpu",
         sizes=(
             ModelSize(64, 2, 4),
-            ModelSize(96, 3, 4),
             ModelSize(128, 4, 4),
             ModelSize(192, 4, 6),
             ModelSize(256, 6, 8),
         ),
-        eval_steps=(125, 250, 500, 1000, 2000),
+        eval_steps=(100, 150, 250, 400, 650, 1000),
         batch_size=128,
         lr=2e-3,
         warmup_steps=50,
@@ -777,7 +782,7 @@ SWEEPS: dict[str, SweepConfig] = {
 HELDOUT: dict[str, tuple[ModelSize, int]] = {
     "ci": (ModelSize(64, 3, 4), 300),
     "cpu": (ModelSize(96, 4, 4), 800),
-    "gpu": (ModelSize(384, 6, 8), 4000),
+    "gpu": (ModelSize(384, 6, 8), 2000),
 }
 
 
@@ -1002,19 +1007,18 @@ def _train_run(
     data: _SweepData, setting: str, size: ModelSize, eval_steps: Sequence[int]
 ) -> list[dict]:
     """Train one model on ``setting`` and evaluate it after each of ``eval_steps``."""
-
     cfg = data.config
     train, val = data.batches(setting)
     model = _build_model(data, size, cfg.seed)
     params = count_parameters(model)
+    device = get_device(get_profile(cfg.profile))
 
     def validation_loss(m: nn.Module) -> dict[str, float]:
         return {
-            modality: float(np.mean([m.loss(b)[modality].item() for b in batches]))
+            modality: float(np.mean([m.loss(b.to(device))[modality].item() for b in batches]))
             for modality, batches in val.items()
         }
 
-    device = get_device(get_profile(cfg.profile))
     trainer = Trainer(
         model,
         _omni_loss,
