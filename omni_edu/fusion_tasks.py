@@ -151,7 +151,10 @@ def make_fusion_data(
     waveforms = synthesize_audio(heard, mask, profile.sample_rate, profile.audio_seconds, generator)
     mels = log_mel(waveforms, MelConfig.from_profile(profile))
     image = patchify(images, profile.patch_size)
-    audio = frame_audio(mels, FRAMES_PER_TOKEN)
+    # Log-mels put silence at -1. Most frames of a clip are silent, so that constant would
+    # dominate every audio token and bury the tone; shifted, silence is 0 like an empty
+    # patch. (Measured: an audio-only colour probe went from chance to 100 % in 50 steps.)
+    audio = frame_audio(mels + 1.0, FRAMES_PER_TOKEN)
     question = [*tokenizer.encode(spec.question), tokenizer["<answer>"]]
     n_image, n_audio = image.shape[1], audio.shape[1]
     after = 1 + n_image + n_audio
