@@ -158,6 +158,10 @@ class FusionBatch:
 
     Every token carries its *position* in the interleaved order of its example, so the
     variants agree on what came before what (positions are distinct within an example).
+    Keep an image's patches (and a clip's audio tokens) in one contiguous run: the media
+    encoders of late and cross-attention fusion read a whole image at once, so a text
+    token placed *between* two patches of one image would see the later patches through
+    the earlier ones.
 
     text_ids ``(batch, n_text)`` int64 and text_positions ``(batch, n_text)`` int64, in
     increasing order; the last text token is the one that answers.
