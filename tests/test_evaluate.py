@@ -1,0 +1,174 @@
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from omni_edu.data import ABILITIES
+from omni_edu.evaluate import (
+    AnswererConfig,
+    MCItem,
+    OmniAnswerer,
+    blind,
+    blind_accuracy,
+    bootstrap_difference,
+    build_benchmark,
+    chance_level,
+    choose,
+    circular_correct,
+    evaluate,
+    first_option,
+    plant_cue,
+    random_answerer,
+    rotate,
+    wilson_interval,
+)
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return build_benchmark(48, seed=3)
+
+
+def _item(n_options, answer):
+    options = ("red", "green", "blue", "cyan")[:n_options]
+    return MCItem(
+        "q", options, answer, "attribute", "image", torch.zeros(3, 4, 4), torch.zeros(8, 4)
+    )
+
+
+def test_benchmark_is_balanced_deterministic_and_lettered(bench):
+    assert [sum(it.ability == a for it in bench) for a in ABILITIES] == [48] * 4
+    again = build_benchmark(48, seed=3)
+    assert [it.prompt() for it in again] == [it.prompt() for it in bench]
+    assert torch.equal(again[5].image, bench[5].image)
+    assert bench[0].prompt().splitlines()[1].startswith("A. ")
+    for it in bench:
+        assert 2 <= len(it.options) <= 4 and it.options[it.answer_index] == it.answer
+        # The modality a question is not about is blank.
+        if it.modality == "image":
+            assert it.mel.abs().sum() == 0 and it.image.abs().sum() > 0
+        if it.modality == "audio":
+            assert it.image.abs().sum() == 0
+
+
+def test_planted_cue_keeps_questions_and_moves_answers_to_a(bench):
+    biased = plant_cue(bench, cue_rate=1.0)
+    assert [it.question for it in biased] == [it.question for it in bench]
+    assert [it.answer for it in biased] == [it.answer for it in bench]
+    assert all(it.answer_index == 0 for it in biased)
+    assert sorted(biased[7].options) == sorted(bench[7].options)
+
+
+@given(st.integers(2, 4), st.data())
+def test_rotation_moves_the_answer_with_its_option(n, data):
+    answer = data.draw(st.integers(0, n - 1))
+    shift = data.draw(st.integers(0, 10))
+    item = _item(n, answer)
+    turned = rotate(item, shift)
+    assert turned.answer == item.answer
+    assert sorted(turned.options) == sorted(item.options)
+    assert rotate(turned, n - shift % n).options == item.options
+
+
+def test_circular_marks_wrong_when_any_rotation_is_wrong():
+    def wrong_when_answer_is_b(items):
+        return [
+            1 - (it.answer_index == 1) if it.answer_index == 1 else it.answer_index for it in items
+        ]
+
+    item = _item(4, 2)
+    assert choose(wrong_when_answer_is_b, [item]) == [2]  # vanilla: right
+    assert not circular_correct(wrong_when_answer_is_b, item)  # one rotation puts it at B
+    assert circular_correct(lambda items: [it.answer_index for it in items], item)
+    report = evaluate(wrong_when_answer_is_b, [item, _item(4, 0)], circular=True)
+    assert report.correct == [False, False]
+
+
+def test_batched_circular_agrees_with_the_one_item_scorer(bench):
+    answerer = random_answerer(seed=1)
+    report = evaluate(random_answerer(seed=1), bench, circular=True)
+    assert sum(report.correct) > 0
+    # Same answers in the same order: the batched version equals the item-by-item one.
+    assert report.correct == [circular_correct(answerer, it) for it in bench]
+
+
+def test_random_model_scores_chance_per_ability():
+    bench = build_benchmark(300, seed=7)
+    report = evaluate(random_answerer(seed=0), bench)
+    for ability, score in report.scores.items():
+        # 4 binomial standard deviations: fails by accident about once in 15000 runs.
+        sd = math.sqrt(score.chance * (1 - score.chance) / score.n)
+        assert abs(score.accuracy - score.chance) < 4 * sd, ability
+    assert report.scores["matching"].chance == 0.5
+    circular = evaluate(random_answerer(seed=0), bench, circular=True)
+    assert circular.scores["counting"].chance == pytest.approx(0.25**4)
+
+
+def test_shortcut_model_is_high_on_biased_and_chance_on_clean(bench):
+    biased = plant_cue(bench, cue_rate=0.9)
+    high = evaluate(first_option, biased)
+    assert high.accuracy > 0.85
+    clean = evaluate(first_option, bench)
+    for score in clean.scores.values():
+        assert abs(score.accuracy - score.chance) < 4 * math.sqrt(score.chance / score.n)
+    assert evaluate(first_option, biased, circular=True).accuracy == 0.0
+    # The blind probe sees it: no inputs needed to score high.
+    assert blind_accuracy(first_option, biased) == high.accuracy
+
+
+def test_per_ability_grouping_counts_the_right_items():
+    items = [_item(4, 0), _item(2, 1), _item(4, 3)]
+    items[1] = MCItem(
+        "q", ("yes", "no"), 1, "matching", "image+audio", items[1].image, items[1].mel
+    )
+    report = evaluate(first_option, items)
+    assert report.scores["attribute"].n == 2 and report.scores["attribute"].correct == 1
+    assert report.scores["matching"].correct == 0 and report.scores["matching"].chance == 0.5
+    assert set(report.scores) == {"attribute", "matching"}
+    assert report.row(model="A")["attribute"] == 0.5
+
+
+def test_chance_wilson_and_bootstrap():
+    assert chance_level(_item(4, 0)) == 0.25
+    assert chance_level(_item(2, 0), circular=True) == 0.25
+    low, high = wilson_interval(50, 100)
+    assert low < 0.5 < high and high - low == pytest.approx(0.19, abs=0.01)
+    assert wilson_interval(0, 20)[0] == 0.0
+    a = [True] * 80 + [False] * 20
+    b = [True] * 40 + [False] * 60
+    diff, lo, hi = bootstrap_difference(a, b)
+    assert diff == pytest.approx(0.4) and lo < 0.4 < hi and lo > 0.2
+
+
+def test_blind_blanks_both_inputs(bench):
+    item = next(it for it in bench if it.ability == "matching")
+    assert item.image.abs().sum() > 0 and item.mel.abs().sum() > 0
+    hidden = blind(item)
+    assert hidden.image.abs().sum() == 0 and hidden.mel.abs().sum() == 0
+
+
+def test_answerer_scores_only_real_options(bench):
+    torch.manual_seed(0)
+    model = OmniAnswerer(AnswererConfig.from_profile())
+    scores = model.answer(bench.items[:8])
+    assert scores.shape == (8, 4)
+    for row, it in zip(scores, bench.items[:8], strict=True):
+        assert (
+            torch.isinf(row[len(it.options) :]).all()
+            and torch.isfinite(row[: len(it.options)]).all()
+        )
+    assert all(
+        0 <= c < len(it.options)
+        for c, it in zip(choose(model.answer, bench.items), bench, strict=True)
+    )
+
+
+def test_bad_input_is_explained():
+    with pytest.raises(ValueError, match="cue_rate"):
+        build_benchmark(4, cue_rate=1.5)
+    with pytest.raises(ValueError, match="answer_index"):
+        _item(2, 3)
+    with pytest.raises(ValueError, match="returned"):
+        choose(lambda items: [0], [_item(4, 0), _item(4, 1)])
