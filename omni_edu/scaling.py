@@ -1268,11 +1268,12 @@ def plot_isoflops(fit: FitResult, budgets: Sequence[float], title: str = ""):
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for k, c in enumerate(budgets):
         n_opt, _ = fit.compute_optimal(c)
-        n = float(n_opt) * np.geomspace(1 / 30, 30, 200)
+        n = float(n_opt) * np.geomspace(0.1, 10, 200)
         colour = plt.cm.plasma(k / max(1, len(budgets) - 1))
         ax.plot(n, fit.predict(n, c / (6 * n)), color=colour, label=f"C = {c:.1e} FLOPs")
         ax.plot(n_opt, fit.predict(n_opt, c / (6 * n_opt)), "o", color=colour)
     ax.set_xscale("log")
+    ax.set_yscale("log")
     ax.set_xlabel("parameters N (decoder)")
     ax.set_ylabel("predicted loss")
     ax.set_title(title or "IsoFLOP curves: each budget has a best model size (dots)")
