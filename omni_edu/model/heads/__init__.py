@@ -2,7 +2,9 @@
 
 Lesson 03 builds the image tokenizer (:mod:`~omni_edu.model.heads.vq`,
 :mod:`~omni_edu.model.heads.fsq`); lesson 04 the per-token flow-matching head
-(:mod:`~omni_edu.model.heads.flow`) and the two-mode toy (:mod:`~omni_edu.model.heads.toy`).
+(:mod:`~omni_edu.model.heads.flow`), the two-mode toy (:mod:`~omni_edu.model.heads.toy`)
+and the text -> image race between the two (:mod:`~omni_edu.model.heads.text_to_image`,
+imported on its own because it pulls in the decoder and the trainer).
 """
 
 from omni_edu.model.heads.flow import (
