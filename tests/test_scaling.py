@@ -280,3 +280,20 @@ def test_sweep_config_rejects_bad_budgets():
         SweepConfig(profile="ci", sizes=TINY.sizes, eval_steps=(10, 5))
     with pytest.raises(ValueError, match="settings"):
         SweepConfig(profile="ci", sizes=TINY.sizes, eval_steps=(20, 40), settings=("video",))
+
+
+def test_shipped_cache_holds_every_run_lesson_07_needs_in_ci(monkeypatch):
+    """The ci notebook loads the project's own sweep instead of training it (and would
+    quietly spend minutes retraining, and rewrite the shipped file, if a key drifted)."""
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("notebooks/data/scaling_sweeps.json lacks a run of the ci sweep")
+
+    monkeypatch.setattr(scaling, "_train_run", no_training)
+    config = scaling.sweep_config("ci")
+    cache = scaling.SweepCache(scaling.default_cache_path())
+    records = run_sweep(config, cache=cache, progress=False)
+    assert len(records) == len(config.sizes) * len(config.settings) * len(config.eval_steps)
+    for setting in ("text", "image", "audio"):
+        held = scaling.run_heldout(config, setting=setting, cache=cache, progress=False)
+        assert held[-1]["step"] == scaling.heldout_size("ci")[1]
