@@ -129,11 +129,11 @@ def patch_errors(model: OmniLM, packed: PackedBatch) -> dict[str, float]:
     return {"rows below (copy)": error[copy].mean().item(), "first row": error[first].mean().item()}
 
 
-@functools.lru_cache(maxsize=2048)
+@functools.lru_cache(maxsize=256)  # a short run's batches, built once for every variant
 def _training_batch(
     seed: int, step: int, batch_size: int, config: StripesConfig, profile: Profile
 ) -> PackedBatch:
-    """Batch ``step`` of seed ``seed``, remembered: every rope variant trains on it."""
+    """Batch ``step`` of seed ``seed``: the same tensors for every rope variant."""
     g = torch.Generator().manual_seed(1_000 * seed + step)
     return stripes(batch_size, g, config, profile)
 
