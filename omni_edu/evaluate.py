@@ -370,6 +370,33 @@ def evaluate(
     return Report(name, circular, correct, scores)
 
 
+MODES = ("vanilla", "circular", "blind")
+
+
+def compare(
+    answerers: dict[str, Answerer],
+    benchmarks: Sequence[Benchmark],
+    modes: Sequence[str] = ("vanilla", "circular"),
+) -> list[dict[str, object]]:
+    """One table row per (model, benchmark, mode): accuracy per ability and overall.
+
+    modes: "vanilla" (ask once), "circular" (every rotation must be right), "blind"
+    (ask once with picture and sound blanked).
+    """
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise ValueError(f"modes should come from {MODES}; got {unknown}")
+    rows = []
+    for name, answerer in answerers.items():
+        for bench in benchmarks:
+            for mode in modes:
+                report = evaluate(
+                    answerer, bench, circular=mode == "circular", blind_inputs=mode == "blind"
+                )
+                rows.append(report.row(model=name, benchmark=bench.name.split(" ")[0], mode=mode))
+    return rows
+
+
 # --- a small model that looks -----------------------------------------------------------
 
 
@@ -510,6 +537,7 @@ def train_answerer(
 
 __all__ = [
     "LETTERS",
+    "MODES",
     "AbilityScore",
     "Answerer",
     "AnswererConfig",
@@ -524,6 +552,7 @@ __all__ = [
     "chance_level",
     "choose",
     "circular_correct",
+    "compare",
     "evaluate",
     "first_option",
     "plant_cue",

@@ -17,6 +17,7 @@ from omni_edu.evaluate import (
     chance_level,
     choose,
     circular_correct,
+    compare,
     evaluate,
     first_option,
     plant_cue,
@@ -172,3 +173,14 @@ def test_bad_input_is_explained():
         _item(2, 3)
     with pytest.raises(ValueError, match="returned"):
         choose(lambda items: [0], [_item(4, 0), _item(4, 1)])
+
+
+def test_compare_gives_one_row_per_model_benchmark_and_mode(bench):
+    biased = plant_cue(bench, cue_rate=1.0)
+    rows = compare({"A": first_option}, [biased, bench], modes=("vanilla", "circular", "blind"))
+    assert [(r["benchmark"], r["mode"]) for r in rows] == [
+        (b, m) for b in ("biased", "clean") for m in ("vanilla", "circular", "blind")
+    ]
+    assert rows[0]["overall"] == 1.0 and rows[1]["overall"] == 0.0 and rows[2]["overall"] == 1.0
+    with pytest.raises(ValueError, match="modes"):
+        compare({"A": first_option}, [bench], modes=("sideways",))
