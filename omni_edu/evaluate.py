@@ -35,7 +35,7 @@ from torch.nn import functional as F
 
 from omni_edu.data import ABILITIES, OmniWorld, ask
 from omni_edu.modalities import MelConfig, TextTokenizer, log_mel, patchify
-from omni_edu.profiles import Profile, get_profile
+from omni_edu.profiles import Profile, get_device, get_profile
 
 LETTERS = "ABCD"
 MAX_OPTIONS = len(LETTERS)
@@ -492,9 +492,15 @@ class OmniAnswerer(nn.Module):
         """The answerer interface: option scores ``(n, 4)`` for a list of items."""
         was_training = self.training
         self.eval()
-        scores = self(**self.encode(items))
+        device = self.letter.weight.device
+        scores = self(**{k: v.to(device) for k, v in self.encode(items).items()})
         self.train(was_training)
-        return scores
+        return scores.cpu()
+
+
+# Per profile: training questions per ability and optimizer steps for the answerer of
+# lesson 09 (a small MLP: many cheap steps).
+ANSWERER_BUDGET = {"ci": (1024, 450), "cpu": (4096, 1800), "gpu": (8192, 3000)}
 
 
 def train_answerer(
@@ -507,24 +513,25 @@ def train_answerer(
 ) -> tuple[OmniAnswerer, list[float]]:
     """Train an :class:`OmniAnswerer` with cross-entropy over the options of ``items``.
 
-    steps: default 3 x the profile's ``train_steps`` (the model is a small MLP).
-    Returns the model and the losses.
+    steps: default from ``ANSWERER_BUDGET`` for the profile. Trains on the profile's
+    device (the GPU in the gpu profile). Returns the model and the losses.
     Whatever pattern the training items carry (a letter that is often right, say), the
     model is free to learn it: that is the point of lesson 09.
     """
     from tqdm.auto import trange
 
     profile = profile or get_profile()
-    steps = steps or 3 * profile.train_steps
+    steps = steps or ANSWERER_BUDGET.get(profile.name, (0, 3 * profile.train_steps))[1]
+    device = get_device(profile)
     torch.manual_seed(seed)
-    model = OmniAnswerer(AnswererConfig.from_profile(profile))
-    data = model.encode(list(items))
+    model = OmniAnswerer(AnswererConfig.from_profile(profile)).to(device)
+    data = {k: v.to(device) for k, v in model.encode(list(items)).items()}
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.1)
     g = torch.Generator().manual_seed(seed)
     losses = []
     for _ in trange(steps, desc="training the answerer", disable=not progress):
-        idx = torch.randint(len(items), (profile.batch_size * 4,), generator=g)
+        idx = torch.randint(len(items), (profile.batch_size * 4,), generator=g).to(device)
         batch = {k: v[idx] for k, v in data.items()}
         loss = F.cross_entropy(model(**batch), batch["answer"])
         opt.zero_grad()
@@ -536,6 +543,7 @@ def train_answerer(
 
 
 __all__ = [
+    "ANSWERER_BUDGET",
     "LETTERS",
     "MODES",
     "AbilityScore",
