@@ -484,7 +484,9 @@ class OmniAnswerer(nn.Module):
         audio = self.frame(mels).flatten(1)
         h = self.fuse(torch.cat([image, audio, self._mean_words(question)], dim=1))  # (n, d)
         o = self._mean_words(options) + self.letter.weight  # (n, 4, d)
-        scores = (o @ h.unsqueeze(-1)).squeeze(-1) + self.prior(o).squeeze(-1)
+        # Scaled like attention logits, so wider models start with calm scores too.
+        match = (o @ h.unsqueeze(-1)).squeeze(-1) / math.sqrt(self.config.d_model)
+        scores = match + self.prior(o).squeeze(-1)
         return scores.masked_fill(~valid, float("-inf"))
 
     @torch.no_grad()
