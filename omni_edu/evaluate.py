@@ -25,6 +25,7 @@ Why the pieces:
 from __future__ import annotations
 
 import math
+import numbers
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -206,7 +207,8 @@ def choose(answerer: Answerer, items: Sequence[MCItem], batch_size: int = 256) -
             n = len(item.options)
             if isinstance(answer, torch.Tensor) and answer.dim() == 0:
                 answer = int(answer)
-            if isinstance(answer, int):
+            if isinstance(answer, numbers.Integral):
+                answer = int(answer)
                 if not 0 <= answer < n:
                     raise ValueError(f"the answerer chose option {answer}; the item has {n}")
                 chosen.append(answer)

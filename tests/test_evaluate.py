@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given
@@ -171,6 +172,9 @@ def test_bad_input_is_explained():
         build_benchmark(4, cue_rate=1.5)
     with pytest.raises(ValueError, match="answer_index"):
         _item(2, 3)
+    assert choose(lambda items: np.array([1, 0]), [_item(4, 0), _item(2, 1)]) == [1, 0]
+    with pytest.raises(ValueError, match="chose option 3"):
+        choose(lambda items: [3], [_item(2, 0)])
     with pytest.raises(ValueError, match="returned"):
         choose(lambda items: [0], [_item(4, 0), _item(4, 1)])
 
