@@ -493,7 +493,7 @@ def task_losses(
     for task in tasks:
         t = data.tasks.index(task)
         rows = torch.arange(t * len(data), t * len(data) + min(n, len(data)))
-        losses = model.loss(data.pool.select(rows))
+        losses = model.loss(data.pool.select(rows).to(model.text_head.weight.device))
         if task in DIRECTIONS:
             output = DIRECTIONS[task].target
         else:  # a question's answer is text; a single modality predicts itself
