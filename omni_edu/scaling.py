@@ -318,6 +318,24 @@ def _bootstrap(
 # ---------------------------------------------------------------------------
 
 
+def _params_table(
+    title: str,
+    names: Sequence[str],
+    params: dict[str, float],
+    ci: dict[str, tuple[float, float]],
+    ci_level: float,
+) -> str:
+    """A fit's parameters one per line, each with its bootstrap interval when there is one."""
+    lines = [title]
+    for name in names:
+        line = f"  {name:>5} = {params[name]:10.4g}"
+        if name in ci:
+            lo, hi = ci[name]
+            line += f"   {round(100 * ci_level)}% CI [{lo:.4g}, {hi:.4g}]"
+        lines.append(line)
+    return "\n".join(lines)
+
+
 @dataclass
 class FitResult:
     """A fitted Chinchilla law ``L(N, D) = E + A / N**alpha + B / D**beta``.
@@ -360,16 +378,8 @@ class FitResult:
 
     def summary(self) -> str:
         """A small table: each parameter with its interval."""
-        lines = [f"Chinchilla fit on {self.n_points} runs (summed Huber {self.loss:.3g})"]
-        for name in CHINCHILLA_PARAMS:
-            value = self.params[name]
-            if name in self.ci:
-                lo, hi = self.ci[name]
-                pct = round(100 * self.ci_level)
-                lines.append(f"  {name:>5} = {value:10.4g}   {pct}% CI [{lo:.4g}, {hi:.4g}]")
-            else:
-                lines.append(f"  {name:>5} = {value:10.4g}")
-        return "\n".join(lines)
+        title = f"Chinchilla fit on {self.n_points} runs (summed Huber {self.loss:.3g})"
+        return _params_table(title, CHINCHILLA_PARAMS, self.params, self.ci, self.ci_level)
 
 
 def _theta_to_params(theta: torch.Tensor) -> dict[str, float]:
@@ -574,16 +584,8 @@ class BimodalFitResult:
 
     def summary(self) -> str:
         """A small table: each interaction parameter with its interval."""
-        lines = [f"Mixed-modal interaction on {self.n_points} runs (summed Huber {self.loss:.3g})"]
-        for name in BIMODAL_PARAMS:
-            value = self.params[name]
-            if name in self.ci:
-                lo, hi = self.ci[name]
-                pct = round(100 * self.ci_level)
-                lines.append(f"  {name:>5} = {value:10.4g}   {pct}% CI [{lo:.4g}, {hi:.4g}]")
-            else:
-                lines.append(f"  {name:>5} = {value:10.4g}")
-        return "\n".join(lines)
+        title = f"Mixed-modal interaction on {self.n_points} runs (summed Huber {self.loss:.3g})"
+        return _params_table(title, BIMODAL_PARAMS, self.params, self.ci, self.ci_level)
 
 
 def _bimodal_theta_to_params(theta: torch.Tensor) -> dict[str, float]:
