@@ -11,7 +11,7 @@ from omni_edu.model.interleave import (
     pack,
     text_segment,
 )
-from omni_edu.model.omni_lm import OmniLM, OmniLMConfig, attention_mass
+from omni_edu.model.omni_lm import OmniLM, OmniLMConfig
 from omni_edu.model.projector import ProjectorConfig
 from omni_edu.model.transformer import DecoderConfig
 
@@ -193,19 +193,6 @@ def test_flow_head_plugs_in():
     ]
     assert draw[0].shape == (2, AUDIO_DIM)
     assert torch.equal(draw[0], draw[1])  # sample options reach the head: same seed, same draw
-
-
-def test_attention_mass_of_uniform_attention():
-    # bos-like text, 4 image patches, 2 text tokens: uniform attention over what is visible
-    packed = pack([[text_segment([7]), image_segment(IMAGES[0], (2, 2)), text_segment([8, 9])]])
-    weights = packed.attn_mask.float()
-    weights = (weights / weights.sum(-1, keepdim=True))[:, None]  # (B, 1 head, T, T)
-    mass = attention_mass([weights, weights], packed, Modality.TEXT, Modality.IMAGE)
-    # text at index 5 sees 6 tokens (4 image), at index 6 sees 7 (4 image)
-    expected = (4 / 6 + 4 / 7) / 2
-    assert torch.allclose(mass, torch.tensor([expected, expected]))
-    with pytest.raises(ValueError, match="can see"):
-        attention_mass([weights], packed, Modality.TEXT, Modality.AUDIO)
 
 
 def test_config_errors_are_explained():

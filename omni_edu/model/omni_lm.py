@@ -318,29 +318,3 @@ class OmniLM(nn.Module):
             return ids
         features = packed.image if placeholder.modality == Modality.IMAGE else packed.audio
         return features[row, where].cpu()
-
-
-def attention_mass(
-    attentions: Sequence[Tensor], packed: PackedBatch, query: Modality, key: Modality
-) -> Tensor:
-    """How much attention ``query`` tokens pay to ``key`` tokens, per layer.
-
-    Args:
-        attentions: per layer ``(batch, heads, seq, seq)`` weights, from
-            ``model(packed, return_attention=True)``.
-        packed: the batch they came from.
-
-    Returns:
-        ``(n_layers,)``: the weight on ``key`` tokens summed over keys, averaged over heads
-        and over the ``query`` tokens that can see at least one ``key`` token.
-    """
-    is_query = packed.modality == Modality(query)
-    is_key = packed.modality == Modality(key)
-    sees_key = (packed.attn_mask & is_key[:, None, :]).any(dim=-1) & is_query  # (B, T)
-    if not sees_key.any():
-        raise ValueError(f"no {Modality(query).name} token can see a {Modality(key).name} token.")
-    masses = []
-    for weights in attentions:
-        on_key = (weights * is_key[:, None, None, :]).sum(dim=-1).mean(dim=1)  # (B, T)
-        masses.append(on_key[sees_key].mean())
-    return torch.stack(masses)
