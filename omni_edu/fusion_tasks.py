@@ -3,11 +3,17 @@
 The two tasks pull in opposite directions:
 
 * ``"match"`` (**tight** coupling): one object in the picture, one sound. Does the sound
-  match the picture in *every* attribute? A mismatch changes exactly one attribute
-  (shape <-> timbre, colour <-> pitch, size <-> loudness, position <-> timing), so
-  neither modality alone says anything: the answer needs a fine-grained comparison.
+  match the picture? Half the sounds are a near miss: the same object heard with another
+  colour's pitch. Neither modality alone says anything; the answer needs the hue seen in
+  the picture compared with the pitch heard in the sound.
 * ``"colour"`` (**loose** coupling): what colour is the object? The picture shows it and
   the sound's pitch tells it too; either modality alone is enough.
+
+Both tasks are about the same attribute, so they differ only in how tightly the two
+modalities must be combined. (``FusionTask.mismatch`` can make the near misses change
+other attributes too: shape <-> timbre, size <-> loudness, position <-> timing. Measured
+on the ``ci`` model: with colour and shape mismatches no variant left chance within 1000
+steps, so the lesson keeps colour.)
 
 Every example is laid out the same way, one interleaved order for all variants::
 
@@ -79,8 +85,8 @@ TASKS: dict[str, FusionTask] = {
         "tight",
         "does the sound match the picture",
         ("no", "yes"),
-        "one object; the sound matches it or differs in exactly one attribute",
-        mismatch=ATTRIBUTES,
+        "one object; the sound matches it or is heard with another colour's pitch",
+        mismatch=("colour",),
     ),
     "colour": FusionTask(
         "colour",
@@ -388,23 +394,26 @@ def inference_latency(model: FusionModel, batch: FusionBatch, repeats: int = 5) 
 
 # ----------------------------------------------------------------------------- the experiment
 
-# Per-profile sizes of the comparison (the ci numbers keep the lesson near a minute on a
-# 2-core CPU; the others take the profile's own budget).
-EXPERIMENT: dict[str, dict[str, int]] = {
-    "ci": {"steps": 50, "batch_size": 32, "n_train": 1024, "n_eval": 256},
+# Per-profile sizes of the comparison. Steps are per task: the tight task sits on a
+# plateau for hundreds of steps before any variant finds it (ci, measured: early fusion
+# at chance after 400 steps, 0.82 after 1000), the loose one is learned in tens. The ci
+# numbers keep the lesson within about two minutes on a 2-core CPU; the other profiles
+# take their own budget, and at least 1000 steps for the tight task.
+EXPERIMENT: dict[str, dict] = {
+    "ci": {"steps": {"match": 1000, "colour": 100}, "batch_size": 32, "n_train": 2048},
 }
 
 
-def experiment_settings(profile: Profile | None = None) -> dict[str, int]:
-    """Steps, batch size and data sizes of the lesson's comparison under ``profile``."""
+def experiment_settings(profile: Profile | None = None) -> dict:
+    """Steps per task, batch size and data sizes of the lesson's comparison."""
     profile = profile or get_profile()
-    default = {
-        "steps": profile.train_steps,
+    settings = {
+        "steps": {"match": max(1000, 2 * profile.train_steps), "colour": profile.train_steps},
         "batch_size": profile.batch_size,
         "n_train": profile.n_train,
         "n_eval": profile.n_eval,
     }
-    return EXPERIMENT.get(profile.name, default)
+    return {**settings, **EXPERIMENT.get(profile.name, {})}
 
 
 @dataclass
@@ -453,7 +462,7 @@ def run_fusion_experiment(
                 model,
                 train,
                 test,
-                steps=settings["steps"],
+                steps=settings["steps"][task],
                 seed=seed,
                 batch_size=settings["batch_size"],
             )
