@@ -1,5 +1,6 @@
 """Scaling-law fits: they recover laws they were generated from, and reject bad runs."""
 
+import dataclasses
 import json
 import math
 
@@ -297,3 +298,17 @@ def test_shipped_cache_holds_every_run_lesson_07_needs_in_ci(monkeypatch):
     for setting in ("text", "image", "audio"):
         held = scaling.run_heldout(config, setting=setting, cache=cache, progress=False)
         assert held[-1]["step"] == scaling.heldout_size("ci")[1]
+
+
+def test_shipped_cache_is_what_this_code_trains(tmp_path):
+    """The shipped ci numbers are the project's own runs: retraining the smallest run of
+    the sweep from scratch gives the losses the shipped file holds (within float noise
+    across CPUs), so a change to the recipe cannot leave a stale cache behind silently."""
+    full = scaling.sweep_config("ci")
+    one = dataclasses.replace(full, sizes=full.sizes[:1], settings=("text",))
+    shipped = run_sweep(one, cache=scaling.SweepCache(scaling.default_cache_path()), progress=False)
+    fresh = run_sweep(one, cache=tmp_path / "fresh.json", progress=False)
+    assert [r["step"] for r in fresh] == [r["step"] for r in shipped] == list(full.eval_steps)
+    for new, old in zip(fresh, shipped, strict=True):
+        assert new["tokens"] == old["tokens"] and new["params"] == old["params"]
+        assert new["loss"]["text"] == pytest.approx(old["loss"]["text"], abs=0.02)
