@@ -38,7 +38,7 @@ from omni_edu.train import History, TrainConfig, Trainer
 
 HEADS = ("vq", "flow")
 # The training budget (optimizer steps) of each text -> image run, per profile.
-TRAIN_STEPS = {"ci": 450, "cpu": 1500, "gpu": 3000}
+TRAIN_STEPS = {"ci": 900, "cpu": 1500, "gpu": 3000}
 
 
 @dataclass
