@@ -608,8 +608,17 @@ def draw_fusion_diagrams(config: FusionConfig | None = None):
     return fig
 
 
+# One look per variant in every figure: colour, marker and line style (so that curves
+# lying on top of each other, such as two variants at chance, stay visible).
+VARIANT_STYLE: dict[str, dict[str, str]] = {
+    "early": {"color": "#219ebc", "marker": "o", "ls": "-"},
+    "late": {"color": "#fb8500", "marker": "s", "ls": "--"},
+    "cross": {"color": "#8338ec", "marker": "^", "ls": ":"},
+}
+
+
 def plot_accuracy_curves(results: FusionResults):
-    """Test accuracy against training steps, one panel per task, chance as a dotted line."""
+    """Test accuracy against training steps, one panel per task, chance as a grey line."""
     import matplotlib.pyplot as plt
 
     tasks = list(dict.fromkeys(task for task, _ in results.histories))
@@ -618,8 +627,9 @@ def plot_accuracy_curves(results: FusionResults):
         spec = get_task(task)
         for (t, kind), history in results.histories.items():
             if t == task:
-                ax.plot(history.eval_steps, history.evals["accuracy"], marker="o", label=kind)
-        ax.axhline(1 / len(spec.classes), ls=":", c="grey", label="chance")
+                style = VARIANT_STYLE.get(kind, {"marker": "o"})
+                ax.plot(history.eval_steps, history.evals["accuracy"], label=kind, **style)
+        ax.axhline(1 / len(spec.classes), ls="-", lw=0.8, c="grey", label="chance")
         ax.set_title(f"{task} ({spec.coupling} coupling)")
         ax.set_xlabel("training step")
         ax.set_ylabel("test accuracy (fraction)")
@@ -645,7 +655,7 @@ def plot_costs(results: FusionResults, task: str = "colour"):
     fig, axes = plt.subplots(1, len(metrics), figsize=(13, 3.5))
     for ax, (key, title, unit) in zip(axes, metrics, strict=True):
         values = [float(r[key]) for r in rows]
-        ax.bar(names, values, color=["#219ebc", "#fb8500", "#8338ec"][: len(names)])
+        ax.bar(names, values, color=[VARIANT_STYLE.get(n, {}).get("color") for n in names])
         for i, v in enumerate(values):
             ax.text(i, v, f"{v:.3g}", ha="center", va="bottom", fontsize=9)
         ax.set_title(title)
