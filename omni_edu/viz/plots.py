@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -137,10 +138,11 @@ def show_image_rows(
             ax.imshow(arr[c], interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
-            if c == 0:
-                ax.set_ylabel(label)
+            if c == 0:  # horizontal and wrapped: long labels must not run into the next row
+                wrapped = "\n".join(textwrap.wrap(label, 16))
+                ax.set_ylabel(wrapped, rotation=0, ha="right", va="center", fontsize=9)
             if r == 0 and titles is not None:
-                ax.set_title(str(titles[c]), fontsize=8)
+                ax.set_title("\n".join(textwrap.wrap(str(titles[c]), 20)), fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
