@@ -740,6 +740,7 @@ def transfer_experiment(
     seeds: Sequence[int],
     steps: int,
     media_mix: Mapping[str, float] = WITH_AUDIO_MIX,
+    batch_size: int | None = None,
     progress: bool = True,
 ) -> TransferResult:
     """Does training on sounds of the same concepts help answer *text* questions?
@@ -751,13 +752,14 @@ def transfer_experiment(
     arm and after its sound (transcription) in the other. So both arms read the same
     words, and the only difference is whether the sound came with them.
     Returns text-question accuracy on ``test_data`` for each seed and arm.
+    ``batch_size`` defaults to the profile's.
     """
     text_only, with_media = [], []
     bar = tqdm(total=2 * len(seeds), desc="transfer runs", disable=not progress)
     for seed in seeds:
         for mix, results in ((TEXT_ONLY_MIX, text_only), (media_mix, with_media)):
             model = build_model(data, seed=seed)
-            train_stage(model, data, mix, steps, seed=seed, progress=False)
+            train_stage(model, data, mix, steps, seed=seed, batch_size=batch_size, progress=False)
             results.append(answer_accuracy(model, test_data, n=len(test_data)))
             bar.update(1)
     bar.close()
