@@ -812,17 +812,19 @@ def decoder_parameters(size: ModelSize) -> int:
     return sum(p.numel() for p in decoder.parameters() if p.requires_grad)
 
 
-def default_cache_path() -> Path:
-    """Where sweep results are cached.
+def default_cache_path(profile: str = "ci") -> Path:
+    """Where the sweeps of ``profile`` are cached.
 
-    In a clone of the course: ``notebooks/data/scaling_sweeps.json``, which ships the
-    project's own results for the ``ci`` profile. Elsewhere (a pip install, Colab):
-    ``scaling_sweeps.json`` in the working directory.
+    In a clone of the course: ``notebooks/data/scaling_sweeps.json`` for ``ci``, which ships
+    the project's own results, and ``notebooks/data/scaling_sweeps_<profile>.json`` (not
+    tracked by git) for the others, so a learner's own runs never change the shipped file.
+    Elsewhere (a pip install, Colab): the same names in the working directory.
     """
+    name = "scaling_sweeps.json" if profile == "ci" else f"scaling_sweeps_{profile}.json"
     repo = Path(__file__).resolve().parent.parent
     if (repo / "notebooks").is_dir():
-        return repo / "notebooks" / "data" / "scaling_sweeps.json"
-    return Path("scaling_sweeps.json")
+        return repo / "notebooks" / "data" / name
+    return Path(name)
 
 
 class SweepCache:
@@ -1083,7 +1085,8 @@ def _run_all(
     progress: bool,
     desc: str,
 ) -> list[dict]:
-    cache = cache if isinstance(cache, SweepCache) else SweepCache(cache)
+    if not isinstance(cache, SweepCache):
+        cache = SweepCache(cache if cache is not None else default_cache_path(config.profile))
     records: list[dict] = []
     bar = tqdm(jobs, desc=desc, disable=not progress)
     for setting, size, steps in bar:
@@ -1110,8 +1113,9 @@ def run_sweep(
     (:func:`training_flops`) and ``loss`` (validation loss per modality: nats per
     token for text, MSE of standardised features for image and audio).
 
-    Cached runs load instantly; new ones train and are written to the cache (default
-    :func:`default_cache_path`) as soon as each finishes, so a stopped sweep resumes.
+    Cached runs load instantly; new ones train and are written to the cache (default: the
+    sweep profile's :func:`default_cache_path`) as soon as each finishes, so a stopped
+    sweep resumes.
     """
     config = config or sweep_config()
     jobs = [(s, size, config.eval_steps) for s in config.settings for size in config.sizes]

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import math
+import subprocess
 
 import numpy as np
 import pytest
@@ -312,3 +313,21 @@ def test_shipped_cache_is_what_this_code_trains(tmp_path):
     for new, old in zip(fresh, shipped, strict=True):
         assert new["tokens"] == old["tokens"] and new["params"] == old["params"]
         assert new["loss"]["text"] == pytest.approx(old["loss"]["text"], abs=0.02)
+
+
+def test_other_profiles_never_write_the_shipped_cache():
+    """Only ci runs live in the shipped file; a learner's cpu or gpu sweep goes to its own,
+    git-ignored file (a cpu run once leaked into the shipped file through the shared path)."""
+    shipped = scaling.default_cache_path("ci")
+    assert shipped.name == "scaling_sweeps.json"
+    for profile in ("cpu", "gpu"):
+        own = scaling.default_cache_path(profile)
+        assert own != shipped and own.parent == shipped.parent
+        ignored = subprocess.run(
+            ["git", "check-ignore", "-q", str(own)], cwd=shipped.parent, capture_output=True
+        )
+        if ignored.returncode == 128:
+            pytest.skip("not a git checkout")
+        assert ignored.returncode == 0, f"{own} should be git-ignored"
+    shipped_runs = json.loads(shipped.read_text())["runs"].values()
+    assert {run["spec"]["profile"] for run in shipped_runs} == {"ci"}
