@@ -6,6 +6,7 @@ these environment variables.
 """
 
 import os
+import tempfile
 
 # Small and fast unless the caller asked for another profile (OMNI_PROFILE=cpu pytest).
 os.environ.setdefault("OMNI_PROFILE", "ci")
@@ -13,3 +14,7 @@ os.environ.setdefault("OMNI_PROFILE", "ci")
 os.environ.setdefault("OMNI_STRICT_CHECKS", "1")
 # No windows, no inline PNG encoding: figures are built (and so tested) but not shown.
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Trained parts that lessons share (lesson 06's model, lesson 03's tokenizer) go to a fresh
+# cache for this run: lessons later in the run load what earlier ones saved, and nothing
+# from the user's own ~/.cache/omni_edu leaks into the tests.
+os.environ.setdefault("OMNI_CACHE_DIR", tempfile.mkdtemp(prefix="omni_cache_"))

@@ -6,8 +6,14 @@ A lesson never hard-codes sizes. It asks the active profile, chosen by the
 * ``ci``  - a 2-core CPU without a GPU; every notebook finishes in about a minute.
 * ``cpu`` - a laptop; a lesson takes a few minutes and the effects are clearer.
 * ``gpu`` - a Colab T4 up to an H100; larger images, models and runs.
+* ``gpu-dry`` - the ``gpu`` profile's sizes with tiny step and data budgets, so that a
+  CPU can run every lesson at gpu shapes in seconds (the test suite does, to catch shape
+  and size bugs of the gpu profile without a GPU). Its numbers mean nothing.
 
 Without ``OMNI_PROFILE`` the default is ``gpu`` when CUDA is available, else ``cpu``.
+
+Every step count and data size a lesson chooses goes through :meth:`Profile.budget`, so
+that the dry run can cut it.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -50,6 +56,26 @@ class Profile:
     n_seeds: int  # repeats for experiments that report an uncertainty
     # Hardware use
     compile: bool  # try torch.compile where a lesson offers it
+    # A dry run keeps the sizes of ``name`` but cuts every budget (see ``budget``).
+    dry_run: bool = False
+
+    @property
+    def key(self) -> str:
+        """What tells this profile's results apart: ``"gpu-dry"`` for the dry run, else
+        ``name``. Caches are kept per key, so a dry run never overwrites real results."""
+        return f"{self.name}-dry" if self.dry_run else self.name
+
+    def budget(self, n: int, dry: int = 2) -> int:
+        """A step count or data size a lesson asks for: ``n``, or at most ``dry`` in a dry run.
+
+        >>> get_profile("ci").budget(900)
+        900
+        >>> get_profile("gpu-dry").budget(900)
+        2
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"budget takes a count (an int >= 0); got {n!r}.")
+        return min(n, dry) if self.dry_run else n
 
     def describe(self) -> str:
         """One line per field, for printing in a notebook."""
@@ -109,6 +135,13 @@ PROFILES: dict[str, Profile] = {
         compile=True,
     ),
 }
+
+
+# The dry run of the gpu profile: its shapes (pictures, model, batch), budgets cut to the
+# bone. Data sizes stay large enough for a batch and a few test scenes per class.
+PROFILES["gpu-dry"] = replace(
+    PROFILES["gpu"], train_steps=2, n_train=256, n_eval=64, n_seeds=2, compile=False, dry_run=True
+)
 
 
 def default_profile_name() -> str:

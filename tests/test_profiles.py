@@ -75,3 +75,24 @@ def test_seed_everything_repeats_random_numbers():
 def test_seed_must_be_a_non_negative_int(bad):
     with pytest.raises(ValueError, match="non-negative int"):
         seed_everything(bad)
+
+
+def test_budget_is_untouched_outside_a_dry_run():
+    assert get_profile("ci").budget(900) == 900
+    assert get_profile("gpu").budget(3000, dry=5) == 3000
+
+
+def test_gpu_dry_keeps_gpu_shapes_and_cuts_budgets():
+    gpu, dry = get_profile("gpu"), get_profile("gpu-dry")
+    assert dry.dry_run and not gpu.dry_run
+    assert dry.name == "gpu" and dry.key == "gpu-dry" and gpu.key == "gpu"
+    for field in ("image_size", "patch_size", "d_model", "n_layers", "n_heads", "batch_size"):
+        assert getattr(dry, field) == getattr(gpu, field), field
+    assert dry.budget(900) == 2 and dry.budget(900, dry=16) == 16 and dry.budget(1) == 1
+    assert dry.train_steps < gpu.train_steps and dry.n_train < gpu.n_train
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, True, "9"])
+def test_budget_takes_a_count(bad):
+    with pytest.raises(ValueError, match="count"):
+        get_profile("ci").budget(bad)
