@@ -62,6 +62,7 @@ class TrainConfig:
     use_autocast: bool = True  # bf16/fp16 autocast on GPUs; a no-op on CPUs
     live_plot: bool = False  # redraw a loss plot in the notebook while training
     progress: bool = True  # show a tqdm progress bar
+    desc: str = "training"  # the progress bar's label
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -116,6 +117,37 @@ class TrainConfig:
         }
         settings.update(overrides)
         return cls(**settings)
+
+
+# What every Trainer in this process has done so far: optimizer steps, seconds inside
+# fit(), and an estimate of the training FLOPs (6 x trainable parameters x tokens per step;
+# for a transformer that is the standard count, for a CNN probe an underestimate). A lesson
+# runner reads it at the end of a notebook to report model FLOPs utilisation (MFU).
+_RUN_STATS = {"steps": 0, "seconds": 0.0, "flops": 0.0}
+
+
+def run_stats() -> dict[str, float]:
+    """``{"steps", "seconds", "flops"}`` of all training in this process so far."""
+    return dict(_RUN_STATS)
+
+
+def batch_tokens(batch: Any) -> int:
+    """Tokens one training batch holds, for the FLOP estimate of :func:`run_stats`.
+
+    A packed batch of documents counts its real (non-padding) tokens; a tensor, tuple or
+    dict counts the rows of its first tensor (one "token" per example).
+    """
+    real = getattr(batch, "real", None)
+    if isinstance(real, torch.Tensor):
+        return int(real.sum())
+    if isinstance(batch, torch.Tensor):
+        return batch.shape[0] if batch.dim() else 1
+    items = batch.values() if isinstance(batch, Mapping) else batch
+    if isinstance(items, (list, tuple)) or isinstance(batch, Mapping):
+        for item in items:
+            if isinstance(item, torch.Tensor):
+                return batch_tokens(item)
+    return 1
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
@@ -549,12 +581,14 @@ class Trainer:
         bar = tqdm(
             total=cfg.steps,
             initial=self.step,
-            desc="training",
+            desc=cfg.desc,
             unit="step",
             disable=not cfg.progress,
         )
         pending: list[tuple[int, dict[str, torch.Tensor], torch.Tensor, float, float]] = []
         start = time.perf_counter() - self._elapsed_s
+        fit_start, first_step = time.perf_counter(), self.step
+        n_params = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         postfix: dict[str, float] = {}
         try:
             for step in range(self.step, until):
@@ -563,7 +597,9 @@ class Trainer:
                 lr = lr_at(step, cfg)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
-                losses, grad_norm = self.train_step(self.next_batch(step))
+                batch = self.next_batch(step)
+                losses, grad_norm = self.train_step(batch)
+                _RUN_STATS["flops"] += 6.0 * n_params * batch_tokens(batch)
                 self.step = step + 1
                 pending.append((step, losses, grad_norm, lr, time.perf_counter() - start))
                 if self.step % cfg.log_every == 0 or self.step == until:
@@ -583,6 +619,8 @@ class Trainer:
         finally:
             self._flush(pending)
             self._elapsed_s = time.perf_counter() - start
+            _RUN_STATS["steps"] += self.step - first_step
+            _RUN_STATS["seconds"] += time.perf_counter() - fit_start
             bar.close()
         if live is not None:
             live.update(self.history.steps, self.history.losses, force=True)
@@ -643,3 +681,45 @@ class Trainer:
         if state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         _set_rng_state(state["rng"])
+
+
+def fit(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batches: Callable[[int], Any] | Iterable[Any],
+    steps: int,
+    lr: float = 3e-3,
+    seed: int = 0,
+    desc: str = "training",
+    progress: bool = True,
+    **overrides: Any,
+) -> History:
+    """Train a small part - a probe, a judge, a tokenizer, a toy head - with the Trainer.
+
+    The one training loop of the course is :class:`Trainer`; this is its short form for
+    the small networks that measure or serve the main model. Defaults suit them: plain
+    Adam (no weight decay, Adam's usual betas), a constant learning rate after a 5 %
+    warm-up, no clipping, no evaluation, on the active profile's device. ``overrides``
+    go to :class:`TrainConfig` (for example ``weight_decay=0.01`` or ``min_lr_ratio=0.1``
+    for a cosine decay). The model is left in eval mode; the returned history holds every
+    logged loss.
+    """
+    settings: dict[str, Any] = {
+        "steps": steps,
+        "lr": lr,
+        "seed": seed,
+        "weight_decay": 0.0,
+        "betas": (0.9, 0.999),
+        "warmup_steps": 0.05,
+        "min_lr_ratio": 1.0,
+        "grad_clip": None,
+        "eval_every": 0,
+        "log_every": 1,
+        "progress": progress,
+        "desc": desc,
+    }
+    settings.update(overrides)
+    trainer = Trainer(model, loss_fn, batches, TrainConfig.from_profile(**settings))
+    history = trainer.fit()
+    model.eval()
+    return history

@@ -312,3 +312,30 @@ def test_nan_losses_warn_but_are_recorded():
     with pytest.warns(RuntimeWarning, match="diverged"):
         history = trainer.fit()
     assert all(math.isnan(v) for v in history.losses["loss"])
+
+
+def test_fit_trains_a_small_part_and_counts_its_work():
+    from omni_edu.train import batch_tokens, fit, run_stats
+
+    torch.manual_seed(0)
+    x = torch.randn(256, 4)
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5], [3.0]])
+    model = torch.nn.Linear(4, 1)
+
+    def loss_fn(m, batch):
+        xb, yb = batch
+        return {"loss": torch.nn.functional.mse_loss(m(xb), yb)}
+
+    def batches(step):
+        pick = torch.randint(len(x), (32,), generator=torch.Generator().manual_seed(step))
+        return x[pick], y[pick]
+
+    before = run_stats()
+    history = fit(model, loss_fn, batches, steps=200, lr=0.05, progress=False)
+    after = run_stats()
+    assert history.losses["loss"][-1] < 0.01 * history.losses["loss"][0]
+    assert not model.training  # left in eval mode
+    assert after["steps"] - before["steps"] == 200
+    assert after["flops"] - before["flops"] == 200 * 6 * 5 * 32  # 5 params, 32 rows a step
+    assert after["seconds"] > before["seconds"]
+    assert batch_tokens((x[:7], y[:7])) == 7 and batch_tokens({"a": x[:3]}) == 3
