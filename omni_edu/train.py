@@ -137,11 +137,11 @@ def batch_tokens(batch: Any) -> int:
     A packed batch of documents counts its real (non-padding) tokens; a tensor, tuple or
     dict counts the rows of its first tensor (one "token" per example).
     """
-    real = getattr(batch, "real", None)
-    if isinstance(real, torch.Tensor):
-        return int(real.sum())
     if isinstance(batch, torch.Tensor):
         return batch.shape[0] if batch.dim() else 1
+    real = getattr(batch, "real", None)  # a PackedBatch: True on real tokens
+    if isinstance(real, torch.Tensor):
+        return int(real.sum())
     items = batch.values() if isinstance(batch, Mapping) else batch
     if isinstance(items, (list, tuple)) or isinstance(batch, Mapping):
         for item in items:
