@@ -1,6 +1,6 @@
-"""VQ-VAE, vector quantiser and FSQ: gradients, codebook maintenance, round trips."""
+"""VQ-VAE and vector quantiser: gradients, codebook maintenance, round trips (FSQ itself:
+test_fsq.py)."""
 
-import math
 
 import pytest
 import torch
@@ -8,7 +8,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from omni_edu.model.heads import (
-    FSQ,
     VQVAE,
     VectorQuantizer,
     VQVAEConfig,
@@ -148,35 +147,6 @@ def test_codebook_usage_uniform_and_collapsed():
     assert usage == 1.0 and perplexity == pytest.approx(8.0)
     usage, perplexity = codebook_usage(torch.zeros(10, dtype=torch.long), 8)
     assert usage == 1 / 8 and perplexity == pytest.approx(1.0)
-
-
-@settings(max_examples=20, deadline=None)
-@given(levels=st.lists(st.integers(2, 8), min_size=1, max_size=4))
-def test_fsq_index_round_trip(levels):
-    fsq = FSQ(levels)
-    assert fsq.codebook_size == math.prod(levels)
-    indices = torch.arange(fsq.codebook_size)
-    codes = fsq.indices_to_codes(indices)
-    assert codes.abs().max() <= 1.0
-    assert torch.equal(fsq.codes_to_indices(codes), indices)
-    assert len({tuple(c) for c in codes.tolist()}) == fsq.codebook_size  # all codes distinct
-
-
-def test_fsq_forward_hits_exactly_the_grid_with_straight_through():
-    fsq = FSQ((8, 5, 3))
-    codes = fsq(10 * torch.randn(2000, 3))
-    for dim, level in enumerate((8, 5, 3)):
-        assert len(torch.unique(codes[:, dim])) == level
-    assert torch.equal(fsq.indices_to_codes(fsq.codes_to_indices(codes)), codes)
-    # backward: the gradient of the smooth bound, as if the rounding were not there
-    z = torch.randn(50, 3, requires_grad=True)
-    fsq(z).sum().backward()
-    z_again = z.detach().clone().requires_grad_()
-    (fsq.bound(z_again) / torch.tensor([4.0, 2.0, 1.0])).sum().backward()
-    torch.testing.assert_close(z.grad, z_again.grad)
-    assert (z.grad > 0).all()
-    with pytest.raises(ValueError, match="one dimension per FSQ level"):
-        fsq(torch.zeros(4, 2))
 
 
 @pytest.mark.parametrize("quantizer", ["vq", "fsq", "none"])

@@ -5,6 +5,14 @@ Each of the ``d`` code dimensions is squashed into a bounded range and rounded t
 is a code, ``prod(levels)`` in all (``(8, 5, 5, 5)`` gives 1000). Nothing can collapse
 because nothing is learned: there is no codebook loss, no commitment loss, no EMA and no
 dead codes to restart.
+
+The values of one dimension are spread evenly over ``[-1, 1]``, both ends included:
+``L = 3`` gives ``-1, 0, 1``; ``L = 2`` gives ``-1, 1``; ``L = 4`` gives
+``-1, -1/3, 1/3, 1``. An odd ``L`` has a value for 0 and ``z = 0`` rounds to it; an even
+``L`` has none, and ``z = 0`` sits on the boundary between the two middle values.
+(The paper's own bound shifts even levels by half a step so that 0 is a value; with
+``L = 2`` that shift needs ``atanh`` of a number above 1, which is NaN, and near it the
+gradient vanishes. The symmetric grid has neither problem.)
 """
 
 from __future__ import annotations
@@ -23,8 +31,8 @@ def round_straight_through(x: torch.Tensor) -> torch.Tensor:
 class FSQ(nn.Module):
     """Quantise ``z`` ``(..., len(levels))`` to a grid with ``levels[i]`` values per dimension.
 
-    Codes are normalised to ``[-1, 1]``. ``codes_to_indices`` and ``indices_to_codes``
-    turn codes into token ids in ``[0, prod(levels))`` and back (mixed-radix digits).
+    Codes lie in ``[-1, 1]``. ``codes_to_indices`` and ``indices_to_codes`` turn codes into
+    token ids in ``[0, prod(levels))`` and back (mixed-radix digits).
     """
 
     def __init__(self, levels: tuple[int, ...] | list[int]) -> None:
@@ -39,17 +47,17 @@ class FSQ(nn.Module):
         basis = torch.cumprod(torch.tensor((1, *levels[:-1]), dtype=torch.long), dim=0)
         self.register_buffer("basis", basis, persistent=False)
 
-    def bound(self, z: torch.Tensor) -> torch.Tensor:
-        """Squash each dimension so that rounding gives exactly ``levels[i]`` values.
+    def _half(self, dtype: torch.dtype) -> torch.Tensor:
+        """``(L - 1) / 2`` per dimension: the distance from the middle digit to either end."""
+        return (self.levels.to(dtype) - 1) / 2
 
-        For odd L the rounded values are ``-(L-1)/2 .. (L-1)/2``; for even L they are
-        ``-L/2 .. L/2 - 1`` (an offset of one half, shifted so that ``bound(0) = 0``).
+    def bound(self, z: torch.Tensor) -> torch.Tensor:
+        """Squash each dimension into ``[-(L-1)/2, (L-1)/2]``, centred on ``bound(0) = 0``.
+
+        Adding ``(L-1)/2`` and rounding then gives exactly the digits ``0 .. L-1``: ``tanh``
+        never leaves ``[-1, 1]``, so no value can round past either end.
         """
-        levels = self.levels.to(z.dtype)
-        half = (levels - 1) * (1 - 1e-3) / 2  # 1e-3 keeps tanh's limit from rounding up
-        offset = torch.where(self.levels % 2 == 1, 0.0, 0.5).to(z.dtype)
-        shift = torch.atanh(offset / half)
-        return torch.tanh(z + shift) * half - offset
+        return torch.tanh(z) * self._half(z.dtype)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Quantised codes in ``[-1, 1]``, same shape as ``z``, straight-through gradient."""
@@ -58,13 +66,14 @@ class FSQ(nn.Module):
                 f"z should be (..., {len(self.levels_tuple)}), one dimension per FSQ level; "
                 f"got {tuple(z.shape)}."
             )
-        half_width = (self.levels // 2).to(z.dtype)
-        return round_straight_through(self.bound(z)) / half_width
+        half = self._half(z.dtype)
+        digits = round_straight_through(self.bound(z) + half)  # 0 .. L-1, as floats
+        return (digits - half) / half
 
     def codes_to_indices(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes ``(..., d)`` from :meth:`forward` -> token ids ``(...)`` int64."""
-        half_width = self.levels // 2
-        digits = torch.round(codes * half_width + half_width).long()  # 0 .. L-1
+        half = self._half(codes.dtype)
+        digits = torch.round(codes * half + half).long()  # 0 .. L-1
         return (digits * self.basis).sum(-1)
 
     def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
@@ -75,5 +84,5 @@ class FSQ(nn.Module):
                 f"{int(indices.min())} to {int(indices.max())}."
             )
         digits = (indices.long()[..., None] // self.basis) % self.levels
-        half_width = self.levels // 2
-        return (digits - half_width).float() / half_width
+        half = self._half(torch.float32)
+        return (digits.float() - half) / half
