@@ -178,15 +178,30 @@ def get_device(profile: Profile | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 in hardware: a CUDA GPU of compute capability >= 8.
+
+    Not ``torch.cuda.is_bf16_supported()``: since torch 2.4 it also says yes where bf16 is
+    only emulated (a T4, capability 7.5, Colab's free GPU), which runs without tensor
+    cores and without the loss scaling that fp16 would get.
+    """
+    if device.type != "cuda":
+        return False
+    major, _minor = torch.cuda.get_device_capability(device)
+    return major >= 8
+
+
 def amp_dtype(device: torch.device) -> torch.dtype | None:
     """The autocast dtype worth using on ``device``, or ``None`` for plain float32.
 
-    bf16 on GPUs that support it (no loss scaling needed); fp16 on older GPUs such as
-    the T4. On CPUs float32: bf16 autocast is often slower there and changes results.
+    bf16 on GPUs that compute it in hardware (compute capability >= 8: A100, H100, L4,
+    RTX 30xx and later; no loss scaling needed); fp16 on older GPUs such as the T4, where
+    the Trainer turns on its gradient scaler (small fp16 gradients would underflow to
+    zero). On CPUs float32: bf16 autocast is often slower there and changes results.
     """
     if device.type != "cuda":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if native_bf16(device) else torch.float16
 
 
 def autocast(device: torch.device) -> contextlib.AbstractContextManager:

@@ -30,3 +30,20 @@ def test_unknown_profile_is_a_warning_not_a_crash():
     report = doctor.collect_report()
     report.update(profile="laptop", profile_requested="laptop")
     assert any("not a profile" in w for w in doctor.find_problems(report))
+
+
+def test_report_names_the_autocast_a_gpu_gets(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # emulated
+    for capability, expected in (((7, 5), "fp16 autocast with loss scaling"), ((8, 0), "bf16")):
+        major, minor = capability
+        props = type("Props", (), {"name": "GPU", "total_memory": 16 * 2**30})()
+        props.major, props.minor = major, minor
+        monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i, p=props: p)
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None, c=capability: c)
+        report = doctor.collect_report()
+        assert report["gpu"]["capability"] == f"{major}.{minor}"
+        assert report["gpu"]["autocast"].startswith(expected)
+        assert f"compute capability {major}.{minor}" in doctor.format_report(report)

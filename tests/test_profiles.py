@@ -96,3 +96,43 @@ def test_gpu_dry_keeps_gpu_shapes_and_cuts_budgets():
 def test_budget_takes_a_count(bad):
     with pytest.raises(ValueError, match="count"):
         get_profile("ci").budget(bad)
+
+
+def _fake_gpu(monkeypatch, capability, emulated_bf16=True):
+    """Pretend a CUDA GPU of ``capability`` is present, whose torch says it "supports" bf16."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    # torch >= 2.4 answers True on a T4 too (emulated bf16): the choice must not rely on it.
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: emulated_bf16)
+
+
+def test_t4_gets_fp16_not_emulated_bf16(monkeypatch):
+    _fake_gpu(monkeypatch, (7, 5))
+    cuda = torch.device("cuda")
+    assert not profiles.native_bf16(cuda)
+    assert profiles.amp_dtype(cuda) == torch.float16
+
+
+@pytest.mark.parametrize("capability", [(8, 0), (8, 9), (9, 0)])
+def test_ampere_and_later_get_bf16(monkeypatch, capability):
+    _fake_gpu(monkeypatch, capability, emulated_bf16=False)
+    assert profiles.amp_dtype(torch.device("cuda")) == torch.bfloat16
+
+
+@pytest.mark.parametrize(("capability", "scaled"), [((7, 5), True), ((8, 0), False)])
+def test_trainer_scales_the_loss_only_under_fp16(monkeypatch, capability, scaled):
+    """fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none."""
+    from omni_edu import train
+
+    _fake_gpu(monkeypatch, capability)
+    # The Trainer asks amp_dtype about its device; answer as for this GPU while the model
+    # itself stays on the CPU (there is no GPU here).
+    monkeypatch.setattr(train, "amp_dtype", lambda device: profiles.amp_dtype(torch.device("cuda")))
+    model = torch.nn.Linear(2, 1)
+    trainer = train.Trainer(
+        model,
+        lambda m, b: {"loss": m(b).pow(2).mean()},
+        lambda step: torch.ones(4, 2),
+        train.TrainConfig(steps=1, device="cpu", progress=False),
+    )
+    assert trainer.scaler.is_enabled() is scaled

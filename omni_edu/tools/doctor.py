@@ -12,7 +12,7 @@ from importlib import metadata
 
 import torch
 
-from omni_edu.profiles import ENV_VAR, PROFILES, default_profile_name
+from omni_edu.profiles import ENV_VAR, PROFILES, amp_dtype, default_profile_name
 
 
 def _version(package: str) -> str | None:
@@ -31,6 +31,15 @@ def _major(version: str | None) -> int | None:
         return None
 
 
+def autocast_text(dtype: torch.dtype | None) -> str:
+    """How the Trainer's mixed precision runs with ``dtype`` (see ``profiles.amp_dtype``)."""
+    if dtype is None:
+        return "float32 (no autocast)"
+    if dtype == torch.float16:
+        return "fp16 autocast with loss scaling"
+    return "bf16 autocast" if dtype == torch.bfloat16 else f"{dtype} autocast"
+
+
 def collect_report() -> dict:
     """Facts about this environment, as a dict of plain values."""
     gpu = None
@@ -39,7 +48,8 @@ def collect_report() -> dict:
         gpu = {
             "name": props.name,
             "memory_gib": round(props.total_memory / 2**30, 1),
-            "bf16": torch.cuda.is_bf16_supported(),
+            "capability": f"{props.major}.{props.minor}",
+            "autocast": autocast_text(amp_dtype(torch.device("cuda", 0))),
         }
     requested = os.environ.get(ENV_VAR, "").strip()
     return {
@@ -96,7 +106,12 @@ def find_problems(report: dict) -> list[str]:
 def format_report(report: dict) -> str:
     """The report as aligned text lines, warnings last."""
     gpu = report["gpu"]
-    gpu_text = f"{gpu['name']} ({gpu['memory_gib']} GiB, bf16={gpu['bf16']})" if gpu else "none"
+    gpu_text = "none"
+    if gpu:
+        gpu_text = (
+            f"{gpu['name']} ({gpu['memory_gib']} GiB, compute capability {gpu['capability']}, "
+            f"{gpu['autocast']})"
+        )
     rows = [
         ("Python", report["python"]),
         ("Platform", report["platform"]),
