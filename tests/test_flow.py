@@ -10,9 +10,10 @@ from omni_edu.model.heads import (
     euler_step,
     flow_matching_loss,
     mode_coverage,
-    train_head,
     two_mode_points,
 )
+from omni_edu.model.heads.toy import head_loss, point_batches
+from omni_edu.train import fit
 
 
 def oracle_for(point: torch.Tensor):
@@ -86,10 +87,10 @@ def test_flow_head_covers_both_modes_where_regression_collapses_to_the_mean():
     config = FlowHeadConfig(token_dim=2, cond_dim=8, width=32, depth=2)
     torch.manual_seed(0)
     flow = FlowHead(config)
-    train_head(flow, points, cond, steps=200, batch_size=128)
+    fit(flow, head_loss, point_batches(points, cond), steps=200, lr=2e-3, progress=False)
     torch.manual_seed(0)
     regression = RegressionHead(config)
-    train_head(regression, points, cond, steps=100, batch_size=128)
+    fit(regression, head_loss, point_batches(points, cond), steps=100, lr=2e-3, progress=False)
 
     generator = torch.Generator().manual_seed(1)
     flow_cover = mode_coverage(flow.sample(cond[:512], steps=16, generator=generator))
@@ -98,3 +99,20 @@ def test_flow_head_covers_both_modes_where_regression_collapses_to_the_mean():
     regression_cover = mode_coverage(regression.sample(cond[:512]))
     assert regression_cover["middle"] > 0.95
     assert regression_cover["left"] == regression_cover["right"] == 0.0
+
+
+def test_data_scale_and_repeats():
+    """The head learns on (x - shift) / scale and samples map back; repeats multiply draws."""
+    torch.manual_seed(0)
+    config = FlowHeadConfig(token_dim=3, cond_dim=4, width=8, depth=1, shift=0.5, scale=0.5)
+    head = RegressionHead(config)
+    cond = torch.randn(5, 4)
+    raw = head.predict(cond)
+    torch.testing.assert_close(head.sample(cond), raw * 0.5 + 0.5)
+    x = raw * 0.5 + 0.5  # the data the prediction stands for: zero loss
+    assert head.loss(x, cond).item() < 1e-10
+    repeated = FlowHead(FlowHeadConfig(token_dim=3, cond_dim=4, width=8, depth=1, repeats=4))
+    x, c = repeated._inputs(torch.randn(5, 3), cond)
+    assert x.shape == (20, 3) and c.shape == (20, 4)
+    with pytest.raises(ValueError, match="scale > 0"):
+        FlowHeadConfig(token_dim=3, cond_dim=4, scale=0.0)

@@ -180,9 +180,10 @@ def test_rope_choice_changes_the_output_only_where_positions_differ():
     assert not torch.allclose(one_d(with_image), m_rope(with_image), atol=1e-5)
 
 
-def test_flow_head_plugs_in():
+@pytest.mark.parametrize("kind", ["flow", "regression"])
+def test_continuous_heads_plug_in(kind):
     torch.manual_seed(0)
-    model = OmniLM(tiny_config(continuous_head="flow"))
+    model = OmniLM(tiny_config(image_head=kind, audio_head=kind))
     losses = model.loss(colour_batch(8, torch.Generator().manual_seed(0)))
     assert set(losses) == {"text", "image", "audio", "total"}
     assert torch.isfinite(losses["total"])
@@ -193,12 +194,119 @@ def test_flow_head_plugs_in():
     ]
     assert draw[0].shape == (2, AUDIO_DIM)
     assert torch.equal(draw[0], draw[1])  # sample options reach the head: same seed, same draw
+    if kind == "flow":  # another seed, another draw: the flow head samples
+        other = model.generate(
+            prompts, Modality.AUDIO, n_tokens=2, steps=4, generator=torch.Generator().manual_seed(1)
+        )[0]
+        assert not torch.equal(draw[0], other)
 
 
-def test_config_errors_are_explained():
-    with pytest.raises(ValueError, match="d_model"):
-        OmniLMConfig(projector=ProjectorConfig(d_model=16), decoder=DecoderConfig(d_model=32))
-    with pytest.raises(ValueError, match="rope"):
-        tiny_config(rope="2d")
-    with pytest.raises(ValueError, match="loss_weights"):
-        tiny_config(loss_weights={"video": 1.0})
+# ---------------------------------------------------------------- discrete media tokens
+N_CODES = 10
+CODES = torch.randint(N_CODES, (N_COLOURS, 4), generator=torch.Generator().manual_seed(2))
+
+
+def code_batch(n: int, gen: torch.Generator):
+    """Documents "word, picture as code ids" or the reverse, one colour each."""
+    docs = []
+    for _ in range(n):
+        colour = int(torch.randint(N_COLOURS, (1,), generator=gen))
+        pair = [text_segment([word(colour)]), image_segment(CODES[colour], (2, 2))]
+        docs.append(pair if torch.rand(1, generator=gen) < 0.5 else pair[::-1])
+    return pack(docs, image_dim=IMAGE_DIM, audio_dim=AUDIO_DIM)
+
+
+def code_config(**overrides) -> OmniLMConfig:
+    return OmniLMConfig(
+        projector=ProjectorConfig(
+            d_model=32,
+            vocab_size=VOCAB,
+            image_dim=IMAGE_DIM,
+            audio_dim=AUDIO_DIM,
+            image_vocab_size=N_CODES,
+        ),
+        decoder=DecoderConfig(d_model=32, n_layers=1, n_heads=2),
+        image_head="codes",
+        **overrides,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained_codes():
+    from omni_edu.model.documents import loss_fn
+    from omni_edu.train import fit
+
+    torch.manual_seed(0)
+    model = OmniLM(code_config())
+
+    def batches(step):
+        return code_batch(16, torch.Generator().manual_seed(step))
+
+    history = fit(model, loss_fn, batches, steps=120, lr=1e-2, progress=False)
+    return model, history
+
+
+def test_discrete_images_are_learned_like_words(trained_codes):
+    model, history = trained_codes
+    image = history.losses["image"]
+    assert sum(image[-5:]) / 5 < 0.2 * sum(image[:5]) / 5
+    out = model.generate(
+        [[text_segment([word(c)])] for c in range(N_COLOURS)], Modality.IMAGE, grid=(2, 2)
+    )
+    assert all(o.dtype == torch.long for o in out)
+    assert torch.equal(torch.stack(out), CODES)  # each colour's codes, exactly
+    # ...and the codes are read back: the caption of a discrete picture
+    said = model.generate(
+        [[image_segment(CODES[c], (2, 2))] for c in range(N_COLOURS)], Modality.TEXT, n_tokens=1
+    )
+    assert [x.tolist() for x in said] == [[word(c)] for c in range(N_COLOURS)]
+
+
+def test_code_generation_cached_equals_uncached(trained_codes):
+    model, _ = trained_codes
+    prompts = [[text_segment([word(0)])], [text_segment([word(1), word(2)])]]
+    cached = model.generate(
+        prompts,
+        Modality.IMAGE,
+        grid=(2, 2),
+        temperature=1.0,
+        generator=torch.Generator().manual_seed(0),
+    )
+    full = model.generate(
+        prompts,
+        Modality.IMAGE,
+        grid=(2, 2),
+        temperature=1.0,
+        generator=torch.Generator().manual_seed(0),
+        use_cache=False,
+    )
+    assert all(torch.equal(a, b) for a, b in zip(cached, full, strict=True))
+
+
+def test_codes_head_is_tied_and_mismatched_data_is_explained():
+    model = OmniLM(code_config())
+    assert model.image_head.proj.weight is model.projector.codes["image"].weight
+    with pytest.raises(ValueError, match="writes image tokens as code ids"):
+        model.loss(pack([[text_segment([7]), media(0, Modality.IMAGE)]]))
+    feature_model = OmniLM(tiny_config())
+    with pytest.raises(ValueError, match="no code table for discrete image"):
+        feature_model.loss(code_batch(4, torch.Generator().manual_seed(0)))
+    with pytest.raises(ValueError, match="image_vocab_size"):
+        tiny_config(image_head="codes")
+    with pytest.raises(ValueError, match="image_head"):
+        tiny_config(image_head="diffusion")
+
+
+def test_bidirectional_span_in_the_prompt_keeps_cache_and_recompute_equal(trained):
+    """A two-way image span is fine to *read*: the prompt is prefilled in one pass."""
+    model, _ = trained
+    prompts = [[media(1, Modality.IMAGE), text_segment([word(1)])], [media(3, Modality.IMAGE)]]
+    two_way = {Modality.IMAGE}
+    cached = model.generate(prompts, Modality.TEXT, n_tokens=3, bidirectional=two_way)
+    full = model.generate(
+        prompts, Modality.TEXT, n_tokens=3, bidirectional=two_way, use_cache=False
+    )
+    assert all(torch.equal(a, b) for a, b in zip(cached, full, strict=True))
+    # Writing a two-way span token by token is refused (each token would see the future).
+    with pytest.raises(ValueError, match="bidirectional"):
+        model.generate(prompts, Modality.IMAGE, grid=(2, 2), bidirectional=two_way)

@@ -117,3 +117,19 @@ def test_mlp_projector_and_profile_sizes():
     assert config.d_model == profile.d_model
     assert config.image_dim == 3 * profile.patch_size**2
     assert config.audio_dim == 2 * profile.n_mels
+
+
+def test_discrete_media_are_looked_up_in_their_own_table():
+
+    torch.manual_seed(0)
+    config = ProjectorConfig(
+        d_model=8, vocab_size=10, image_dim=12, audio_dim=6, image_vocab_size=5
+    )
+    projector = OmniTokenProjector(config)
+    packed = pack([[text_segment([1]), image_segment(torch.tensor([4, 0, 2, 2]), (2, 2))]])
+    out = projector(packed)
+    expected = projector.codes["image"].weight[[4, 0, 2, 2]] + projector.modality.weight[1]
+    torch.testing.assert_close(out[0, 1:], expected)
+    too_big = pack([[image_segment(torch.tensor([5, 0, 0, 0]), (2, 2))]])
+    with pytest.raises(ValueError, match=r"\[0, 5\)"):
+        projector(too_big)

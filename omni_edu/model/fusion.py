@@ -21,8 +21,10 @@ the hidden state of the last text token. They differ only in *where* the modalit
   only*. Media reach it through gated cross-attention layers placed before each decoder
   block, ``x + tanh(a) * xattn(norm(x), media)`` (and the same for a feed-forward), with
   the gates ``a`` starting at zero so that a fresh layer is the identity and the language
-  model starts out exactly as it was. A text token may read only media that came before
-  it (:func:`media_visibility_mask`); with none before it, it reads nothing::
+  model starts out exactly as it was. Which media a text token may read is Flamingo's
+  rule by default: only the *most recent* media item (one image, one clip) placed before
+  it; ``FusionConfig(visibility="all")`` lets it read every earlier item instead
+  (:func:`media_visibility_mask`). With nothing before it, it reads nothing::
 
       media -> encoders ------------------+
                                           v (keys, values)
@@ -32,10 +34,21 @@ The budget is counted in layers: early fusion stacks ``depth`` decoder blocks; l
 fusion spends a quarter of them on each modality's encoder and the rest on its decoder;
 cross-attention fusion spends the same on encoders and splits the rest evenly between
 decoder blocks and gated cross-attention layers (one of which holds about as many weights
-as a block). :func:`parameter_table` prints the counts side by side.
+as a block). :func:`parameter_table` prints the counts side by side. ``decoder_layers``
+overrides the number of decoder blocks of any variant: the depth-matched control of
+lesson 05 (e.g. early fusion with only as many mixing layers as late fusion's decoder).
 
-Attention, feed-forward and norms are those of :mod:`omni_edu.model.transformer`; the only
-new layer is :class:`CrossAttention` (queries from text, keys and values from media).
+Freezing (``frozen_encoders``, ``frozen_decoder``; late and cross-attention fusion) turns
+off gradients for the media encoders and for the language model. Cross-attention fusion
+with both frozen is Flamingo's recipe: only the gated cross-attention layers (and the task
+head) train.
+
+Every variant is made of the course's own parts: the omni-token projector
+(:mod:`omni_edu.model.projector`) embeds the tokens, and every encoder and decoder is a
+:class:`~omni_edu.model.transformer.Decoder` (its blocks, RMSNorm, RoPE and init). The
+only new layers are :class:`CrossAttention` (queries from text, keys and values from
+media) and the :class:`GatedCrossAttention` wrapper around it (the decoder's RMSNorm and
+MLP, behind tanh gates).
 """
 
 from __future__ import annotations
@@ -48,31 +61,31 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from omni_edu.model.projector import OmniTokenProjector, ProjectorConfig
-from omni_edu.model.transformer import (
-    MLP,
-    Block,
-    Decoder,
-    DecoderConfig,
-    RMSNorm,
-    rope_angles,
-    rope_cos_sin,
-    rope_frequencies,
-)
+from omni_edu.model.transformer import MLP, Decoder, DecoderConfig, RMSNorm
 from omni_edu.profiles import Profile, get_profile
 
 VARIANTS = ("early", "late", "cross")
 MEDIA = ("image", "audio")
+VISIBILITY = ("recent", "all")
 
 
 @dataclass
 class FusionConfig:
-    """Sizes shared by the three variants.
+    """Sizes shared by the three variants, and the options lesson 05 varies.
 
     ``depth`` is the layer budget: the number of decoder blocks of early fusion. The other
     variants spend the same budget differently (see the module docstring).
-    ``frozen_encoders`` (late fusion only): which media encoders are frozen, e.g.
-    ``("image",)``; a frozen encoder, with its patch embedding, gets no gradients and
-    keeps no activations for the backward pass.
+    ``decoder_layers``: decoder blocks of the variant built (cross-attention: pairs of a
+    gated layer and a block) instead of what the budget gives; the depth-matched control.
+    ``frozen_encoders`` (late and cross-attention fusion): which media encoders are
+    frozen, e.g. ``("image",)``; a frozen encoder, with its patch embedding, gets no
+    gradients and keeps no activations for the backward pass.
+    ``frozen_decoder`` (late and cross-attention fusion): freeze the language model too
+    (text and modality embeddings, decoder blocks, final norm). What still trains is what
+    connects the media to it: late fusion's connectors (LLaVA's first stage) or the gated
+    cross-attention layers (Flamingo), and the task head.
+    ``visibility`` (cross-attention fusion): ``"recent"`` = Flamingo's rule, a text token
+    reads only the most recent media item before it; ``"all"`` = every earlier item.
     """
 
     d_model: int = 64
@@ -83,7 +96,10 @@ class FusionConfig:
     audio_dim: int = 128
     n_classes: int = 2
     max_seq_len: int = 256
+    decoder_layers: int | None = None
     frozen_encoders: tuple[str, ...] = ()
+    frozen_decoder: bool = False
+    visibility: str = "recent"
 
     def __post_init__(self) -> None:
         if self.depth < 4:
@@ -91,12 +107,19 @@ class FusionConfig:
                 f"depth should be at least 4 (one encoder layer per medium, and at least "
                 f"one decoder block and one cross-attention layer); got {self.depth}."
             )
+        if self.decoder_layers is not None and self.decoder_layers < 1:
+            raise ValueError(
+                f"decoder_layers should be at least 1 (or None for the budget's share); "
+                f"got {self.decoder_layers}."
+            )
         self.frozen_encoders = tuple(self.frozen_encoders)
         unknown = set(self.frozen_encoders) - set(MEDIA)
         if unknown:
             raise ValueError(
                 f"frozen_encoders should name media from {MEDIA}; got {sorted(unknown)}."
             )
+        if self.visibility not in VISIBILITY:
+            raise ValueError(f"visibility should be one of {VISIBILITY}; got {self.visibility!r}.")
 
     @property
     def encoder_layers(self) -> int:
@@ -104,14 +127,19 @@ class FusionConfig:
         return self.depth // 4
 
     @property
+    def early_decoder_layers(self) -> int:
+        """Decoder blocks of early fusion: the whole budget."""
+        return self.decoder_layers or self.depth
+
+    @property
     def late_decoder_layers(self) -> int:
         """Decoder blocks of late fusion: what the two encoders leave of the budget."""
-        return self.depth - 2 * self.encoder_layers
+        return self.decoder_layers or self.depth - 2 * self.encoder_layers
 
     @property
     def cross_layers(self) -> int:
         """Decoder blocks (and as many gated cross-attention layers) of cross fusion."""
-        return max(1, self.late_decoder_layers // 2)
+        return self.decoder_layers or max(1, (self.depth - 2 * self.encoder_layers) // 2)
 
     def decoder_config(self, n_layers: int) -> DecoderConfig:
         return DecoderConfig(
@@ -213,13 +241,27 @@ class FusionBatch:
 # ----------------------------------------------------------------------------- masks
 
 
-def media_visibility_mask(text_positions: Tensor, media_positions: Tensor) -> Tensor:
-    """Which media tokens each text token may read: those that came *before* it.
+def media_visibility_mask(
+    text_positions: Tensor,
+    media_positions: Tensor,
+    media_items: Tensor | None = None,
+    rule: str = "recent",
+) -> Tensor:
+    """Which media tokens each text token may read.
+
+    ``rule="recent"`` is Flamingo's: a text token reads only the tokens of the **most
+    recent** media item (one image, one clip) placed before it; what earlier items said
+    reaches it only through the text in between (causal self-attention). ``rule="all"``
+    lets it read every media token placed before it. Either way a text token with no
+    media before it reads nothing, and padding is never read.
 
     Args:
         text_positions: ``(batch, n_text)`` int64 places of the text tokens.
         media_positions: ``(batch, n_media)`` int64 places of the media tokens; ``-1``
-            marks padding, which no text token may read.
+            marks padding.
+        media_items: ``(batch, n_media)`` int64, which item each media token belongs to
+            (the tokens of one image share a number). Needed for ``"recent"``.
+        rule: ``"recent"`` or ``"all"``.
 
     Returns:
         ``(batch, n_text, n_media)`` bool, True = may attend (the convention of
@@ -230,8 +272,22 @@ def media_visibility_mask(text_positions: Tensor, media_positions: Tensor) -> Te
             f"text_positions and media_positions should be (batch, n); got "
             f"{tuple(text_positions.shape)} and {tuple(media_positions.shape)}."
         )
+    if rule not in VISIBILITY:
+        raise ValueError(f"rule should be one of {VISIBILITY}; got {rule!r}.")
     before = media_positions.unsqueeze(1) < text_positions.unsqueeze(2)
-    return before & (media_positions >= 0).unsqueeze(1)
+    before = before & (media_positions >= 0).unsqueeze(1)  # (batch, n_text, n_media)
+    if rule == "all":
+        return before
+    if media_items is None or media_items.shape != media_positions.shape:
+        got = None if media_items is None else tuple(media_items.shape)
+        raise ValueError(
+            f'rule="recent" needs media_items (batch, n_media) = '
+            f"{tuple(media_positions.shape)}, the item of each media token; got {got}."
+        )
+    # The latest media token before each text token, and the item it belongs to.
+    latest = torch.where(before, media_positions.unsqueeze(1), -1).argmax(dim=-1)
+    latest_item = media_items.gather(1, latest)  # (batch, n_text)
+    return before & (media_items.unsqueeze(1) == latest_item.unsqueeze(2))
 
 
 # ----------------------------------------------------------------------------- layers
@@ -339,8 +395,9 @@ def bidirectional_mask(n: int, device: torch.device) -> Tensor:
 class FusionModel(nn.Module):
     """What the variants share: the omni-token projector, the classifier, the read-out.
 
-    Subclasses implement :meth:`text_hidden`; :meth:`forward` answers from the last text
-    token, ``(batch, n_classes)`` logits.
+    Subclasses implement :meth:`text_hidden` and say which modules are their language
+    model (:meth:`language_model`); :meth:`forward` answers from the last text token,
+    ``(batch, n_classes)`` logits.
     """
 
     kind = "base"
@@ -363,6 +420,20 @@ class FusionModel(nn.Module):
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
+    def language_model(self) -> nn.ModuleList:
+        """The modules of the language model: text (and modality) embeddings, decoder."""
+        parts = [self.projector.text, self.decoder]
+        if self.projector.modality is not None:
+            parts.append(self.projector.modality)
+        return nn.ModuleList(parts)
+
+    def _freeze(self) -> None:
+        """Switch gradients off for what the config freezes (after the layers exist)."""
+        for name in self.config.frozen_encoders:
+            self.encoders.parts(self.projector, name).requires_grad_(False)
+        if self.config.frozen_decoder:
+            self.language_model().requires_grad_(False)
+
 
 class EarlyFusion(FusionModel):
     """One decoder over all tokens of all modalities, from the first layer on."""
@@ -371,7 +442,7 @@ class EarlyFusion(FusionModel):
 
     def __init__(self, config: FusionConfig) -> None:
         super().__init__(config)
-        self.decoder = Decoder(config.decoder_config(config.depth))
+        self.decoder = Decoder(config.decoder_config(config.early_decoder_layers))
 
     def text_hidden(self, batch: FusionBatch) -> Tensor:
         p = self.projector
@@ -392,14 +463,22 @@ class MediaEncoders(nn.Module):
 
     def __init__(self, config: FusionConfig) -> None:
         super().__init__()
+        self.frozen = config.frozen_encoders
         self.image = Decoder(config.decoder_config(config.encoder_layers))
         self.audio = Decoder(config.decoder_config(config.encoder_layers))
 
+    def parts(self, projector: OmniTokenProjector, name: str) -> nn.ModuleList:
+        """The modules of ``name``'s encoder: its patch/frame embedding and its layers."""
+        return nn.ModuleList([getattr(projector, name), getattr(self, name)])
+
     def encode(self, projector: OmniTokenProjector, name: str, features: Tensor) -> Tensor:
-        embed = projector.embed_image if name == "image" else projector.embed_audio
-        x = embed(features)
-        mask = bidirectional_mask(x.shape[1], x.device)
-        return getattr(self, name)(x, attn_mask=mask)
+        """``features (batch, n, image_dim | audio_dim)`` -> encoded ``(batch, n, d_model)``."""
+        # A frozen encoder runs without autograd: nothing of it is kept for backward.
+        with torch.set_grad_enabled(torch.is_grad_enabled() and name not in self.frozen):
+            embed = projector.embed_image if name == "image" else projector.embed_audio
+            x = embed(features)
+            mask = bidirectional_mask(x.shape[1], x.device)
+            return getattr(self, name)(x, attn_mask=mask)
 
 
 class LateFusion(FusionModel):
@@ -416,29 +495,25 @@ class LateFusion(FusionModel):
         )
         self.connector.apply(_init_linear)
         self.decoder = Decoder(config.decoder_config(config.late_decoder_layers))
-        for name in config.frozen_encoders:
-            self.frozen_parts(name).requires_grad_(False)
-
-    def frozen_parts(self, name: str) -> nn.ModuleList:
-        """The modules that belong to ``name``'s encoder: its patch/frame embedding and layers."""
-        return nn.ModuleList([getattr(self.projector, name), getattr(self.encoders, name)])
+        self._freeze()
 
     def text_hidden(self, batch: FusionBatch) -> Tensor:
         parts = [(self.projector.embed_text(batch.text_ids), batch.text_positions)]
         for name in MEDIA:
-            features, positions = getattr(batch, name), getattr(batch, f"{name}_positions")
-            frozen = name in self.config.frozen_encoders
-            # A frozen encoder runs without autograd: nothing of it is kept for backward.
-            with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
-                encoded = self.encoders.encode(self.projector, name, features)
-            parts.append((self.connector[name](encoded), positions))
+            encoded = self.encoders.encode(self.projector, name, getattr(batch, name))
+            parts.append((self.connector[name](encoded), getattr(batch, f"{name}_positions")))
         x, positions, where = interleave(parts)
         hidden = self.decoder(x, positions)
         return _rows(hidden, where[:, : batch.text_ids.shape[1]])
 
 
 class CrossAttentionFusion(FusionModel):
-    """A text-only decoder that reads encoded media through gated cross-attention."""
+    """A text-only decoder that reads encoded media through gated cross-attention.
+
+    The decoder is the course's :class:`~omni_edu.model.transformer.Decoder` (its blocks,
+    rotary tables and final norm); a :class:`GatedCrossAttention` layer runs before each
+    of its blocks.
+    """
 
     kind = "cross"
 
@@ -446,32 +521,37 @@ class CrossAttentionFusion(FusionModel):
         super().__init__(config)
         self.encoders = MediaEncoders(config)
         dec = config.decoder_config(config.cross_layers)
+        self.decoder = Decoder(dec)
         self.xattn = nn.ModuleList(GatedCrossAttention(dec) for _ in range(config.cross_layers))
-        self.blocks = nn.ModuleList(Block(dec) for _ in range(config.cross_layers))
-        self.norm = RMSNorm(config.d_model, dec.norm_eps)
-        self.register_buffer("inv_freq", rope_frequencies(dec.head_dim), persistent=False)
         self.xattn.apply(_init_linear)
-        self.blocks.apply(_init_linear)
-        for name, p in self.named_parameters():
-            # The decoder's scaled residual init, for the same reason (see Decoder).
-            if name.endswith(("proj.weight", "mlp.down.weight")) and not name.startswith("enc"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(4 * config.cross_layers))
+        for name, p in self.xattn.named_parameters():
+            # The decoder's scaled residual init: a gated layer adds two branches too.
+            if name.endswith(("proj.weight", "mlp.down.weight")):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.cross_layers))
+        self._freeze()
 
-    def media(self, batch: FusionBatch) -> tuple[Tensor, Tensor]:
-        """Encoded media ``(batch, n_image + n_audio, d)`` and their positions."""
+    def media(self, batch: FusionBatch) -> tuple[Tensor, Tensor, Tensor]:
+        """Encoded media ``(batch, n_image + n_audio, d)``, their positions and items
+        ``(batch, n_image + n_audio)`` (item 0: the image, item 1: the sound)."""
         tokens = [self.encoders.encode(self.projector, m, getattr(batch, m)) for m in MEDIA]
-        positions = [getattr(batch, f"{m}_positions") for m in MEDIA]
-        return torch.cat(tokens, dim=1), torch.cat(positions, dim=1)
+        positions = torch.cat([getattr(batch, f"{m}_positions") for m in MEDIA], dim=1)
+        items = torch.cat(
+            [torch.full_like(getattr(batch, f"{m}_positions"), i) for i, m in enumerate(MEDIA)],
+            dim=1,
+        )
+        return torch.cat(tokens, dim=1), positions, items
 
     def text_hidden(self, batch: FusionBatch) -> Tensor:
-        media, media_positions = self.media(batch)
-        visible = media_visibility_mask(batch.text_positions, media_positions)
+        media, media_positions, items = self.media(batch)
+        visible = media_visibility_mask(
+            batch.text_positions, media_positions, items, self.config.visibility
+        )
         x = self.projector.embed_text(batch.text_ids)
-        cos, sin = rope_cos_sin(rope_angles(batch.text_positions, self.inv_freq))
-        for xattn, block in zip(self.xattn, self.blocks, strict=True):
+        cos, sin = self.decoder.rope_cos_sin(batch.text_positions)
+        for xattn, block in zip(self.xattn, self.decoder.blocks, strict=True):
             x = xattn(x, media, visible)
             x, _ = block(x, cos, sin)  # causal self-attention among text tokens
-        return self.norm(x)
+        return self.decoder.norm(x)
 
 
 _CLASSES = {"early": EarlyFusion, "late": LateFusion, "cross": CrossAttentionFusion}
@@ -481,10 +561,11 @@ def build_fusion_model(kind: str, config: FusionConfig) -> FusionModel:
     """``"early"``, ``"late"`` or ``"cross"`` -> a fresh model of that variant."""
     if kind not in _CLASSES:
         raise ValueError(f"kind should be one of {VARIANTS}; got {kind!r}.")
-    if config.frozen_encoders and kind != "late":
+    if kind == "early" and (config.frozen_encoders or config.frozen_decoder):
         raise ValueError(
-            f"frozen_encoders is a late-fusion option; got frozen_encoders="
-            f"{config.frozen_encoders} for {kind!r}."
+            f"early fusion has no separate encoders or language model to freeze; got "
+            f"frozen_encoders={config.frozen_encoders}, frozen_decoder="
+            f"{config.frozen_decoder}. Freezing is a late / cross-attention option."
         )
     return _CLASSES[kind](config)
 

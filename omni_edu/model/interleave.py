@@ -18,7 +18,13 @@ loop need besides the token contents:
 * next-token **targets** and **loss masks** per modality: position ``i`` is trained to
   predict token ``i + 1``, with the text head where token ``i + 1`` is text (its id) and
   with the image or audio head where it is an image patch or an audio frame (its
-  features).
+  features, or its code id).
+
+A picture or a sound enters either as **continuous** tokens (patch or frame features,
+``(n_tokens, features)`` floats) or as **discrete** tokens (code ids of a VQ/FSQ tokenizer,
+``(n_tokens,)`` int64, lesson 03). Discrete media tokens sit in ``codes`` and are predicted
+with a softmax over the tokenizer's codebook, exactly like words; the modality id still
+says IMAGE or AUDIO, so positions (M-RoPE's grid) and modality embeddings stay the same.
 
 Nothing here has parameters: the :class:`~omni_edu.model.projector.OmniTokenProjector`
 turns a :class:`PackedBatch` into embeddings.
@@ -44,8 +50,10 @@ class Segment:
 
     ``data`` is ``(n_tokens,)`` int64 ids for text, ``(n_patches, image_dim)`` patch
     features for an image (in row-major order over ``grid = (rows, cols)``) and
-    ``(n_tokens, audio_dim)`` frame features for audio. ``predict=False`` marks a segment
-    the model reads but is not trained to produce (a prompt, an input image).
+    ``(n_tokens, audio_dim)`` frame features for audio. A *discrete* image or sound holds
+    ``(n_tokens,)`` int64 code ids of a tokenizer instead (same order, same grid).
+    ``predict=False`` marks a segment the model reads but is not trained to produce (a
+    prompt, an input image).
     """
 
     modality: Modality
@@ -62,13 +70,20 @@ class Segment:
                     f"a text segment holds (n_tokens,) int64 ids; "
                     f"got {tuple(self.data.shape)} {self.data.dtype}."
                 )
+        elif self.data.dim() == 1:
+            if self.data.dtype != torch.long:
+                raise ValueError(
+                    f"a discrete {name} segment holds (n_tokens,) int64 code ids; got "
+                    f"{tuple(self.data.shape)} {self.data.dtype}. Continuous tokens are "
+                    "(n_tokens, features) floats."
+                )
         elif self.data.dim() != 2:
             hint = ""
             if self.data.dim() == 3 and self.data.shape[0] == 1:
                 hint = " It looks batched: pass x[0] (one item), not the whole batch."
             raise ValueError(
-                f"an {name} segment holds (n_tokens, features) for one item; "
-                f"got {tuple(self.data.shape)}.{hint}"
+                f"an {name} segment holds (n_tokens, features) features or (n_tokens,) "
+                f"code ids for one item; got {tuple(self.data.shape)}.{hint}"
             )
         if len(self) == 0:
             raise ValueError(f"a {name} segment needs at least one token; got none.")
@@ -85,6 +100,11 @@ class Segment:
     def __len__(self) -> int:
         return self.data.shape[0]
 
+    @property
+    def discrete(self) -> bool:
+        """True for an image or sound given as tokenizer code ids (not features)."""
+        return self.modality != Modality.TEXT and self.data.dim() == 1
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Segment):
             return NotImplemented
@@ -99,7 +119,8 @@ class Segment:
     def __repr__(self) -> str:
         grid = f", grid={self.grid}" if self.grid else ""
         predict = "" if self.predict else ", predict=False"
-        return f"Segment({self.modality.name}, {len(self)} tokens{grid}{predict})"
+        codes = " codes" if self.discrete else ""
+        return f"Segment({self.modality.name}, {len(self)}{codes} tokens{grid}{predict})"
 
 
 def text_segment(ids: Sequence[int] | Tensor, predict: bool = True) -> Segment:
@@ -107,15 +128,23 @@ def text_segment(ids: Sequence[int] | Tensor, predict: bool = True) -> Segment:
     return Segment(Modality.TEXT, torch.as_tensor(ids, dtype=torch.long).cpu(), predict=predict)
 
 
+def _media(data: Tensor | Sequence) -> Tensor:
+    """Code ids ``(n,)`` of any integer dtype as int64; features ``(n, dim)`` as float32."""
+    data = torch.as_tensor(data).cpu()
+    integer = not (data.is_floating_point() or data.is_complex() or data.dtype == torch.bool)
+    return data.long() if data.dim() == 1 and integer else data.float()
+
+
 def image_segment(
     patches: Tensor, grid: tuple[int, int] | None = None, predict: bool = True
 ) -> Segment:
-    """An image segment from one image's patches ``(n_patches, image_dim)``.
+    """An image segment from one image's patches ``(n_patches, image_dim)``, or from its
+    code ids ``(n_patches,)`` int64 (a discrete image, lesson 03's tokenizer).
 
     ``grid`` is ``(rows, cols)`` of the patch grid; without it the grid is taken square.
     """
-    patches = torch.as_tensor(patches, dtype=torch.float32).cpu()
-    if grid is None and patches.dim() == 2:
+    patches = _media(patches)
+    if grid is None and patches.dim() in (1, 2):
         side = round(patches.shape[0] ** 0.5)
         if side * side != patches.shape[0]:
             raise ValueError(
@@ -126,10 +155,9 @@ def image_segment(
 
 
 def audio_segment(frames: Tensor, predict: bool = True) -> Segment:
-    """An audio segment from one clip's frame features ``(n_tokens, audio_dim)``."""
-    return Segment(
-        Modality.AUDIO, torch.as_tensor(frames, dtype=torch.float32).cpu(), predict=predict
-    )
+    """An audio segment from one clip's frame features ``(n_tokens, audio_dim)``, or from
+    its code ids ``(n_tokens,)`` int64 (a discrete sound)."""
+    return Segment(Modality.AUDIO, _media(frames), predict=predict)
 
 
 @dataclass(frozen=True)
@@ -191,6 +219,7 @@ class PackedBatch:
     text_ids: Tensor  # (B, T) int64: token id where text, 0 elsewhere
     image: Tensor  # (B, T, image_dim): patch features where image, 0 elsewhere
     audio: Tensor  # (B, T, audio_dim): frame features where audio, 0 elsewhere
+    codes: Tensor  # (B, T) int64: code id where a discrete image/audio token sits, -1 elsewhere
     positions: Tensor  # (B, T) int64: 0..n-1 over real tokens, 0 on padding
     mrope_positions: Tensor  # (3, B, T) int64: (time, height, width)
     attn_mask: Tensor  # (B, T, T) bool: True = query (row) may attend to key (column)
@@ -198,6 +227,7 @@ class PackedBatch:
     text_targets: Tensor  # (B, T) int64: next token's id, IGNORE_INDEX where not text
     image_targets: Tensor  # (B, T, image_dim): next token's patch features, 0 elsewhere
     audio_targets: Tensor  # (B, T, audio_dim): next token's frame features, 0 elsewhere
+    code_targets: Tensor  # (B, T) int64: next token's code id, IGNORE_INDEX where not discrete
     spans: list[list[Span]]  # per row, the spans in order
 
     @property
@@ -290,7 +320,7 @@ def _feature_dim(
     dim = given
     for i, doc in enumerate(documents):
         for j, seg in enumerate(doc):
-            if seg.modality != modality:
+            if seg.modality != modality or seg.discrete:
                 continue
             if dim is None:
                 dim = seg.data.shape[1]
@@ -415,7 +445,8 @@ def pack(
     # Build plain Python lists row by row and make each tensor once at the end: a
     # handful of small tensor writes per segment would cost more than the model step.
     fields = {
-        k: [] for k in ("modality", "text_ids", "positions", "t", "h", "w", "span", "predict")
+        k: []
+        for k in ("modality", "text_ids", "codes", "positions", "t", "h", "w", "span", "predict")
     }
     chunks = {m: [] for m in dims}  # feature rows of each continuous modality...
     flat_index = {m: [] for m in dims}  # ...and where they go in the flattened (B * T)
@@ -432,8 +463,13 @@ def pack(
             row["modality"] += [int(seg.modality)] * n
             if seg.modality == Modality.TEXT:
                 row["text_ids"] += seg.data.tolist()
+                row["codes"] += [-1] * n
+            elif seg.discrete:
+                row["text_ids"] += [0] * n
+                row["codes"] += seg.data.tolist()
             else:
                 row["text_ids"] += [0] * n
+                row["codes"] += [-1] * n
                 chunks[seg.modality].append(seg.data)
                 flat_index[seg.modality] += range(b * seq + start, b * seq + stop)
             row["positions"] += range(start - offset, stop - offset)
@@ -445,7 +481,7 @@ def pack(
             row["predict"] += [seg.predict] * n
             row_spans.append(Span(seg.modality, start, n, index, seg.grid, seg.predict, both_ways))
             start = stop
-        padding = {"modality": PAD, "span": -1, "predict": False}
+        padding = {"modality": PAD, "codes": -1, "span": -1, "predict": False}
         for k, values in row.items():
             pad = [padding.get(k, 0)] * (seq - lengths[b])
             fields[k].append(pad + values if pad_side == "left" else values + pad)
@@ -453,6 +489,7 @@ def pack(
 
     modality = torch.tensor(fields["modality"], dtype=torch.long)
     text_ids = torch.tensor(fields["text_ids"], dtype=torch.long)
+    codes = torch.tensor(fields["codes"], dtype=torch.long)
     positions = torch.tensor(fields["positions"], dtype=torch.long)
     mrope = torch.tensor([fields["t"], fields["h"], fields["w"]], dtype=torch.long)
     span_ids = torch.tensor(fields["span"], dtype=torch.long)
@@ -466,13 +503,20 @@ def pack(
 
     real = modality != PAD
     targets = next_token_targets(
-        modality, text_ids, features[Modality.IMAGE], features[Modality.AUDIO], predict, span_ids
+        modality,
+        text_ids,
+        features[Modality.IMAGE],
+        features[Modality.AUDIO],
+        predict,
+        span_ids,
+        codes,
     )
     return PackedBatch(
         modality=modality,
         text_ids=text_ids,
         image=features[Modality.IMAGE],
         audio=features[Modality.AUDIO],
+        codes=codes,
         positions=positions,
         mrope_positions=mrope,
         attn_mask=attention_mask(real, span_ids),
@@ -488,6 +532,7 @@ def next_token_targets(
     audio: Tensor,
     predict: Tensor | None = None,
     span_ids: Tensor | None = None,
+    codes: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """What each position is trained to predict: the token after it.
 
@@ -498,16 +543,21 @@ def next_token_targets(
             produce; default all True.
         span_ids: ``(B, T)`` bidirectional span ids (-1 outside); a token whose next token
             sits in its own bidirectional span can already see it, so it gets no target.
+        codes: ``(B, T)`` code ids of discrete media tokens, -1 elsewhere; default none.
 
     Returns:
         ``target_modality`` ``(B, T)`` (``PAD`` = no loss here), ``text_targets``
         ``(B, T)`` (``IGNORE_INDEX`` where the next token is not trained text),
-        ``image_targets`` and ``audio_targets`` (zeros where not trained).
+        ``image_targets`` and ``audio_targets`` (zeros where not trained), and
+        ``code_targets`` ``(B, T)`` (the next token's code id where it is a trained
+        discrete media token, ``IGNORE_INDEX`` elsewhere).
     """
     if predict is None:
         predict = torch.ones_like(modality, dtype=torch.bool)
     if span_ids is None:
         span_ids = torch.full_like(modality, -1)
+    if codes is None:
+        codes = torch.full_like(modality, -1)
 
     def shift(x: Tensor, fill: float) -> Tensor:  # x[:, i] <- x[:, i + 1]
         return torch.cat([x[:, 1:], torch.full_like(x[:, :1], fill)], dim=1)
@@ -521,11 +571,14 @@ def next_token_targets(
         keep = (target_modality == m).view(*target_modality.shape, *([1] * (x.dim() - 2)))
         return torch.where(keep, shift(x, fill), fill)
 
+    next_codes = shift(codes, -1)
+    media = (target_modality == Modality.IMAGE) | (target_modality == Modality.AUDIO)
     return {
         "target_modality": target_modality,
         "text_targets": masked(text_ids, Modality.TEXT, IGNORE_INDEX),
         "image_targets": masked(image, Modality.IMAGE, 0.0),
         "audio_targets": masked(audio, Modality.AUDIO, 0.0),
+        "code_targets": torch.where(media & (next_codes >= 0), next_codes, IGNORE_INDEX),
     }
 
 
@@ -538,11 +591,14 @@ def unpack(packed: PackedBatch) -> list[list[Segment]]:
             if span.segment < 0:
                 continue
             where = slice(span.start, span.stop)
+            codes = packed.codes[b, where]
             if span.modality == Modality.TEXT:
                 doc.append(text_segment(packed.text_ids[b, where], predict=span.predict))
             elif span.modality == Modality.IMAGE:
-                doc.append(image_segment(packed.image[b, where], span.grid, span.predict))
+                data = codes if (codes >= 0).all() else packed.image[b, where]
+                doc.append(image_segment(data, span.grid, span.predict))
             else:
-                doc.append(audio_segment(packed.audio[b, where], predict=span.predict))
+                data = codes if (codes >= 0).all() else packed.audio[b, where]
+                doc.append(audio_segment(data, predict=span.predict))
         documents.append(doc)
     return documents

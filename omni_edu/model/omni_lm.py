@@ -1,19 +1,22 @@
-"""OmniLM: projector + decoder + output heads, the tiny any-to-any model of lessons 02 and 06.
+"""OmniLM: the one system of the course - projector, decoder, output heads.
 
-One forward pass over a :class:`~omni_edu.model.interleave.PackedBatch`:
+Each lesson adds or measures a part of it:
 
-1. the :class:`~omni_edu.model.projector.OmniTokenProjector` embeds each position by the
-   modality that sits there;
-2. the :class:`~omni_edu.model.transformer.Decoder` mixes them under the packed attention
-   mask, with 1-D or multimodal (M-RoPE) positions;
-3. position ``i``'s hidden state predicts token ``i + 1`` with the head of *that* token's
-   modality: a softmax over the vocabulary for text, a continuous head for an image patch
-   or an audio frame.
+* lesson 01: the :class:`~omni_edu.model.projector.OmniTokenProjector` embeds each position
+  by the modality that sits there (with modality embeddings);
+* lesson 02: the :class:`~omni_edu.model.transformer.Decoder` mixes them under the packed
+  attention mask of :mod:`~omni_edu.model.interleave`, with 1-D or multimodal (M-RoPE)
+  positions and a KV cache for generation;
+* lesson 03: pictures and sounds may enter and leave as *discrete* tokens, the code ids of
+  a VQ tokenizer (``image_head="codes"``);
+* lesson 04: or as *continuous* tokens with a regression or a per-token flow head
+  (``image_head="flow"``), for pictures and for audio frames alike;
+* lesson 06: one set of weights for every direction (:mod:`omni_edu.any_to_any`).
 
-The continuous heads are pluggable: anything with ``loss(x, cond)`` (mean loss of tokens
-``(n, token_dim)`` given hidden states ``(n, d_model)``) and ``sample(cond)`` (one token
-per hidden state) fits, such as :class:`~omni_edu.model.heads.flow.FlowHead`. The default
-is a linear map trained with mean-squared error, which predicts the conditional mean.
+One forward pass over a :class:`~omni_edu.model.interleave.PackedBatch`: embed, decode,
+and let position ``i``'s hidden state predict token ``i + 1`` with the head of *that*
+token's modality: a softmax over the vocabulary for text, the image or audio head for a
+patch, a frame or a code (see :mod:`omni_edu.model.heads.output` for the head kinds).
 
 Generation lays the whole answer out first - the prompt followed by a span of
 placeholders of the right length - and then fills the placeholders one at a time, left to
@@ -31,6 +34,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from omni_edu.modalities import Modality
+from omni_edu.model.heads.flow import FlowHeadConfig
+from omni_edu.model.heads.output import HEAD_KINDS, build_head, sample_token
 from omni_edu.model.interleave import (
     PackedBatch,
     Segment,
@@ -52,16 +57,31 @@ class OmniLMConfig:
     """Sizes and choices of the whole model.
 
     ``rope``: ``"1d"`` (one running index) or ``"mrope"`` (time, height, width).
-    ``continuous_head``: ``"linear"`` (MSE regression, the default) or ``"flow"`` (a
-    per-token flow-matching head); swap in any other head after construction.
+    ``image_head``, ``audio_head``: how pictures and sounds are written, one of
+    ``"linear"`` (linear regression, MSE: the baseline), ``"regression"`` (an MLP as large
+    as the flow head, MSE), ``"flow"`` (a per-token flow-matching head) or ``"codes"``
+    (a softmax over the tokenizer codes; needs ``projector.image_vocab_size`` /
+    ``audio_vocab_size``, and the media given as code ids).
+    ``head_width``, ``head_depth``: the MLP of the regression and flow heads (width
+    default: ``d_model``). ``flow_repeats``: noise draws per token per step;
+    ``flow_steps``: default Euler steps when sampling.
+    ``image_scale``, ``audio_scale``: ``(shift, scale)`` of the data for the regression
+    and flow heads, which work on ``(x - shift) / scale`` (pixels in [0, 1] -> [-1, 1]).
     ``loss_weights``: how much each modality's loss counts in the total.
     """
 
     projector: ProjectorConfig = field(default_factory=ProjectorConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     rope: str = "mrope"
-    tie_embeddings: bool = True  # the text head reuses the text embedding table
-    continuous_head: str = "linear"
+    tie_embeddings: bool = True  # the text (and code) heads reuse their embedding tables
+    image_head: str = "linear"
+    audio_head: str = "linear"
+    head_width: int | None = None
+    head_depth: int = 2
+    flow_repeats: int = 4
+    flow_steps: int = 8
+    image_scale: tuple[float, float] = (0.5, 0.5)
+    audio_scale: tuple[float, float] = (0.0, 1.0)
     loss_weights: dict[str, float] = field(
         default_factory=lambda: {"text": 1.0, "image": 1.0, "audio": 1.0}
     )
@@ -74,10 +94,17 @@ class OmniLMConfig:
             )
         if self.rope not in ("1d", "mrope"):
             raise ValueError(f"rope should be '1d' or 'mrope'; got {self.rope!r}.")
-        if self.continuous_head not in ("linear", "flow"):
-            raise ValueError(
-                f"continuous_head should be 'linear' or 'flow'; got {self.continuous_head!r}."
-            )
+        for name in ("image", "audio"):
+            kind = getattr(self, f"{name}_head")
+            if kind not in HEAD_KINDS:
+                raise ValueError(f"{name}_head should be one of {HEAD_KINDS}; got {kind!r}.")
+            if kind == "codes" and getattr(self.projector, f"{name}_vocab_size") < 1:
+                raise ValueError(
+                    f"{name}_head='codes' writes tokenizer codes, so the projector needs "
+                    f"{name}_vocab_size = the codebook size (now 0)."
+                )
+        self.image_scale = tuple(float(v) for v in self.image_scale)
+        self.audio_scale = tuple(float(v) for v in self.audio_scale)
         unknown = set(self.loss_weights) - {"text", "image", "audio"}
         if unknown:
             raise ValueError(
@@ -102,33 +129,6 @@ class OmniLMConfig:
         )
 
 
-class LinearHead(nn.Module):
-    """The simplest continuous head: a linear map from hidden state to token, MSE loss.
-
-    Same interface as the flow head: ``loss(x, cond)`` and ``sample(cond)``.
-    """
-
-    def __init__(self, d_model: int, token_dim: int) -> None:
-        super().__init__()
-        self.proj = nn.Linear(d_model, token_dim)
-
-    def loss(self, x: Tensor, cond: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Mean squared error of the prediction from ``cond`` ``(n, d_model)`` to ``x``."""
-        return F.mse_loss(self.proj(cond), x)
-
-    def sample(self, cond: Tensor, **_) -> Tensor:
-        """The prediction ``(..., token_dim)`` for hidden states ``(..., d_model)``."""
-        return self.proj(cond)
-
-
-def _continuous_head(kind: str, d_model: int, token_dim: int) -> nn.Module:
-    if kind == "linear":
-        return LinearHead(d_model, token_dim)
-    from omni_edu.model.heads.flow import FlowHead, FlowHeadConfig
-
-    return FlowHead(FlowHeadConfig(token_dim=token_dim, cond_dim=d_model))
-
-
 class OmniLM(nn.Module):
     """Projector + decoder + heads: trains on and generates interleaved documents."""
 
@@ -143,8 +143,28 @@ class OmniLM(nn.Module):
             # One matrix to read and write text: fewer parameters, and the input and
             # output meaning of a token stay the same vector.
             self.text_head.weight = self.projector.text.weight
-        self.image_head = _continuous_head(config.continuous_head, p.d_model, p.image_dim)
-        self.audio_head = _continuous_head(config.continuous_head, p.d_model, p.audio_dim)
+        self.image_head = self._media_head("image", p.image_dim, p.image_vocab_size)
+        self.audio_head = self._media_head("audio", p.audio_dim, p.audio_vocab_size)
+
+    def _media_head(self, name: str, token_dim: int, vocab_size: int) -> nn.Module:
+        c = self.config
+        shift, scale = getattr(c, f"{name}_scale")
+        flow = FlowHeadConfig(
+            token_dim=token_dim,
+            cond_dim=c.projector.d_model,
+            width=c.head_width or c.projector.d_model,
+            depth=c.head_depth,
+            sampling_steps=c.flow_steps,
+            shift=shift,
+            scale=scale,
+            repeats=c.flow_repeats,
+        )
+        head = build_head(
+            getattr(c, f"{name}_head"), c.projector.d_model, token_dim, vocab_size, flow
+        )
+        if head.discrete and c.tie_embeddings:  # like text: one table to read and write codes
+            head.proj.weight = self.projector.codes[name].weight
+        return head
 
     def num_parameters(self) -> int:
         """Trainable parameters (a tied matrix counts once)."""
@@ -183,20 +203,38 @@ class OmniLM(nn.Module):
         if text.any():
             logits = self.text_head(hidden[text])
             losses["text"] = F.cross_entropy(logits, packed.text_targets[text])
-        for modality, targets in (
+        for modality, features in (
             (Modality.IMAGE, packed.image_targets),
             (Modality.AUDIO, packed.audio_targets),
         ):
             here = packed.loss_mask(modality)
             if here.any():
-                losses[modality.name.lower()] = self.head(modality).loss(
-                    targets[here], hidden[here]
-                )
+                name, head = modality.name.lower(), self.head(modality)
+                targets = self._targets(name, head, here, packed.code_targets, features)
+                losses[name] = head.loss(targets, hidden[here])
         if not losses:
             raise ValueError("this batch has no token to predict (every loss mask is empty).")
         weights = self.config.loss_weights
         losses["total"] = sum(weights.get(name, 1.0) * value for name, value in losses.items())
         return losses
+
+    @staticmethod
+    def _targets(
+        name: str, head: nn.Module, here: Tensor, code_targets: Tensor, features: Tensor
+    ) -> Tensor:
+        """The targets at positions ``here`` in the form ``head`` predicts, or a clear error."""
+        codes = code_targets[here]
+        given_codes = codes >= 0
+        if head.discrete and given_codes.all():
+            return codes
+        if not head.discrete and not given_codes.any():
+            return features[here]
+        wanted = "code ids (a discrete tokenizer)" if head.discrete else "features"
+        got = "code ids" if given_codes.any() else "features"
+        raise ValueError(
+            f"this model writes {name} tokens as {wanted}, but the batch holds {name} {got}. "
+            f"Build the data and the model with the same {name} tokens."
+        )
 
     @torch.no_grad()
     def generate(
@@ -216,20 +254,26 @@ class OmniLM(nn.Module):
         Args:
             prompts: documents to continue, one per row.
             modality: what to generate: ``TEXT`` (``n_tokens`` at most, stopping early
-                at ``stop_id``), ``IMAGE`` (a ``grid`` of patches, row by row) or ``AUDIO``
-                (``n_tokens`` frames).
+                at ``stop_id``), ``IMAGE`` (a ``grid`` of patches or codes, row by row) or
+                ``AUDIO`` (``n_tokens`` frames or codes), written by that modality's head.
             specials, bidirectional: as used by :func:`pack` in training. With markers,
                 the span is wrapped as in training (``<boi>`` before an image).
             use_cache: keep keys and values in a KV cache and feed one token per step;
                 without it every step reruns the whole sequence (same result, slower).
-            sample_options: passed to the continuous head's ``sample`` (for the flow
-                head: ``steps``, ``guidance``, ``generator``).
+                Tokens being generated are causal (a bidirectional span cannot be written
+                token by token, so it is refused); bidirectional spans in the prompt are
+                fine, since the prompt is read in one pass.
+            sample_options: passed to the head that writes each token: ``temperature``,
+                ``top_k``, ``generator`` for text and codes (greedy by default); ``steps``,
+                ``guidance``, ``generator`` for a flow head. A head ignores the options
+                of the others.
 
         Returns:
             one tensor per prompt: text ids ``(n,)`` (cut before the first ``stop_id``,
             so possibly empty), image patches ``(rows * cols, image_dim)`` in row-major
-            order, or audio frames ``(n_tokens, audio_dim)``. ``torch.stack`` them for a
-            batch of images; wrap them in a segment to continue the document.
+            order (or code ids ``(rows * cols,)``), or audio frames ``(n_tokens,
+            audio_dim)`` (or code ids ``(n_tokens,)``). ``torch.stack`` them for a batch
+            of images; wrap them in a segment to continue the document.
         """
         modality = Modality(modality)
         if modality in set(bidirectional):
@@ -257,12 +301,18 @@ class OmniLM(nn.Module):
             steps = self._cached_steps(packed, start, n)
         else:
             steps = (self(packed)[:, start + k - 1] for k in range(n))
-        features = packed.image if modality == Modality.IMAGE else packed.audio
+        if modality == Modality.TEXT:
+            slots = packed.text_ids
+        elif placeholder.discrete:
+            slots = packed.codes
+        else:
+            slots = packed.image if modality == Modality.IMAGE else packed.audio
         for k, hidden in enumerate(steps):  # hidden: (batch, d_model) just before slot k
             if modality == Modality.TEXT:
-                packed.text_ids[:, start + k] = self.text_head(hidden).argmax(dim=-1)
+                token = sample_token(self.text_head(hidden), **_text_options(sample_options))
             else:
-                features[:, start + k] = self.head(modality).sample(hidden, **sample_options)
+                token = self.head(modality).sample(hidden, **sample_options)
+            slots[:, start + k] = token
         return [
             self._read_span(packed, b, start, placeholder, stop_id) for b in range(len(prompts))
         ]
@@ -284,6 +334,7 @@ class OmniLM(nn.Module):
                 packed.text_ids[:, cols],
                 packed.image[:, cols],
                 packed.audio[:, cols],
+                packed.codes[:, cols],
             )
             mask = packed.attn_mask[:, cols, : cols.stop]  # new rows against all keys so far
             return self.decoder(x, positions[..., cols], mask, cache=cache)[:, -1]
@@ -299,12 +350,19 @@ class OmniLM(nn.Module):
         if modality == Modality.IMAGE:
             if grid is None:
                 raise ValueError("generating an image needs its patch grid=(rows, cols).")
-            return image_segment(torch.zeros(grid[0] * grid[1], p.image_dim), grid)
-        if n_tokens is None or n_tokens < 1:
+            n_tokens, width = grid[0] * grid[1], p.image_dim
+        elif n_tokens is None or n_tokens < 1:
             raise ValueError(f"generating {modality.name} needs n_tokens >= 1; got {n_tokens}.")
-        if modality == Modality.TEXT:
-            return text_segment(torch.zeros(n_tokens, dtype=torch.long))
-        return audio_segment(torch.zeros(n_tokens, p.audio_dim))
+        else:
+            width = p.audio_dim
+        if modality == Modality.TEXT or self.head(modality).discrete:
+            ids = torch.zeros(n_tokens, dtype=torch.long)  # text ids, or tokenizer codes
+            if modality == Modality.TEXT:
+                return text_segment(ids)
+            return image_segment(ids, grid) if modality == Modality.IMAGE else audio_segment(ids)
+        if modality == Modality.IMAGE:
+            return image_segment(torch.zeros(n_tokens, width), grid)
+        return audio_segment(torch.zeros(n_tokens, width))
 
     @staticmethod
     def _read_span(
@@ -316,5 +374,12 @@ class OmniLM(nn.Module):
             if stop_id is not None and (ids == stop_id).any():
                 ids = ids[: int((ids == stop_id).nonzero()[0])]
             return ids
+        if placeholder.discrete:
+            return packed.codes[row, where].cpu()
         features = packed.image if placeholder.modality == Modality.IMAGE else packed.audio
         return features[row, where].cpu()
+
+
+def _text_options(options: dict) -> dict:
+    """The options of ``sample_token`` among generate's sampling options."""
+    return {k: options[k] for k in ("temperature", "top_k", "generator") if k in options}

@@ -8,6 +8,10 @@ frames of log-mel features - so each gets its own small projector into ``d_model
 * image: a linear map (or a 2-layer MLP) from patch features;
 * audio: a linear map (or a 2-layer MLP) from frame features.
 
+A picture or a sound can also arrive as *discrete* tokens, the code ids of lesson 03's
+VQ tokenizer; those are looked up in a table of their own, just like words
+(``image_vocab_size`` / ``audio_vocab_size`` codes; 0 = no table).
+
 On top, a learned **modality embedding** (one vector per modality) is added to every
 token, so that the decoder can tell an image token from a text token even where their
 projected contents happen to look alike. Lesson 01 switches it off to test that claim.
@@ -46,6 +50,8 @@ class ProjectorConfig:
     audio_dim: int = 64
     modality_embeddings: bool = True  # add a learned vector per modality to every token
     mlp: bool = False  # 2-layer MLP (Linear-GELU-Linear) for image/audio instead of Linear
+    image_vocab_size: int = 0  # codes of a discrete image tokenizer (0: continuous only)
+    audio_vocab_size: int = 0  # codes of a discrete audio tokenizer (0: continuous only)
 
     @classmethod
     def from_profile(
@@ -97,6 +103,17 @@ class OmniTokenProjector(nn.Module):
         self.text = nn.Embedding(config.vocab_size, config.d_model)
         self.image = _feature_projector(config.image_dim, config.d_model, config.mlp)
         self.audio = _feature_projector(config.audio_dim, config.d_model, config.mlp)
+        # Discrete media: a table per modality, read where a code id sits (see interleave).
+        self.codes = nn.ModuleDict(
+            {
+                name: nn.Embedding(size, config.d_model)
+                for name, size in (
+                    ("image", config.image_vocab_size),
+                    ("audio", config.audio_vocab_size),
+                )
+                if size > 0
+            }
+        )
         # Off means "no such parameter at all", so lesson 01's ablation cannot leak one in.
         self.modality = (
             nn.Embedding(len(Modality), config.d_model) if config.modality_embeddings else None
@@ -139,7 +156,14 @@ class OmniTokenProjector(nn.Module):
 
     # Interleaved: every position embedded by the modality that sits there.
 
-    def embed(self, modality: Tensor, text_ids: Tensor, image: Tensor, audio: Tensor) -> Tensor:
+    def embed(
+        self,
+        modality: Tensor,
+        text_ids: Tensor,
+        image: Tensor,
+        audio: Tensor,
+        codes: Tensor | None = None,
+    ) -> Tensor:
         """Embed an interleaved sequence position by position.
 
         Args:
@@ -147,6 +171,9 @@ class OmniTokenProjector(nn.Module):
             text_ids: ``(batch, seq)`` int64, read where ``modality == TEXT``.
             image: ``(batch, seq, image_dim)``, read where ``modality == IMAGE``.
             audio: ``(batch, seq, audio_dim)``, read where ``modality == AUDIO``.
+            codes: ``(batch, seq)`` int64 code ids of discrete image/audio tokens, -1
+                elsewhere (default: no discrete tokens). Where a code sits, it is looked
+                up in that modality's code table instead of projecting features.
 
         Returns:
             ``(batch, seq, d_model)``; padding positions are zero vectors.
@@ -159,14 +186,24 @@ class OmniTokenProjector(nn.Module):
         out = modality.new_zeros(*modality.shape, self.config.d_model, dtype=self.text.weight.dtype)
         is_text = modality == Modality.TEXT
         out[is_text] = self.text(self._valid_ids(text_ids[is_text]))
+        discrete = torch.zeros_like(is_text) if codes is None else codes >= 0
         for m, features, proj, dim in (
             (Modality.IMAGE, image, self.image, self.config.image_dim),
             (Modality.AUDIO, audio, self.audio, self.config.audio_dim),
         ):
-            here = modality == m
+            name = m.name.lower()
+            as_codes = (modality == m) & discrete
+            if as_codes.any():
+                table, ids = self._code_table(name), codes[as_codes]
+                if ids.max() >= table.num_embeddings:
+                    raise ValueError(
+                        f"{name} code ids should lie in [0, {table.num_embeddings}), the "
+                        f"tokenizer's codebook; got ids up to {int(ids.max())}."
+                    )
+                out[as_codes] = table(ids)
+            here = (modality == m) & ~discrete
             if not here.any():
                 continue  # a batch without this modality may carry 0-wide features
-            name = m.name.lower()
             if features.shape[:2] != modality.shape or features.shape[-1] != dim:
                 raise ValueError(
                     f"{name} features should be (batch, seq, {dim}) with (batch, seq) = "
@@ -178,6 +215,15 @@ class OmniTokenProjector(nn.Module):
             out = out + real.unsqueeze(-1) * self.modality(modality.clamp(min=0))
         return out
 
+    def _code_table(self, name: str) -> nn.Embedding:
+        if name not in self.codes:
+            raise ValueError(
+                f"this projector has no code table for discrete {name} tokens: build it with "
+                f"{name}_vocab_size = the tokenizer's codebook size (now 0), or give the "
+                f"{name} as continuous features."
+            )
+        return self.codes[name]
+
     def _valid_ids(self, ids: Tensor) -> Tensor:
         if ids.numel() and (ids.min() < 0 or ids.max() >= self.config.vocab_size):
             raise ValueError(
@@ -188,4 +234,6 @@ class OmniTokenProjector(nn.Module):
 
     def forward(self, packed: PackedBatch) -> Tensor:
         """Embed a :class:`~omni_edu.model.interleave.PackedBatch` -> ``(batch, seq, d_model)``."""
-        return self.embed(packed.modality, packed.text_ids, packed.image, packed.audio)
+        return self.embed(
+            packed.modality, packed.text_ids, packed.image, packed.audio, packed.codes
+        )

@@ -1,10 +1,13 @@
-"""Output heads: discrete VQ tokens (VQ-VAE, FSQ) and continuous tokens (flow head).
+"""Output heads and tokenizers: how OmniLM writes pictures and sounds.
 
-Lesson 03 builds the image tokenizer (:mod:`~omni_edu.model.heads.vq`,
-:mod:`~omni_edu.model.heads.fsq`); lesson 04 the per-token flow-matching head
-(:mod:`~omni_edu.model.heads.flow`), the two-mode toy (:mod:`~omni_edu.model.heads.toy`)
-and the text -> image race between the two (:mod:`~omni_edu.model.heads.text_to_image`,
-imported on its own because it pulls in the decoder and the trainer).
+* discrete tokens (lesson 03): the VQ-VAE and its quantisers (:mod:`~omni_edu.model.heads.vq`),
+  FSQ (:mod:`~omni_edu.model.heads.fsq`); the model writes their code ids with a softmax
+  (:class:`~omni_edu.model.heads.output.CodeHead`);
+* continuous tokens (lesson 04): regression heads and the per-token flow-matching head
+  (:mod:`~omni_edu.model.heads.flow`, :mod:`~omni_edu.model.heads.output`), and the
+  two-mode toy that shows why they differ (:mod:`~omni_edu.model.heads.toy`).
+
+Training code lives outside ``omni_edu.model`` (see :mod:`omni_edu.train`).
 """
 
 from omni_edu.model.heads.flow import (
@@ -13,9 +16,15 @@ from omni_edu.model.heads.flow import (
     RegressionHead,
     euler_step,
     flow_matching_loss,
-    train_head,
 )
 from omni_edu.model.heads.fsq import FSQ
+from omni_edu.model.heads.output import (
+    HEAD_KINDS,
+    CodeHead,
+    LinearHead,
+    build_head,
+    sample_token,
+)
 from omni_edu.model.heads.toy import mode_coverage, two_mode_points
 from omni_edu.model.heads.vq import (
     VQVAE,
@@ -27,18 +36,21 @@ from omni_edu.model.heads.vq import (
     kmeans,
     nearest_code,
     quantize_straight_through,
-    train_autoencoder,
     vq_loss_terms,
 )
 
 __all__ = [
     "FSQ",
+    "HEAD_KINDS",
     "VQVAE",
+    "CodeHead",
     "FlowHead",
     "FlowHeadConfig",
+    "LinearHead",
     "RegressionHead",
     "VQVAEConfig",
     "VectorQuantizer",
+    "build_head",
     "codebook_usage",
     "ema_codebook_update",
     "euler_step",
@@ -48,8 +60,7 @@ __all__ = [
     "mode_coverage",
     "nearest_code",
     "quantize_straight_through",
-    "train_autoencoder",
-    "train_head",
+    "sample_token",
     "two_mode_points",
     "vq_loss_terms",
 ]

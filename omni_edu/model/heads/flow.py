@@ -15,6 +15,11 @@ We train it with flow matching (rectified flow), the simplest version of the ide
 
 A plain MSE regression head with the same inputs predicts the *mean* token, which for a
 token with two likely values is neither of them (see :mod:`omni_edu.model.heads.toy`).
+:class:`RegressionHead` is that baseline with the very same network, so that a comparison
+of the two measures the loss and the sampler, not the size of the head.
+
+Both heads plug into :class:`~omni_edu.model.omni_lm.OmniLM` as the output head of
+pictures or sounds: ``loss(x, cond)`` and ``sample(cond)``.
 """
 
 from __future__ import annotations
@@ -128,6 +133,12 @@ class FlowHeadConfig:
     ``cond_dim``: size of the condition (the decoder's ``d_model``);
     ``cond_dropout``: probability of replacing the condition by a learned "no condition"
     vector during training, which is what classifier-free guidance needs at sampling.
+    ``shift``, ``scale``: the data's centre and spread. The head learns on
+    ``(x - shift) / scale`` and samples map back, so that its standard-normal noise has
+    the scale of the data (pixels in [0, 1] become [-1, 1] with shift 0.5, scale 0.5).
+    ``repeats``: noise draws per token in each loss call. The head is tiny next to the
+    decoder that computed ``cond``, so several draws per decoder pass are almost free and
+    make the loss much less noisy (MAR uses 4).
     """
 
     token_dim: int
@@ -136,6 +147,17 @@ class FlowHeadConfig:
     depth: int = 3
     cond_dropout: float = 0.0
     sampling_steps: int = 16  # default number of Euler steps
+    shift: float = 0.0
+    scale: float = 1.0
+    repeats: int = 1
+
+    def __post_init__(self) -> None:
+        if self.scale <= 0 or self.repeats < 1 or self.sampling_steps < 1:
+            raise ValueError(
+                f"FlowHeadConfig needs scale > 0, repeats >= 1 and sampling_steps >= 1; got "
+                f"scale={self.scale}, repeats={self.repeats}, "
+                f"sampling_steps={self.sampling_steps}."
+            )
 
 
 def _flatten(x: torch.Tensor, last: int, name: str) -> tuple[torch.Tensor, tuple[int, ...]]:
@@ -145,6 +167,8 @@ def _flatten(x: torch.Tensor, last: int, name: str) -> tuple[torch.Tensor, tuple
 
 
 class _HeadBase(nn.Module):
+    discrete = False  # predicts feature vectors, not code ids
+
     def __init__(self, config: FlowHeadConfig) -> None:
         super().__init__()
         self.config = config
@@ -165,6 +189,23 @@ class _HeadBase(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    def _inputs(self, x: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Flat ``(n, token_dim)`` targets in the head's units and ``(n, cond_dim)`` conditions,
+        each repeated ``config.repeats`` times."""
+        x, lead = _flatten(x, self.config.token_dim, "x")
+        cond, cond_lead = _flatten(cond, self.config.cond_dim, "cond")
+        if lead != cond_lead:
+            raise ValueError(
+                f"x and cond need the same leading shape (one condition per token); got "
+                f"{lead} and {cond_lead}."
+            )
+        x = (x - self.config.shift) / self.config.scale
+        r = self.config.repeats
+        return x.repeat(r, 1), cond.repeat(r, 1)
+
+    def _to_data(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.config.scale + self.config.shift
 
 
 class FlowHead(_HeadBase):
@@ -188,14 +229,8 @@ class FlowHead(_HeadBase):
     def loss(
         self, x: torch.Tensor, cond: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """Flow-matching loss, one random time and noise draw per token."""
-        x, lead = _flatten(x, self.config.token_dim, "x")
-        cond, cond_lead = _flatten(cond, self.config.cond_dim, "cond")
-        if lead != cond_lead:
-            raise ValueError(
-                f"x and cond need the same leading shape (one condition per token); got "
-                f"{lead} and {cond_lead}."
-            )
+        """Flow-matching loss, one random time and noise draw per token (and per repeat)."""
+        x, cond = self._inputs(x, cond)
         cond = self._drop_condition(cond, generator)
         noise = torch.randn(x.shape, generator=generator).to(x.device)
         t = torch.rand(x.shape[0], generator=generator).to(x.device)
@@ -209,6 +244,7 @@ class FlowHead(_HeadBase):
         guidance: float = 1.0,
         generator: torch.Generator | None = None,
         uncond: torch.Tensor | None = None,
+        **ignored: object,
     ) -> torch.Tensor:
         """Draw one token per condition ``(..., cond_dim)`` -> ``(..., token_dim)``.
 
@@ -216,7 +252,8 @@ class FlowHead(_HeadBase):
         classifier-free guidance ``v = v_uncond + guidance * (v_cond - v_uncond)``. The
         unconditional velocity uses ``uncond`` (same shape as ``cond``: for example the
         decoder's state for an empty caption) or else the head's learned null condition,
-        which needs a head trained with ``cond_dropout > 0``.
+        which needs a head trained with ``cond_dropout > 0``. Options meant for other heads
+        (``temperature``, ``top_k``) are ignored, so one call can sample any head.
         """
         steps = steps or self.config.sampling_steps
         cond, lead = _flatten(cond, self.config.cond_dim, "cond")
@@ -241,7 +278,7 @@ class FlowHead(_HeadBase):
         dt = 1.0 / steps
         for i in range(steps):
             x = euler_step(velocity_fn, x, i * dt, dt, cond)
-        return x.reshape(*lead, self.config.token_dim)
+        return self._to_data(x).reshape(*lead, self.config.token_dim)
 
 
 class RegressionHead(_HeadBase):
@@ -262,44 +299,16 @@ class RegressionHead(_HeadBase):
     def loss(
         self, x: torch.Tensor, cond: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        x, _ = _flatten(x, self.config.token_dim, "x")
-        cond, _ = _flatten(cond, self.config.cond_dim, "cond")
+        """Mean squared error of the prediction, in the head's units (see ``scale``)."""
+        x, cond = self._inputs(x, cond)
         return F.mse_loss(self.predict(self._drop_condition(cond, generator)), x)
 
     @torch.no_grad()
-    def sample(
-        self,
-        cond: torch.Tensor,
-        steps: int | None = None,
-        guidance: float = 1.0,
-        generator: torch.Generator | None = None,
-        uncond: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """The prediction for each condition (``steps``, ``guidance``, ``uncond`` ignored)."""
+    def sample(self, cond: torch.Tensor, **ignored: object) -> torch.Tensor:
+        """The prediction ``(..., token_dim)`` for each condition ``(..., cond_dim)``.
+
+        Sampling options of other heads (``steps``, ``temperature``...) are ignored: a
+        regression head has nothing to sample, it always gives the conditional mean.
+        """
         cond, lead = _flatten(cond, self.config.cond_dim, "cond")
-        return self.predict(cond).reshape(*lead, self.config.token_dim)
-
-
-def train_head(
-    head: FlowHead | RegressionHead,
-    x: torch.Tensor,
-    cond: torch.Tensor,
-    steps: int,
-    batch_size: int = 256,
-    lr: float = 2e-3,
-    seed: int = 0,
-) -> list[float]:
-    """Fit ``head`` to pairs ``x`` ``(n, token_dim)``, ``cond`` ``(n, cond_dim)``; the losses."""
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(head.parameters(), lr=lr)
-    losses = []
-    head.train()
-    for _ in range(steps):
-        pick = torch.randint(len(x), (batch_size,), generator=generator)
-        loss = head.loss(x[pick], cond[pick], generator=generator)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    head.eval()
-    return losses
+        return self._to_data(self.predict(cond)).reshape(*lead, self.config.token_dim)

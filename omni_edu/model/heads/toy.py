@@ -7,6 +7,8 @@ a point that never occurs. A generative head should put its samples on both mode
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 
@@ -42,3 +44,24 @@ def mode_coverage(
         return ((samples - centre).norm(dim=1) < radius).float().mean().item()
 
     return {"left": near(-separation), "right": near(separation), "middle": near(0.0)}
+
+
+def point_batches(
+    points: torch.Tensor, cond: torch.Tensor, batch_size: int = 128, seed: int = 0
+) -> Callable[[int], tuple[torch.Tensor, torch.Tensor]]:
+    """``step -> (points, cond)``: random rows, the same for the same step (for the Trainer)."""
+    if len(points) != len(cond):
+        raise ValueError(f"{len(points)} points but {len(cond)} conditions; give one each.")
+
+    def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        pick = torch.randint(len(points), (batch_size,), generator=g)
+        return points[pick], cond[pick]
+
+    return batch
+
+
+def head_loss(head: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> dict:
+    """The Trainer's loss function for a head on ``(points, cond)`` batches."""
+    points, cond = batch
+    return {"loss": head.loss(points, cond)}

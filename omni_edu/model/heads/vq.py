@@ -1,10 +1,11 @@
-"""Discrete image tokens: a small convolutional VQ-VAE and its vector quantiser.
+"""Discrete image and sound tokens: small convolutional VQ-VAEs and their quantisers.
 
 An encoder turns an image ``(batch, 3, H, W)`` into a grid of vectors
 ``(batch, code_dim, h, w)``; the quantiser replaces every vector by its nearest entry in
 a learned codebook of ``K`` codes, so the image becomes ``h * w`` integers (tokens a
 decoder language model can predict with a softmax); the decoder turns the codes back
-into pixels.
+into pixels. :class:`AudioVQVAE` does the same for log-mel frames, one code per audio
+token.
 
 Everything the lesson discusses is written out here:
 
@@ -16,7 +17,8 @@ Everything the lesson discusses is written out here:
 
 The same autoencoder also runs with FSQ (:mod:`omni_edu.model.heads.fsq`) or with no
 quantiser at all (a continuous autoencoder), so lesson 03 can measure what quantisation
-throws away.
+throws away. The models live here; training them is :mod:`omni_edu.tokenizers`' job
+(nothing under ``omni_edu.model`` imports training code).
 """
 
 from __future__ import annotations
@@ -27,13 +29,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
+from omni_edu.modalities.audio import frame_audio, unframe_audio
 from omni_edu.model.heads.fsq import FSQ
 from omni_edu.profiles import Profile, get_profile
 
-# Width of the autoencoder's convolutions per profile (bigger pictures, wider network).
+# Width of the autoencoders' convolutions per profile (bigger pictures, wider network).
 AUTOENCODER_CHANNELS = {"ci": 32, "cpu": 32, "gpu": 64}
+AUDIO_AUTOENCODER_CHANNELS = {"ci": 128, "cpu": 128, "gpu": 256}
 
 
 @dataclass
@@ -221,28 +224,27 @@ class VectorQuantizer(nn.Module):
         self.restarts = 0  # how many codes dead-code restart has revived so far
 
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
-        if z.shape[-1] != self.code_dim:
-            raise ValueError(
-                f"z should be (..., {self.code_dim}) with the code dimension last; "
-                f"got {tuple(z.shape)}."
-            )
-        flat = z.reshape(-1, self.code_dim)
-        if self.training and not bool(self.initialised):
-            self._kmeans_init(flat.detach())
-        z_q_st, indices = quantize_straight_through(flat, self.codebook)
-        z_q = self.codebook[indices]
-        codebook_loss, commitment_loss = vq_loss_terms(flat, z_q)
-        if self.ema:
-            # EMA replaces the codebook loss: the codes move by running averages below.
-            loss = self.beta * commitment_loss
-        else:
-            loss = codebook_loss + self.beta * commitment_loss
-        if self.training:
-            with torch.no_grad():
-                if self.ema:
-                    self._ema_update(flat.detach(), indices)
-                if self.dead_code_steps > 0:
-                    self._restart_dead_codes(flat.detach(), indices)
+        self._check(z)
+        # Distances and running averages in float32, even under mixed precision: bf16
+        # keeps 8 bits of mantissa, too few to tell near codes apart or to sum a batch.
+        with torch.autocast(z.device.type, enabled=False):
+            flat = z.reshape(-1, self.code_dim).float()
+            if self.training and not bool(self.initialised):
+                self._kmeans_init(flat.detach())
+            z_q_st, indices = quantize_straight_through(flat, self.codebook)
+            z_q = self.codebook[indices]
+            codebook_loss, commitment_loss = vq_loss_terms(flat, z_q)
+            if self.ema:
+                # EMA replaces the codebook loss: the codes move by running averages below.
+                loss = self.beta * commitment_loss
+            else:
+                loss = codebook_loss + self.beta * commitment_loss
+            if self.training:
+                with torch.no_grad():
+                    if self.ema:
+                        self._ema_update(flat.detach(), indices)
+                    if self.dead_code_steps > 0:
+                        self._restart_dead_codes(flat.detach(), indices)
         usage, perplexity = codebook_usage(indices, self.codebook_size)
         return QuantizerOutput(
             z_q=z_q_st.reshape(z.shape),
@@ -251,6 +253,22 @@ class VectorQuantizer(nn.Module):
             perplexity=perplexity,
             usage=usage,
         )
+
+    def _check(self, z: torch.Tensor) -> None:
+        if z.shape[-1] != self.code_dim:
+            raise ValueError(
+                f"z should be (..., {self.code_dim}) with the code dimension last; "
+                f"got {tuple(z.shape)}."
+            )
+
+    @torch.no_grad()
+    def indices(self, z: torch.Tensor) -> torch.Tensor:
+        """Token ids ``(...)`` of ``z`` ``(..., code_dim)``, without any codebook maintenance
+        (tokenizing data never changes the codebook, even in training mode)."""
+        self._check(z)
+        with torch.autocast(z.device.type, enabled=False):
+            flat = z.reshape(-1, self.code_dim).float()
+            return nearest_code(flat, self.codebook.float()).reshape(z.shape[:-1])
 
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         """Codes for integer ``indices`` ``(...)``; returns ``(..., code_dim)``."""
@@ -309,33 +327,34 @@ class FSQQuantizer(nn.Module):
         self.code_dim = len(levels)
 
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
-        z_q = self.fsq(z)
+        # float32 for the same reason as VectorQuantizer: rounding boundaries need the bits.
+        with torch.autocast(z.device.type, enabled=False):
+            z_q = self.fsq(z.float())
         indices = self.fsq.codes_to_indices(z_q.detach())
         usage, perplexity = codebook_usage(indices, self.codebook_size)
         return QuantizerOutput(
             z_q=z_q, indices=indices, loss=z.new_zeros(()), perplexity=perplexity, usage=usage
         )
 
+    @torch.no_grad()
+    def indices(self, z: torch.Tensor) -> torch.Tensor:
+        """Token ids ``(...)`` of ``z`` ``(..., len(levels))``."""
+        with torch.autocast(z.device.type, enabled=False):
+            return self.fsq.codes_to_indices(self.fsq(z.float()))
+
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         return self.fsq.indices_to_codes(indices)
 
 
 # --------------------------------------------------------------------------------------
-# The autoencoder
+# The autoencoders: pictures and sounds
 # --------------------------------------------------------------------------------------
 
 
 @dataclass
-class VQVAEConfig:
-    """Sizes of the image autoencoder.
+class QuantizerConfig:
+    """The bottleneck of an autoencoder: which quantiser, and its settings."""
 
-    ``downsample`` stride-2 convolutions shrink the image by ``2**downsample`` per side:
-    a 16x16 image with ``downsample=2`` becomes a 4x4 grid of 16 codes.
-    """
-
-    image_size: int = 16
-    channels: int = 32  # width of the convolutional stacks
-    downsample: int = 2
     quantizer: str = "vq"  # "vq", "fsq" or "none" (continuous autoencoder)
     codebook_size: int = 64  # K, for "vq"
     code_dim: int = 8  # for "vq" and "none"; FSQ uses len(fsq_levels)
@@ -346,6 +365,39 @@ class VQVAEConfig:
     dead_code_steps: int = 0  # restart codes unused for this many steps (0 = never)
     kmeans_init: bool = False
     fsq_levels: tuple[int, ...] = (8, 5, 5, 5)
+
+    def build_quantizer(self) -> tuple[nn.Module, int]:
+        """The quantiser and the width of the vectors it takes (the encoder's output)."""
+        if self.quantizer == "vq":
+            quantizer = VectorQuantizer(
+                self.codebook_size,
+                self.code_dim,
+                beta=self.beta,
+                ema=self.ema,
+                decay=self.decay,
+                eps=self.eps,
+                dead_code_steps=self.dead_code_steps,
+                kmeans_init=self.kmeans_init,
+            )
+            return quantizer, self.code_dim
+        if self.quantizer == "fsq":
+            return FSQQuantizer(self.fsq_levels), len(self.fsq_levels)
+        if self.quantizer == "none":
+            return IdentityQuantizer(), self.code_dim
+        raise ValueError(f"quantizer should be 'vq', 'fsq' or 'none'; got {self.quantizer!r}")
+
+
+@dataclass
+class VQVAEConfig(QuantizerConfig):
+    """Sizes of the image autoencoder (and, inherited, its quantiser).
+
+    ``downsample`` stride-2 convolutions shrink the image by ``2**downsample`` per side:
+    a 16x16 image with ``downsample=2`` becomes a 4x4 grid of 16 codes.
+    """
+
+    image_size: int = 16
+    channels: int = 32  # width of the convolutional stacks
+    downsample: int = 2
 
     @property
     def grid_size(self) -> int:
@@ -366,14 +418,43 @@ class VQVAEConfig:
         return cls(**settings)
 
 
+@dataclass
+class AudioVQVAEConfig(QuantizerConfig):
+    """Sizes of the sound autoencoder (and, inherited, its quantiser).
+
+    One code per audio token of ``frames_per_token`` log-mel frames, the same grouping as
+    :func:`omni_edu.modalities.frame_audio`: a discrete sound has as many tokens as a
+    continuous one.
+    """
+
+    n_mels: int = 32
+    frames_per_token: int = 4
+    channels: int = 128  # width of the convolutional stacks
+
+    @classmethod
+    def from_profile(cls, profile: Profile | str | None = None, **overrides) -> AudioVQVAEConfig:
+        """Sizes for a profile: its ``n_mels``, four frames per token (1/16 s)."""
+        if not isinstance(profile, Profile):
+            profile = get_profile(profile)
+        settings = {
+            "n_mels": profile.n_mels,
+            "channels": AUDIO_AUTOENCODER_CHANNELS.get(profile.name, 128),
+        }
+        settings.update(overrides)
+        return cls(**settings)
+
+
 class ResBlock(nn.Module):
-    def __init__(self, channels: int) -> None:
+    """``x + f(x)`` with a 3-wide and a 1-wide convolution, in 1-D (sound) or 2-D (pictures)."""
+
+    def __init__(self, channels: int, dims: int = 2) -> None:
         super().__init__()
+        conv = nn.Conv2d if dims == 2 else nn.Conv1d
         self.net = nn.Sequential(
             nn.ReLU(),
-            nn.Conv2d(channels, channels, 3, padding=1),
+            conv(channels, channels, 3, padding=1),
             nn.ReLU(),
-            nn.Conv2d(channels, channels, 1),
+            conv(channels, channels, 1),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -382,45 +463,77 @@ class ResBlock(nn.Module):
 
 @dataclass
 class VQVAEOutput:
-    recon: torch.Tensor  # (batch, 3, H, W)
+    recon: torch.Tensor  # the input's shape
     loss: torch.Tensor  # reconstruction + quantiser loss
     recon_loss: torch.Tensor
     quant: QuantizerOutput
 
 
-class VQVAE(nn.Module):
-    """Image ``(batch, 3, H, W)`` -> grid of codes ``(batch, h, w)`` -> image."""
+class QuantizedAutoencoder(nn.Module):
+    """encoder -> quantiser -> decoder, and the token interface of a tokenizer.
+
+    ``encode_to_indices(x) -> (batch, n_tokens)`` int64, ``decode_from_indices(ids) -> x``
+    and ``vocab_size``: all a language model needs to read and write a modality as code
+    ids. Subclasses supply ``encode`` (input -> ``(batch, *grid, code_dim)``), ``decode``
+    (the inverse), ``_check_input``, ``_grid`` (the code grid for ``n_tokens`` ids) and
+    ``output_range`` (where decoded values are clipped).
+    """
+
+    output_range: tuple[float, float]
+
+    def __init__(self, config: QuantizerConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.quantizer, self.code_dim = config.build_quantizer()
+
+    @property
+    def vocab_size(self) -> int | None:
+        """Number of distinct tokens (``None`` for the continuous autoencoder)."""
+        return getattr(self.quantizer, "codebook_size", None)
+
+    def forward(self, x: torch.Tensor) -> VQVAEOutput:
+        quant = self.quantizer(self.encode(x))
+        recon = self.decode(quant.z_q)
+        recon_loss = F.mse_loss(recon, x)
+        return VQVAEOutput(
+            recon=recon, loss=recon_loss + quant.loss, recon_loss=recon_loss, quant=quant
+        )
+
+    def _require_tokens(self) -> None:
+        if self.vocab_size is None:
+            raise ValueError("The continuous autoencoder (quantizer='none') has no token ids.")
+
+    @torch.no_grad()
+    def encode_to_indices(self, x: torch.Tensor) -> torch.Tensor:
+        """Input -> token ids ``(batch, n_tokens)`` int64, in the order of the code grid
+        (row by row for pictures, in time for sounds). Never changes the codebook."""
+        self._require_tokens()
+        return self.quantizer.indices(self.encode(x)).reshape(x.shape[0], -1)
+
+    @torch.no_grad()
+    def decode_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        """Token ids ``(batch, n_tokens)`` -> decoded input, clipped to ``output_range``."""
+        self._require_tokens()
+        if indices.dim() != 2:
+            raise ValueError(f"indices should be (batch, n_tokens); got {tuple(indices.shape)}.")
+        grid = self._grid(indices.shape[1])
+        codes = self.quantizer.lookup(indices.long()).reshape(indices.shape[0], *grid, -1)
+        return self.decode(codes).clamp(*self.output_range)
+
+
+class VQVAE(QuantizedAutoencoder):
+    """Image ``(batch, 3, H, W)`` in [0, 1] -> grid of codes ``(batch, h, w)`` -> image."""
+
+    output_range = (0.0, 1.0)
 
     def __init__(self, config: VQVAEConfig) -> None:
-        super().__init__()
         if config.image_size % 2**config.downsample:
             raise ValueError(
                 f"image_size {config.image_size} is not divisible by 2**downsample "
                 f"= {2**config.downsample}; pick a smaller downsample."
             )
-        self.config = config
-        c = config.channels
-        if config.quantizer == "vq":
-            code_dim = config.code_dim
-            self.quantizer: nn.Module = VectorQuantizer(
-                config.codebook_size,
-                code_dim,
-                beta=config.beta,
-                ema=config.ema,
-                decay=config.decay,
-                eps=config.eps,
-                dead_code_steps=config.dead_code_steps,
-                kmeans_init=config.kmeans_init,
-            )
-        elif config.quantizer == "fsq":
-            self.quantizer = FSQQuantizer(config.fsq_levels)
-            code_dim = len(config.fsq_levels)
-        elif config.quantizer == "none":
-            code_dim = config.code_dim
-            self.quantizer = IdentityQuantizer()
-        else:
-            raise ValueError(f"quantizer should be 'vq', 'fsq' or 'none'; got {config.quantizer!r}")
-        self.code_dim = code_dim
+        super().__init__(config)
+        c, code_dim = config.channels, self.code_dim
         down = [nn.Conv2d(3, c, 3, padding=1)]
         for _ in range(config.downsample):
             down += [nn.ReLU(), nn.Conv2d(c, c, 4, stride=2, padding=1)]
@@ -431,114 +544,112 @@ class VQVAE(nn.Module):
         self.decoder = nn.Sequential(*up, nn.ReLU(), nn.Conv2d(c, 3, 3, padding=1))
 
     @property
-    def vocab_size(self) -> int | None:
-        """Number of distinct tokens (``None`` for the continuous autoencoder)."""
-        return getattr(self.quantizer, "codebook_size", None)
-
-    @property
     def tokens_per_image(self) -> int:
         return self.config.grid_size**2
 
-    def _check_images(self, images: torch.Tensor) -> None:
+    def _check_input(self, images: torch.Tensor) -> None:
         size = self.config.image_size
         if images.dim() != 4 or tuple(images.shape[1:]) != (3, size, size):
             raise ValueError(
                 f"images should be (batch, 3, {size}, {size}); got {tuple(images.shape)}."
             )
 
+    def _grid(self, n_tokens: int) -> tuple[int, ...]:
+        g = self.config.grid_size
+        if n_tokens != g * g:
+            raise ValueError(
+                f"indices should be (batch, {g * g}) for a {g}x{g} code grid; "
+                f"got {n_tokens} tokens per image."
+            )
+        return (g, g)
+
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Continuous encoder output ``(batch, h, w, code_dim)`` (before quantisation)."""
-        self._check_images(images)
+        self._check_input(images)
         return self.encoder(images).permute(0, 2, 3, 1)
 
     def decode(self, z_q: torch.Tensor) -> torch.Tensor:
         """Codes ``(batch, h, w, code_dim)`` -> images ``(batch, 3, H, W)``."""
         return self.decoder(z_q.permute(0, 3, 1, 2))
 
-    def forward(self, images: torch.Tensor) -> VQVAEOutput:
-        quant = self.quantizer(self.encode(images))
-        recon = self.decode(quant.z_q)
-        recon_loss = F.mse_loss(recon, images)
-        return VQVAEOutput(
-            recon=recon, loss=recon_loss + quant.loss, recon_loss=recon_loss, quant=quant
+
+class AudioVQVAE(QuantizedAutoencoder):
+    """Log-mel frames ``(batch, frames, n_mels)`` -> one code per audio token -> frames.
+
+    An audio token is ``frames_per_token`` consecutive frames, grouped exactly as
+    :func:`~omni_edu.modalities.frame_audio` groups them. Each token is one position of
+    a 1-D convolutional stack; its 3-wide convolutions let a code see the neighbouring
+    tokens (a sound's onset or decay spans token boundaries).
+    """
+
+    output_range = (-1.0, 1.0)  # log-mel features: silence is -1, a full-scale tone about 1
+
+    def __init__(self, config: AudioVQVAEConfig) -> None:
+        super().__init__(config)
+        c, code_dim = config.channels, self.code_dim
+        width = config.frames_per_token * config.n_mels  # numbers in one audio token
+        self.encoder = nn.Sequential(
+            nn.Conv1d(width, c, 3, padding=1),
+            ResBlock(c, dims=1),
+            nn.ReLU(),
+            nn.Conv1d(c, code_dim, 1),
+        )
+        self.decoder = nn.Sequential(
+            nn.Conv1d(code_dim, c, 3, padding=1),
+            ResBlock(c, dims=1),
+            nn.ReLU(),
+            nn.Conv1d(c, width, 3, padding=1),
         )
 
-    @torch.no_grad()
-    def encode_to_indices(self, images: torch.Tensor) -> torch.Tensor:
-        """Images ``(batch, 3, H, W)`` -> token ids ``(batch, h * w)``, row by row."""
-        if self.vocab_size is None:
-            raise ValueError("The continuous autoencoder (quantizer='none') has no token ids.")
-        quant = self.quantizer(self.encode(images))
-        return quant.indices.reshape(images.shape[0], -1)
+    def tokens_per_clip(self, n_frames: int) -> int:
+        """Audio tokens of a clip of ``n_frames`` log-mel frames."""
+        return n_frames // self.config.frames_per_token
 
-    @torch.no_grad()
-    def decode_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
-        """Token ids ``(batch, h * w)`` -> images ``(batch, 3, H, W)`` clipped to ``[0, 1]``."""
-        if self.vocab_size is None:
-            raise ValueError("The continuous autoencoder (quantizer='none') has no token ids.")
-        g = self.config.grid_size
-        if indices.dim() != 2 or indices.shape[1] != g * g:
+    def _check_input(self, mels: torch.Tensor) -> None:
+        k, n_mels = self.config.frames_per_token, self.config.n_mels
+        if mels.dim() != 3 or mels.shape[2] != n_mels or mels.shape[1] % k:
             raise ValueError(
-                f"indices should be (batch, {g * g}) for a {g}x{g} code grid; "
-                f"got {tuple(indices.shape)}."
+                f"mels should be (batch, frames, {n_mels}) with frames a multiple of "
+                f"{k} (frames per token); got {tuple(mels.shape)}."
             )
-        codes = self.quantizer.lookup(indices.long()).reshape(indices.shape[0], g, g, -1)
-        return self.decode(codes).clamp(0, 1)
 
+    def _grid(self, n_tokens: int) -> tuple[int, ...]:
+        if n_tokens < 1:
+            raise ValueError("indices should hold at least one audio token per clip.")
+        return (n_tokens,)
 
-def train_autoencoder(
-    model: VQVAE,
-    images: torch.Tensor,
-    steps: int,
-    batch_size: int = 32,
-    lr: float = 2e-3,
-    seed: int = 0,
-    progress: bool = True,
-) -> dict[str, list[float]]:
-    """Train ``model`` on ``images`` ``(n, 3, H, W)`` with Adam; return the curves.
+    def encode(self, mels: torch.Tensor) -> torch.Tensor:
+        """Continuous encoder output ``(batch, n_tokens, code_dim)`` (before quantisation)."""
+        self._check_input(mels)
+        tokens = frame_audio(mels, self.config.frames_per_token)  # (batch, T, k * n_mels)
+        return self.encoder(tokens.transpose(1, 2)).transpose(1, 2)
 
-    The history holds, per step: ``loss``, ``recon`` (pixel MSE), ``perplexity`` and
-    ``usage`` (fraction of the codebook used in the batch; NaN without a codebook).
-    """
-    generator = torch.Generator().manual_seed(seed)
-    device = next(model.parameters()).device
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=lr)
-    history: dict[str, list[float]] = {"loss": [], "recon": [], "perplexity": [], "usage": []}
-    model.train()
-    for _ in tqdm(range(steps), desc="autoencoder", disable=not progress, leave=False):
-        batch = images[torch.randint(len(images), (batch_size,), generator=generator)]
-        out = model(batch.to(device))
-        optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        optimizer.step()
-        history["loss"].append(out.loss.item())
-        history["recon"].append(out.recon_loss.item())
-        history["perplexity"].append(out.quant.perplexity)
-        history["usage"].append(out.quant.usage)
-    model.eval()
-    return history
+    def decode(self, z_q: torch.Tensor) -> torch.Tensor:
+        """Codes ``(batch, n_tokens, code_dim)`` -> mels ``(batch, n_tokens * k, n_mels)``."""
+        tokens = self.decoder(z_q.transpose(1, 2)).transpose(1, 2)
+        return unframe_audio(tokens, self.config.frames_per_token)
 
 
 @torch.no_grad()
 def evaluate_autoencoder(
-    model: VQVAE, images: torch.Tensor, batch_size: int = 256
+    model: QuantizedAutoencoder, data: torch.Tensor, batch_size: int = 256
 ) -> dict[str, float]:
-    """Reconstruction MSE and codebook use of ``model`` over ``images`` ``(n, 3, H, W)``.
+    """Reconstruction MSE and codebook use of ``model`` over ``data`` (pictures
+    ``(n, 3, H, W)`` or log-mel clips ``(n, frames, n_mels)``).
 
-    Returns ``recon_mse`` (mean squared pixel error), ``usage`` (fraction of codes used
-    at least once) and ``perplexity`` (effective number of codes) over the whole set.
+    Returns ``recon_mse`` (mean squared error per value), ``usage`` (fraction of codes
+    used at least once) and ``perplexity`` (effective number of codes) over the whole set.
     """
     model.eval()
     device = next(model.parameters()).device
     errors, all_indices = [], []
-    for start in range(0, len(images), batch_size):
-        batch = images[start : start + batch_size].to(device)
+    for start in range(0, len(data), batch_size):
+        batch = data[start : start + batch_size].to(device)
         out = model(batch)
-        errors.append(F.mse_loss(out.recon, batch, reduction="sum").item())
+        errors.append(F.mse_loss(out.recon.float(), batch, reduction="sum").item())
         if out.quant.indices is not None:
             all_indices.append(out.quant.indices.reshape(-1).cpu())
-    result = {"recon_mse": sum(errors) / images.numel()}
+    result = {"recon_mse": sum(errors) / data.numel()}
     if all_indices:
         usage, perplexity = codebook_usage(torch.cat(all_indices), model.vocab_size)
         result.update(usage=usage, perplexity=perplexity)

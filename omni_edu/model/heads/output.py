@@ -1,0 +1,145 @@
+"""The output heads of OmniLM: how a hidden state becomes the next token of a modality.
+
+The decoder gives one hidden state ``(d_model,)`` per position. What turns it into the
+next token depends on what a token *is*:
+
+* a word or a VQ code id - a finite vocabulary: a linear map to logits and a softmax
+  (:class:`CodeHead` for image/audio codes; the text head is the same idea, tied to the
+  text embedding table); sampled with :func:`sample_token`;
+* a continuous patch or audio frame - a vector: a **regression** head predicts it directly
+  with mean squared error (:class:`LinearHead`, or the MLP
+  :class:`~omni_edu.model.heads.flow.RegressionHead`), which gives the conditional
+  *mean*; a **flow** head (:class:`~omni_edu.model.heads.flow.FlowHead`) learns to turn
+  noise into a token, which gives a *sample*.
+
+Every head has the same two methods, so OmniLM can swap them: ``loss(target, cond)``
+(the mean loss of targets given hidden states ``(n, d_model)``) and ``sample(cond,
+**options)`` (one token per hidden state). ``discrete`` says whether targets are code ids.
+:func:`build_head` makes a head by name; lesson 04 races them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from omni_edu.model.heads.flow import FlowHead, FlowHeadConfig, RegressionHead
+
+HEAD_KINDS = ("linear", "regression", "flow", "codes")
+
+
+def sample_token(
+    logits: Tensor,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Pick one token per row of ``logits`` ``(n, vocab)``; returns ids ``(n,)``.
+
+    ``temperature=0`` is greedy (the most likely token). Otherwise the logits are divided
+    by the temperature (below 1 sharpens, above 1 flattens) and, with ``top_k``, every
+    token outside the ``k`` most likely is ruled out before sampling.
+    """
+    if logits.dim() != 2:
+        raise ValueError(f"logits should be (n, vocab); got {tuple(logits.shape)}.")
+    if temperature < 0:
+        raise ValueError(f"temperature should be >= 0 (0 = greedy); got {temperature}.")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k should be a positive number of tokens or None; got {top_k}.")
+    if temperature == 0 or top_k == 1:
+        return logits.argmax(dim=-1)
+    logits = logits.float() / temperature
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth_best = logits.topk(top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth_best, float("-inf"))
+    probs = logits.softmax(dim=-1).cpu()  # sample on the CPU: same draws on any device
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1).to(logits.device)
+
+
+class LinearHead(nn.Module):
+    """The simplest continuous head: a linear map from hidden state to token, MSE loss.
+
+    It predicts the conditional mean of the token: sharp where the decoder is sure,
+    a blurry average where several tokens are likely.
+    """
+
+    discrete = False
+
+    def __init__(self, d_model: int, token_dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(d_model, token_dim)
+
+    def loss(self, x: Tensor, cond: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Mean squared error of the prediction from ``cond`` ``(n, d_model)`` to ``x``."""
+        return F.mse_loss(self.proj(cond), x)
+
+    def sample(self, cond: Tensor, **ignored: object) -> Tensor:
+        """The prediction ``(..., token_dim)`` for hidden states ``(..., d_model)``
+        (sampling options of other heads are ignored: there is nothing to sample)."""
+        return self.proj(cond)
+
+
+class CodeHead(nn.Module):
+    """Discrete media tokens: logits over a tokenizer's ``vocab_size`` codes, cross-entropy.
+
+    Exactly the text head's recipe, for the code ids of lesson 03's VQ tokenizer.
+    """
+
+    discrete = True
+
+    def __init__(self, d_model: int, vocab_size: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(d_model, vocab_size, bias=False)
+
+    def loss(self, ids: Tensor, cond: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Cross-entropy of code ids ``(n,)`` given hidden states ``(n, d_model)``."""
+        return F.cross_entropy(self.proj(cond), ids)
+
+    def sample(
+        self,
+        cond: Tensor,
+        temperature: float = 0.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+        **ignored: object,
+    ) -> Tensor:
+        """One code id per hidden state ``(n, d_model)`` -> ``(n,)`` (greedy by default;
+        options of continuous heads such as ``steps`` are ignored)."""
+        return sample_token(self.proj(cond), temperature, top_k, generator)
+
+
+def build_head(
+    kind: str,
+    d_model: int,
+    token_dim: int = 0,
+    vocab_size: int = 0,
+    flow: FlowHeadConfig | None = None,
+) -> nn.Module:
+    """An output head by name.
+
+    Args:
+        kind: ``"linear"`` (linear regression, MSE), ``"regression"`` (the flow head's MLP
+            trained with MSE: the baseline of equal size), ``"flow"`` (per-token flow
+            matching) or ``"codes"`` (softmax over ``vocab_size`` tokenizer codes).
+        d_model: width of the hidden states the head reads.
+        token_dim: width of a continuous token (patch or audio frame features).
+        vocab_size: codes of the tokenizer, for ``"codes"``.
+        flow: network sizes, data scale and sampling steps of the ``"regression"`` and
+            ``"flow"`` heads; ``token_dim`` and ``cond_dim`` are taken from the arguments.
+    """
+    if kind not in HEAD_KINDS:
+        raise ValueError(f"an output head is one of {HEAD_KINDS}; got {kind!r}.")
+    if kind == "codes":
+        if vocab_size < 1:
+            raise ValueError("a 'codes' head needs the tokenizer's vocab_size (codebook size).")
+        return CodeHead(d_model, vocab_size)
+    if token_dim < 1:
+        raise ValueError(f"a {kind!r} head needs token_dim >= 1; got {token_dim}.")
+    if kind == "linear":
+        return LinearHead(d_model, token_dim)
+    flow = flow or FlowHeadConfig(token_dim=token_dim, cond_dim=d_model)
+    config = replace(flow, token_dim=token_dim, cond_dim=d_model)
+    return FlowHead(config) if kind == "flow" else RegressionHead(config)
