@@ -1,14 +1,17 @@
-"""Attribute classifier: reads real OmniWorld pictures far above chance."""
+"""Judges: read real OmniWorld pictures and sounds far above chance; cached per profile."""
 
 import pytest
 import torch
 
 from omni_edu.data import OmniWorld
-from omni_edu.evaluate_images import (
+from omni_edu.judges import (
     attribute_accuracy,
+    attribute_scores,
     chance_accuracy,
     frechet_distance,
+    judges,
     train_attribute_classifier,
+    train_audio_classifier,
 )
 
 
@@ -42,3 +45,27 @@ def test_classifier_reads_real_pictures():
     assert frechet_distance(classifier, blurred, test.images) == pytest.approx(
         frechet_distance(classifier, test.images, blurred), rel=1e-3
     )
+
+
+def test_sound_judge_reads_real_sounds_and_scores_per_example():
+    world = OmniWorld("train", seed=0, n_objects=1)
+    real, held = world.sample(512, seed=0), world.sample(128, seed=1)
+    judge = train_audio_classifier(real.mels, real.attributes, steps=60, progress=False)
+    accuracy = attribute_accuracy(judge, held.mels, held.attributes)
+    assert accuracy["mean"] > 0.6
+    per_example = attribute_scores(judge, held.mels, held.attributes)
+    assert per_example.shape == (128,)
+    assert set(per_example.unique().tolist()) <= {0.0, 0.25, 0.5, 0.75, 1.0}
+    assert per_example.mean().item() == pytest.approx(accuracy["mean"])
+
+
+def test_judges_are_trained_once_then_loaded(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMNI_CACHE_DIR", str(tmp_path))
+    first = judges("gpu-dry", verbose=False)  # gpu shapes, tiny budget: fast
+    assert first.status == "trained" and set(first.extra) == {"image_on_real", "audio_on_real"}
+    again = judges("gpu-dry", verbose=False)
+    assert again.status == "loaded" and again.extra == first.extra
+    for a, b in zip(first.model.parameters(), again.model.parameters(), strict=True):
+        assert torch.equal(a.cpu(), b.cpu())
+    big = torch.rand(2, 3, 32, 32)  # the gpu profile's pictures
+    assert again.model.image.predict(big).shape == (2, 4)
