@@ -1,26 +1,16 @@
-"""Tests of the shared plots, the live loss plot and the attention explorer."""
+"""Tests of the shared plots and the live loss plot (attention: test_attention_viz.py)."""
 
 import matplotlib
 
 matplotlib.use("Agg")
 
-import ipywidgets
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
 from matplotlib.container import BarContainer
-from matplotlib.figure import Figure
 
-from omni_edu.modalities import PAD, Modality
-from omni_edu.viz import attention, live
-from omni_edu.viz.attention import (
-    attention_figure,
-    attention_widget,
-    cross_modal_attention_mass,
-    default_token_labels,
-    explore_attention,
-)
+from omni_edu.viz import live
 from omni_edu.viz.plots import (
     bar_chart,
     format_table,
@@ -31,8 +21,6 @@ from omni_edu.viz.plots import (
     show_table,
     table_html,
 )
-
-TXT, IMG = Modality.TEXT, Modality.IMAGE
 
 
 @pytest.fixture(autouse=True)
@@ -153,99 +141,3 @@ def test_live_plot_updates_one_display_in_place(monkeypatch):
     assert [kind for kind, _ in shown] == ["display", "update"]
     assert shown[0][1].data[:4] == b"\x89PNG"
     assert plt.get_fignums() == []  # the live figure never enters pyplot
-
-
-# -------------------------------------------------------------------------- attention
-def hand_attention() -> tuple[np.ndarray, list[int]]:
-    """One layer, two heads, tokens [text, image, image, text]; causal rows summing to 1."""
-    head0 = [[1, 0, 0, 0], [0.5, 0.5, 0, 0], [0.2, 0.3, 0.5, 0], [0.1, 0.2, 0.3, 0.4]]
-    head1 = [[1, 0, 0, 0], [0.3, 0.7, 0, 0], [0, 0.5, 0.5, 0], [0.4, 0.1, 0.1, 0.4]]
-    return np.array([[head0, head1]]), [TXT, IMG, IMG, TXT]
-
-
-def test_cross_modal_attention_mass_on_a_hand_case():
-    attn, mods = hand_attention()
-    mass = cross_modal_attention_mass(attn, mods)
-    # text queries (0, 3): image mass 0 and 0.5 in head 0, 0 and 0.2 in head 1
-    assert mass["text->image"] == pytest.approx((0 + 0.5 + 0 + 0.2) / 4)
-    assert mass["text->text"] == pytest.approx(1 - 0.175)
-    # image queries (1, 2): text mass 0.5, 0.2 (head 0) and 0.3, 0 (head 1)
-    assert mass["image->text"] == pytest.approx((0.5 + 0.2 + 0.3 + 0) / 4)
-    assert mass["image->image"] == pytest.approx(0.75)
-    assert set(mass) == {"text->text", "text->image", "image->text", "image->image"}
-    assert cross_modal_attention_mass(attn, mods, head=0)["text->image"] == pytest.approx(0.25)
-    assert cross_modal_attention_mass(torch.tensor(attn), torch.tensor(mods), layer=0) == mass
-    per_layer = [torch.tensor(attn[0])[None]]  # what a decoder returns for a batch of one
-    assert cross_modal_attention_mass(per_layer, mods) == mass
-
-
-def test_uniform_attention_mass_is_the_chance_level():
-    attn, mods = hand_attention()
-    chance = cross_modal_attention_mass(attn, mods, uniform=True)
-    # query 3 sees 4 keys, 2 of them image; query 0 sees only itself
-    assert chance["text->image"] == pytest.approx((0 + 0.5 + 0 + 0.5) / 4)
-    # query 1 sees 2 keys (1 text); query 2 sees 3 in head 0 (1 text), 2 in head 1 (0 text)
-    assert chance["image->text"] == pytest.approx((0.5 + 1 / 3 + 0.5 + 0) / 4)
-
-
-def test_padding_is_left_out_of_the_mass():
-    attn = np.array([[1.0, 0, 0], [0.25, 0.75, 0], [0, 0, 1.0]])  # (T, T) is accepted
-    mass = cross_modal_attention_mass(attn, [TXT, Modality.AUDIO, PAD])
-    assert mass == pytest.approx(
-        {"text->text": 1.0, "text->audio": 0.0, "audio->text": 0.25, "audio->audio": 0.75}
-    )
-
-
-def test_attention_inputs_are_checked():
-    attn, mods = hand_attention()
-    with pytest.raises(ValueError, match="pick one sequence"):
-        cross_modal_attention_mass(attn[None], mods)
-    with pytest.raises(ValueError, match=r"modality_ids should be \(4,\)"):
-        cross_modal_attention_mass(attn, mods[:3])
-    with pytest.raises(ValueError, match="head should be in"):
-        cross_modal_attention_mass(attn, mods, head=2)
-
-
-def test_attention_figure_bars_titles_and_legend():
-    attn, mods = hand_attention()
-    fig = attention_figure(attn, mods, labels=["a", "cat", "pic", "is"], query=2, head=0)
-    bars_ax, map_ax = fig.axes[0], fig.axes[1]
-    assert "Query 2 'pic' (image)" in bars_ax.get_title() and "head 0" in bars_ax.get_title()
-    assert bars_ax.get_xlabel() and bars_ax.get_ylabel()
-    assert map_ax.get_title() and map_ax.get_xlabel() == "key position"
-    heights = [p.get_height() for p in bars_ax.patches[:3]]  # keys 0..2 (the query's past)
-    assert heights == pytest.approx([0.2, 0.3, 0.5])
-    colors = [p.get_facecolor() for p in bars_ax.patches[:3]]
-    assert colors[1] == colors[2] != colors[0]  # coloured by modality
-    legend = [t.get_text() for t in bars_ax.get_legend().get_texts()]
-    assert legend == ["text: 0.20", "image: 0.80"]
-    assert [t.get_text() for t in bars_ax.get_xticklabels()] == ["a", "cat", "pic"]
-
-
-def test_default_labels_and_static_fallback():
-    attn, mods = hand_attention()
-    assert default_token_labels(mods) == ["T0", "I1", "I2", "T3"]
-    fig = explore_attention(attn, mods)  # not in a notebook: the static figure
-    assert isinstance(fig, Figure) and "mean of heads" in fig.axes[0].get_title()
-
-
-def test_attention_widget_builds_headless_and_redraws(monkeypatch):
-    drawn = []
-    monkeypatch.setattr(attention, "figure_png", lambda fig: drawn.append(fig) or b"")
-    attn, mods = hand_attention()
-    box = attention_widget(np.concatenate([attn, attn]), mods)  # two layers
-    controls, query, out = box.children
-    layer, head = controls.children
-    assert isinstance(out, ipywidgets.Output)
-    assert (query.min, query.max, query.value) == (0, 3, 3)
-    assert [label for label, _ in layer.options] == ["mean of layers", "layer 0", "layer 1"]
-    assert [value for _, value in head.options] == [-1, 0, 1]
-    query.value = 1  # every change redraws; errors would surface here
-    head.value = 1
-    titles = [fig.axes[0].get_title() for fig in drawn]
-    assert titles == [
-        "Query 3 'T3' (text), mean of layers, mean of heads",
-        "Query 1 'I1' (image), mean of layers, mean of heads",
-        "Query 1 'I1' (image), mean of layers, head 1",
-    ]
-    assert plt.get_fignums() == []  # each drawn figure is closed again

@@ -5,11 +5,13 @@ All functions take the attention maps of *one* sequence as ``(layers, heads, T, 
 per-layer ``(heads, T, T)`` or ``(1, heads, T, T)`` maps, plus the modality id of every
 token ``(T,)`` (``TEXT=0, IMAGE=1, AUDIO=2``, ``PAD=-1``).
 
+* :func:`attention_mass` - per chosen query, how much attention it pays to the keys of
+  each modality (the chance level too);
 * :func:`cross_modal_attention_mass` - a number: how much attention the queries of one
   modality pay to the keys of another;
 * :func:`attention_figure` - a static matplotlib figure for one query;
-* :func:`explore_attention` - sliders and drop-downs over queries, layers and heads in a
-  notebook, the static figure anywhere else.
+* :func:`explore_attention` - drop-downs over queries (picked by their token), layers and
+  heads in a notebook, the static figure anywhere else.
 """
 
 from __future__ import annotations
@@ -86,6 +88,66 @@ def default_token_labels(modality_ids: Any) -> list[str]:
     return [f"{MODALITY_NAMES[int(k)][0].upper()}{i}" for i, k in enumerate(m)]
 
 
+def _layers_heads(a: np.ndarray, layer: int | None, head: int | None) -> np.ndarray:
+    """Keep one layer and/or head (as length-1 axes) or all of them."""
+    _check_index(layer, a.shape[0], "layer")
+    _check_index(head, a.shape[1], "head")
+    if layer is not None:
+        a = a[[layer]]
+    if head is not None:
+        a = a[:, [head]]
+    return a
+
+
+def _uniform(a: np.ndarray) -> np.ndarray:
+    """Each row's weight spread evenly over the keys it *may* attend to (weight > 0)."""
+    visible = (a > 0).astype(np.float64)
+    return visible / np.maximum(visible.sum(axis=-1, keepdims=True), 1.0)
+
+
+def attention_mass(
+    attn: Any,
+    modality_ids: Any,
+    queries: Any,
+    layer: int | None = None,
+    head: int | None = None,
+    uniform: bool = False,
+) -> dict[str, np.ndarray]:
+    """How much weight each chosen query puts on the keys of each modality.
+
+    ``result["image"][j]`` is the total weight that query ``queries[j]`` gives to image
+    keys, averaged over heads and layers (or only ``layer``/``head`` when given). For one
+    query the values sum to 1 over the modalities present (padding keys aside).
+
+    With ``uniform=True`` each query spreads its weight evenly over the keys it *may*
+    attend to (weight > 0): the chance level, the share of visible keys of each modality.
+
+    Args:
+        attn: ``(layers, heads, T, T)`` attention weights of one sequence.
+        modality_ids: ``(T,)`` modality id per token.
+        queries: query positions ``(n,)`` (ints), or a ``(T,)`` bool mask.
+
+    Returns:
+        ``{modality name: (n,) masses}`` for every modality present in ``modality_ids``.
+    """
+    a = _layers_heads(_attention_array(attn), layer, head)
+    n_tokens = a.shape[-1]
+    m = _modality_array(modality_ids, n_tokens)
+    q = to_numpy(queries).reshape(-1)
+    if q.dtype == np.bool_:
+        if q.shape != (n_tokens,):
+            raise ValueError(f"a query mask should be ({n_tokens},); got {tuple(q.shape)}.")
+        q = np.flatnonzero(q)
+    q = q.astype(np.int64)
+    if q.size and not (0 <= q.min() and q.max() < n_tokens):
+        raise ValueError(f"queries should be positions in [0, {n_tokens}); got {q.tolist()}.")
+    rows = a[:, :, q, :]  # (layers, heads, n, T)
+    if uniform:
+        rows = _uniform(rows)
+    present = [k for k in sorted(set(m.tolist())) if k != PAD]
+    return {MODALITY_NAMES[k]: rows[..., m == k].sum(axis=-1).mean(axis=(0, 1)) for k in present}
+
+
 def cross_modal_attention_mass(
     attn: Any,
     modality_ids: Any,
@@ -110,22 +172,11 @@ def cross_modal_attention_mass(
     """
     a = _attention_array(attn)
     m = _modality_array(modality_ids, a.shape[-1])
-    _check_index(layer, a.shape[0], "layer")
-    _check_index(head, a.shape[1], "head")
-    if layer is not None:
-        a = a[[layer]]
-    if head is not None:
-        a = a[:, [head]]
-    if uniform:
-        visible = (a > 0).astype(np.float64)
-        a = visible / np.maximum(visible.sum(axis=-1, keepdims=True), 1.0)
-    present = [k for k in sorted(set(m.tolist())) if k != PAD]
     result = {}
-    for q in present:
-        rows = a[:, :, m == q, :]  # (layers, heads, queries of modality q, T)
-        for k in present:
-            mass = rows[..., m == k].sum(axis=-1)  # weight on keys of modality k, per query
-            result[f"{MODALITY_NAMES[q]}->{MODALITY_NAMES[k]}"] = float(mass.mean())
+    for q in [k for k in sorted(set(m.tolist())) if k != PAD]:
+        mass = attention_mass(a, m, m == q, layer, head, uniform)
+        for key, values in mass.items():
+            result[f"{MODALITY_NAMES[q]}->{key}"] = float(values.mean())
     return result
 
 
@@ -207,11 +258,30 @@ def attention_figure(
     return fig
 
 
-def attention_widget(attn: Any, modality_ids: Any, labels: Sequence[str] | None = None) -> Any:
+def query_options(labels: Sequence[str]) -> list[tuple[str, int]]:
+    """The query menu: one ``("12: red", 12)`` entry per position, in sequence order.
+
+    The learner picks a query by its token; the position in front keeps equal words
+    apart (the same word can sit in two captions of one document).
+    """
+    return [(f"{i}: {label}", i) for i, label in enumerate(labels)]
+
+
+def attention_widget(
+    attn: Any,
+    modality_ids: Any,
+    labels: Sequence[str] | None = None,
+    query: int = -1,
+) -> Any:
     """The interactive explorer as an ipywidgets box (built even without a display).
 
-    Uses only ``Dropdown``, ``IntSlider``, ``HBox``/``VBox`` and ``interactive_output``,
-    which behave the same on ipywidgets 7.7 (Colab) and 8.x (JupyterLab 4).
+    The query is chosen from a drop-down of ``"position: token"`` entries (see
+    :func:`query_options`), the layer and head from two more; ``query`` is the one shown
+    first (negative counts from the end). Uses only ``Dropdown``, ``HBox``/``VBox``,
+    ``Layout`` and ``interactive_output``, which behave the same on ipywidgets 7.7
+    (Colab) and 8.x (JupyterLab 4).
+
+    Returns ``VBox([HBox([query, layer, head]), output])``.
     """
     import ipywidgets as widgets
     from IPython.display import Image, display
@@ -220,26 +290,31 @@ def attention_widget(attn: Any, modality_ids: Any, labels: Sequence[str] | None 
     n_layers, n_heads, n_tokens, _ = a.shape
     m = _modality_array(modality_ids, n_tokens)
     labels = list(labels) if labels is not None else default_token_labels(m)
+    if len(labels) != n_tokens:
+        raise ValueError(f"got {len(labels)} labels for {n_tokens} tokens; give one per token.")
+    if not -n_tokens <= query < n_tokens:
+        raise ValueError(f"query should be a position in [0, {n_tokens}); got {query}.")
     mean = -1  # a Dropdown value of None means "nothing selected", so -1 stands for "mean"
+    query_menu = widgets.Dropdown(
+        options=query_options(labels),
+        value=query % n_tokens,
+        description="query",
+        layout=widgets.Layout(width="16em"),
+    )
     layer = widgets.Dropdown(
         options=[("mean of layers", mean)] + [(f"layer {i}", i) for i in range(n_layers)],
         value=mean,
         description="layer",
+        layout=widgets.Layout(width="16em"),
     )
     head = widgets.Dropdown(
         options=[("mean of heads", mean)] + [(f"head {i}", i) for i in range(n_heads)],
         value=mean,
         description="head",
-    )
-    query = widgets.IntSlider(
-        value=n_tokens - 1,
-        min=0,
-        max=n_tokens - 1,
-        description="query",
-        continuous_update=False,  # redraw when the slider is released, not on every pixel
+        layout=widgets.Layout(width="16em"),
     )
 
-    def draw(layer: int, head: int, query: int) -> None:
+    def draw(query: int, layer: int, head: int) -> None:
         fig = attention_figure(
             a,
             m,
@@ -252,18 +327,24 @@ def attention_widget(attn: Any, modality_ids: Any, labels: Sequence[str] | None 
         display(Image(data=figure_png(fig), format="png"))
         plt.close(fig)
 
-    out = widgets.interactive_output(draw, {"layer": layer, "head": head, "query": query})
-    return widgets.VBox([widgets.HBox([layer, head]), query, out])
+    out = widgets.interactive_output(draw, {"query": query_menu, "layer": layer, "head": head})
+    return widgets.VBox([widgets.HBox([query_menu, layer, head]), out])
 
 
-def explore_attention(attn: Any, modality_ids: Any, labels: Sequence[str] | None = None) -> Any:
+def explore_attention(
+    attn: Any,
+    modality_ids: Any,
+    labels: Sequence[str] | None = None,
+    query: int = -1,
+) -> Any:
     """Interactive explorer in a notebook; the static :func:`attention_figure` elsewhere.
 
+    ``query``: the position shown first (the learner then picks others by their token).
     Leave the call as the last line of a cell so the widget is displayed.
     """
     if in_notebook():
         try:
-            return attention_widget(attn, modality_ids, labels)
+            return attention_widget(attn, modality_ids, labels, query=query)
         except ImportError:
             pass  # no ipywidgets: fall back to the static figure below
-    return attention_figure(attn, modality_ids, labels)
+    return attention_figure(attn, modality_ids, labels, query=query)
