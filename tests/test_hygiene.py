@@ -50,3 +50,17 @@ def test_committed_notebooks_are_clean():
         if hygiene.problems(p)
     }
     assert not dirty, f"run `python -m omni_edu.tools.hygiene`: {dirty}"
+
+
+def test_hygiene_rewrites_an_old_set_up_cell_to_the_current_one(tmp_path):
+    from omni_edu.tools.colab import SETUP_MARKER, setup_cell_source
+
+    nb = build_notebook([("code", "print('hi')")])
+    nb["cells"][0]["source"] = [f"{SETUP_MARKER}: an older version\n", "import sys\n"]
+    path = tmp_path / "nb.ipynb"
+    write_notebook(nb, path)
+    assert hygiene.problems(path)  # out of date counts as dirty
+    hygiene.main([str(tmp_path)])
+    first = read_notebook(path)["cells"][0]
+    assert "".join(first["source"]) == setup_cell_source()
+    assert hygiene.problems(path) == []

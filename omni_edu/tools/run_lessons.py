@@ -1,0 +1,616 @@
+"""Run the lessons in a chosen profile: executed notebooks, figures, timings, the site.
+
+One runner serves four jobs:
+
+* **Check** every lesson in a profile (the gpu-size dry run of the tests, the GPU check
+  script): each notebook runs top to bottom in a fresh kernel; a failure names the cell and
+  the error.
+* **Measure** each lesson: wall time, peak memory (RSS, and CUDA memory on a GPU), and the
+  model FLOPs utilisation (MFU) of its training, from :func:`omni_edu.train.run_stats`,
+  read from the kernel by a cell the runner appends (and removes again from the saved
+  notebook).
+* **Record** the figures lessons report (:mod:`omni_edu.report` appends them to the file
+  named by ``OMNI_FIGURES``) and, with ``--readme``, write them into README.md between
+  ``<!-- figures:start -->`` and ``<!-- figures:end -->`` with the profile and the machine.
+* **Render** the course as a static site (``site``): the executed lessons, with their
+  figures, through Sphinx and myst-nb, offline; then check that every lesson is there and
+  that no internal link is broken.
+
+Usage::
+
+    python -m omni_edu.tools.run_lessons run --profile ci --out runs/ci --json runs/ci.json
+    python -m omni_edu.tools.run_lessons run --profile ci --readme      # refresh README figures
+    python -m omni_edu.tools.run_lessons site --profile ci              # docs/_build/html
+    python -m omni_edu.tools.run_lessons check-site docs/_build/html
+
+The tools it needs (nbclient, ipykernel; Sphinx and myst-nb for ``site``) come with the
+``dev`` and ``docs`` extras; they are imported only when used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import html.parser
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from omni_edu.report import FIGURES_ENV
+from omni_edu.tools.notebook_io import cell_source, iter_notebooks
+
+ROOT = Path(__file__).resolve().parents[2]
+STATS_MARKER = "OMNI_LESSON_STATS "
+FIGURES_START, FIGURES_END = "<!-- figures:start -->", "<!-- figures:end -->"
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+
+# Appended to each notebook before it runs, removed from the saved copy. It prints what the
+# kernel trained (omni_edu.train.run_stats: steps, seconds inside fit(), estimated FLOPs)
+# and the memory it peaked at, on one line the runner parses.
+STATS_CELL = f"""\
+import json as _json
+import resource as _resource
+import sys as _sys
+
+import torch as _torch
+
+from omni_edu.profiles import amp_dtype as _amp_dtype
+from omni_edu.train import run_stats as _run_stats
+
+_stats = dict(_run_stats())
+_rss = _resource.getrusage(_resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+_stats["peak_rss_mib"] = _rss / (2**20 if _sys.platform == "darwin" else 2**10)
+_stats["device"], _stats["dtype"] = "cpu", "fp32"
+if _torch.cuda.is_available() and _torch.cuda.is_initialized():
+    _stats["device"] = _torch.cuda.get_device_name(0)
+    _stats["peak_cuda_mib"] = _torch.cuda.max_memory_allocated() / 2**20
+    _stats["dtype"] = {{_torch.bfloat16: "bf16", _torch.float16: "fp16"}}.get(
+        _amp_dtype(_torch.device("cuda")), "fp32"
+    )
+print("{STATS_MARKER}" + _json.dumps(_stats))
+"""
+
+
+@dataclass
+class LessonRun:
+    """What running one notebook gave."""
+
+    notebook: str
+    ok: bool
+    wall_s: float
+    error: str | None = None  # the failing cell and its error, when not ok
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------ the machine
+def machine_info() -> dict[str, Any]:
+    """CPU model, cores, RAM, GPU and versions: what a measured number depends on."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        ram_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError, AttributeError):
+        ram_gib = None
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "ram_gib": ram_gib,
+        "gpu": gpu,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def describe_machine(machine: dict[str, Any]) -> str:
+    """One line, e.g. ``"AMD EPYC 7B13, 2 cores, 8.0 GiB RAM, no GPU, torch 2.13.0"``."""
+    gpu = machine.get("gpu") or "no GPU"
+    return (
+        f"{machine['cpu']}, {machine['cores']} cores, {machine['ram_gib']} GiB RAM, {gpu}, "
+        f"torch {machine['torch']}"
+    )
+
+
+def datasheet_peak(device: str, dtype: str) -> float | None:
+    """Peak dense FLOP/s of ``device`` (a CUDA device name) in ``dtype`` from the datasheet
+    table in :mod:`omni_edu.cost`, or ``None`` for a device the table does not hold."""
+    from omni_edu.cost import DEVICES
+
+    for key, preset in DEVICES.items():
+        if re.search(rf"\b{re.escape(key)}\b", device, flags=re.IGNORECASE):
+            return preset.peak_flops.get(dtype)
+    return None
+
+
+def add_mfu(stats: dict[str, Any], measured_peak: float | None = None) -> dict[str, Any]:
+    """Add achieved FLOP/s and MFU to a lesson's stats (in place; returns them).
+
+    MFU = estimated training FLOPs / seconds inside ``fit()`` / the device's peak: the
+    datasheet's for the device and dtype when :mod:`omni_edu.cost` has it, else
+    ``measured_peak`` (a large matmul timed on this device), else none (MFU ``None``).
+    """
+    seconds, flops = stats.get("seconds", 0.0), stats.get("flops", 0.0)
+    achieved = flops / seconds if seconds > 0 and flops > 0 else None
+    peak = datasheet_peak(stats.get("device", ""), stats.get("dtype", "fp32"))
+    source = "datasheet" if peak else None
+    if peak is None and measured_peak:
+        peak, source = measured_peak, "measured matmul"
+    stats["achieved_flops_per_s"] = achieved
+    stats["peak_flops_per_s"], stats["peak_source"] = peak, source
+    stats["mfu"] = achieved / peak if achieved and peak else None
+    return stats
+
+
+# ------------------------------------------------------------------------- running notebooks
+def _current_env_kernel_manager() -> Any:
+    """A kernel manager whose ``python3`` kernel is this interpreter (as nbval's
+    ``--nbval-current-env``), whatever kernel specs the machine has installed."""
+    import ipykernel.kernelspec
+    from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+    from jupyter_client.manager import KernelManager
+
+    class CurrentEnv(KernelSpecManager):
+        def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
+            return KernelSpec(
+                resource_dir=ipykernel.kernelspec.RESOURCES,
+                **ipykernel.kernelspec.get_kernel_dict(),
+            )
+
+    return KernelManager(kernel_name="python3", kernel_spec_manager=CurrentEnv())
+
+
+def _strip_ansi(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+def describe_failure(nb: dict[str, Any], fallback: str) -> str:
+    """The first cell whose output is an error: its number, first lines and traceback."""
+    code_number = 0
+    for index, cell in enumerate(nb["cells"]):
+        if cell.get("cell_type") != "code":
+            continue
+        code_number += 1
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                source = cell_source(cell).splitlines()
+                shown = "\n".join(f"    {line}" for line in source[:6])
+                more = f"\n    ... ({len(source) - 6} more lines)" if len(source) > 6 else ""
+                trace = _strip_ansi("\n".join(output.get("traceback", [])))
+                tail = "\n".join(trace.splitlines()[-25:])
+                return (
+                    f"cell {index} (code cell {code_number}) raised "
+                    f"{output.get('ename')}: {output.get('evalue')}\n{shown}{more}\n{tail}"
+                )
+    return fallback
+
+
+def execute_notebook(
+    path: str | Path,
+    profile: str,
+    *,
+    out_path: str | Path | None = None,
+    figures_file: str | Path | None = None,
+    inline_figures: bool = False,
+    timeout: int = 900,
+    extra_env: dict[str, str] | None = None,
+) -> LessonRun:
+    """Run one notebook top to bottom in a fresh kernel with ``OMNI_PROFILE=profile``.
+
+    The kernel starts in the notebook's folder. ``inline_figures`` makes matplotlib draw
+    PNGs into the outputs (for the site; the tests keep the faster Agg backend). With
+    ``out_path`` the executed notebook is saved there, outputs included, minus the stats
+    cell. Never raises for a failing notebook: the result says what failed.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(STATS_CELL))
+    env = {**os.environ, "OMNI_PROFILE": profile, **(extra_env or {})}
+    if figures_file is not None:
+        env[FIGURES_ENV] = str(Path(figures_file).resolve())
+    if inline_figures:
+        env["MPLBACKEND"] = INLINE_BACKEND
+    client = NotebookClient(
+        nb,
+        km=_current_env_kernel_manager(),
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent.resolve())}},
+    )
+    start = time.perf_counter()
+    error = None
+    try:
+        client.execute(env=env)
+    except (CellExecutionError, CellTimeoutError, DeadKernelError) as exc:
+        first_line = str(exc).strip().splitlines()[-1:] or [type(exc).__name__]
+        error = describe_failure(nb, f"{type(exc).__name__}: {first_line[0]}")
+    wall = time.perf_counter() - start
+    stats: dict[str, Any] = {}
+    stats_cell = nb.cells.pop()
+    for output in stats_cell.get("outputs", []):
+        for line in str(output.get("text", "")).splitlines():
+            if line.startswith(STATS_MARKER):
+                stats = json.loads(line[len(STATS_MARKER) :])
+    if out_path is not None:
+        Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, out_path)
+    return LessonRun(str(path), error is None, round(wall, 2), error, stats)
+
+
+def lesson_notebooks(paths: list[str | Path] | None = None) -> list[Path]:
+    """The notebooks to run: those under ``paths``, or every lesson in ``notebooks/``."""
+    found = iter_notebooks(paths or [ROOT / "notebooks"])
+    if not found:
+        raise ValueError(f"no notebooks found under {paths or [ROOT / 'notebooks']}.")
+    return found
+
+
+def run_lessons(
+    paths: list[str | Path] | None,
+    profile: str,
+    *,
+    out_dir: str | Path | None = None,
+    figures_file: str | Path | None = None,
+    inline_figures: bool = False,
+    timeout: int = 900,
+    measured_peak: float | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run every notebook; return a report with the machine and one entry per notebook."""
+    from omni_edu.profiles import get_profile
+
+    get_profile(profile)  # a clear error for a typo, before any kernel starts
+    notebooks = lesson_notebooks(paths)
+    runs = []
+    start = time.perf_counter()
+    for path in notebooks:
+        if progress:
+            print(f"{path.name}: running in {profile} ...", flush=True)
+        out = Path(out_dir) / path.parent.name / path.name if out_dir else None
+        run = execute_notebook(
+            path,
+            profile,
+            out_path=out,
+            figures_file=figures_file,
+            inline_figures=inline_figures,
+            timeout=timeout,
+        )
+        add_mfu(run.stats, measured_peak)
+        runs.append(run)
+        if progress:
+            mfu = run.stats.get("mfu")
+            extra = f", MFU {mfu:.1%}" if mfu else ""
+            state = "ok" if run.ok else "FAILED"
+            print(f"{path.name}: {state} in {run.wall_s:.1f} s{extra}", flush=True)
+            if run.error:
+                print(run.error, flush=True)
+    return {
+        "profile": profile,
+        "machine": machine_info(),
+        "date": datetime.date.today().isoformat(),
+        "total_wall_s": round(time.perf_counter() - start, 1),
+        "lessons": [asdict(run) for run in runs],
+    }
+
+
+# --------------------------------------------------------------------------- README figures
+def read_figures(path: str | Path) -> list[dict[str, Any]]:
+    """The entries lessons appended to an ``OMNI_FIGURES`` file (missing file: none)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def _lesson_number(notebook: str) -> str:
+    return Path(notebook).name[:2]
+
+
+def figures_markdown(report: dict[str, Any], figures: list[dict[str, Any]]) -> str:
+    """The README section: where the figures come from, then each lesson's measurements."""
+    lines = [
+        f"### What the lessons measured (`{report['profile']}` profile)",
+        "",
+        f"Written by `python -m omni_edu.tools.run_lessons run --profile {report['profile']} "
+        f"--readme` on {report['date']}, on {describe_machine(report['machine'])}. Every "
+        "sentence below is one a lesson printed from its own run; your numbers will differ "
+        "a little, and other profiles run larger versions.",
+        "",
+        "| lesson | wall time | result |",
+        "|---|---|---|",
+    ]
+    for run in report["lessons"]:
+        state = "ran" if run["ok"] else "**failed**"
+        lines.append(f"| {Path(run['notebook']).stem} | {run['wall_s']:.0f} s | {state} |")
+    lines.append("")
+    by_lesson: dict[str, list[dict[str, Any]]] = {}
+    for entry in figures:
+        by_lesson.setdefault(str(entry.get("lesson", "")), []).append(entry)
+    for lesson in sorted(by_lesson):
+        for entry in by_lesson[lesson]:
+            if entry.get("kind") == "claim":
+                text = (
+                    f'Claim check: "{entry["claim"]}" (chapter {entry["chapter"]}): '
+                    f"{entry['result']} Verdict: **{entry['verdict']}**."
+                )
+            else:
+                text = entry.get("text", "")
+            lines.append(f"- **{lesson}** {' '.join(text.split())}")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def replace_figures_section(readme: str, section: str) -> str:
+    """Put ``section`` between the figures markers of ``readme``.
+
+    Without the markers, the old "What the lessons measured" subsection (up to the next
+    heading) is replaced by the markers and the section; without that either, they go
+    before the "Profiles" section (or at the end).
+    """
+    block = f"{FIGURES_START}\n{section.rstrip()}\n{FIGURES_END}"
+    if FIGURES_START in readme and FIGURES_END in readme:
+        head, rest = readme.split(FIGURES_START, 1)
+        _, tail = rest.split(FIGURES_END, 1)
+        return head + block + tail
+    old = re.search(r"^### What the lessons measured.*?(?=^#{1,3} )", readme, re.M | re.S)
+    if old:
+        return readme[: old.start()] + block + "\n\n" + readme[old.end() :]
+    profiles = re.search(r"^## Profiles", readme, re.M)
+    if profiles:
+        return readme[: profiles.start()] + block + "\n\n" + readme[profiles.start() :]
+    return readme.rstrip() + "\n\n" + block + "\n"
+
+
+# ---------------------------------------------------------------------------------- the site
+SITE_SOURCE = ROOT / "docs"
+SITE_BUILD = ROOT / "docs" / "_build"
+
+
+def stage_site(executed: Path, stage: Path, report: dict[str, Any] | None) -> list[str]:
+    """Lay out Sphinx's source folder: the pages of ``docs/``, the executed lessons, the
+    exercise notebooks (read-only pages; lessons link to them) and a page saying how the
+    lessons were run. Returns the lessons' page names (``notebooks/00_welcome``...)."""
+    if stage.exists():
+        shutil.rmtree(stage)
+    shutil.copytree(SITE_SOURCE, stage, ignore=shutil.ignore_patterns("_build", "conf.py"))
+    lessons = sorted(executed.glob("*.ipynb"))
+    if not lessons:
+        raise ValueError(f"no executed lessons in {executed}; run the lessons first.")
+    (stage / "notebooks").mkdir()
+    for path in lessons:
+        shutil.copy(path, stage / "notebooks" / path.name)
+    exercises = iter_notebooks([ROOT / "exercises"])
+    if exercises:
+        (stage / "exercises").mkdir()
+        for path in exercises:
+            shutil.copy(path, stage / "exercises" / path.name)
+    about = ["# How these pages were made", ""]
+    if report:
+        about += [
+            f"Each lesson ran top to bottom in the `{report['profile']}` profile on "
+            f"{report['date']}, on {describe_machine(report['machine'])}, with "
+            "`python -m omni_edu.tools.run_lessons site`. Run them yourself to get your own "
+            "numbers.",
+            "",
+            "| lesson | wall time |",
+            "|---|---|",
+        ]
+        for run in report["lessons"]:
+            about.append(f"| {Path(run['notebook']).stem} | {run['wall_s']:.0f} s |")
+    else:
+        about.append("The lessons were executed before this build; no timing was recorded.")
+    (stage / "about_this_build.md").write_text("\n".join(about) + "\n", encoding="utf-8")
+    return [f"notebooks/{p.stem}" for p in lessons]
+
+
+class _Links(html.parser.HTMLParser):
+    """Collects every ``href``/``src`` and every ``id`` of one HTML page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if value is None:
+                continue
+            if name in ("href", "src"):
+                self.links.append(value)
+            elif name in ("id", "name"):
+                self.ids.add(value)
+
+
+def _parse(page: Path) -> _Links:
+    parser = _Links()
+    parser.feed(page.read_text(encoding="utf-8", errors="replace"))
+    return parser
+
+
+def check_site(html_dir: str | Path, lessons: list[str]) -> list[str]:
+    """Problems of a built site: a lesson without its page, a relative link to a file that
+    is not there, or to an anchor that the target page lacks. Empty when all is well."""
+    html_dir = Path(html_dir)
+    problems = [
+        f"lesson {name} has no page" for name in lessons if not (html_dir / f"{name}.html").exists()
+    ]
+    parsed: dict[Path, _Links] = {}
+    for page in sorted(html_dir.rglob("*.html")):
+        parsed.setdefault(page, _parse(page))
+        for link in parsed[page].links:
+            parts = urlsplit(link)
+            if parts.scheme or link.startswith(("//", "mailto:", "data:", "javascript:")):
+                continue  # external: not this site's to check (and the build is offline)
+            target = page if not parts.path else (page.parent / unquote(parts.path)).resolve()
+            if target.is_dir():
+                target = target / "index.html"
+            where = page.relative_to(html_dir)
+            if not target.exists():
+                problems.append(f"{where}: broken link {link!r}")
+            elif parts.fragment and target.suffix == ".html":
+                ids = parsed.setdefault(target, _parse(target)).ids
+                if unquote(parts.fragment) not in ids:
+                    problems.append(f"{where}: link {link!r} names a missing anchor")
+    return problems
+
+
+def build_site(
+    profile: str,
+    *,
+    executed: str | Path | None = None,
+    out: str | Path = SITE_BUILD / "html",
+    timeout: int = 900,
+) -> dict[str, Any]:
+    """Execute the lessons in ``profile`` (or take them executed from ``executed``), render
+    them with Sphinx, and check the result. Returns a summary; raises ``RuntimeError`` when
+    a lesson fails, the build fails, or the check finds problems."""
+    report = None
+    start = time.perf_counter()
+    if executed is None:
+        executed = SITE_BUILD / "executed"
+        if Path(executed).exists():
+            shutil.rmtree(executed)
+        report = run_lessons(None, profile, out_dir=executed, inline_figures=True, timeout=timeout)
+        executed = Path(executed) / "notebooks"
+        failed = [r for r in report["lessons"] if not r["ok"]]
+        if failed:
+            raise RuntimeError(
+                "lessons failed, so the site would miss their figures:\n"
+                + "\n".join(f"{r['notebook']}: {r['error']}" for r in failed)
+            )
+    run_s = time.perf_counter() - start
+    stage = SITE_BUILD / "source"
+    lessons = stage_site(Path(executed), stage, report)
+    out = Path(out)
+    if out.exists():
+        shutil.rmtree(out)
+    command = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-W", "--keep-going"]
+    command += ["-c", str(SITE_SOURCE), "-d", str(SITE_BUILD / "doctrees"), str(stage), str(out)]
+    built = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    build_s = time.perf_counter() - built
+    if done.returncode != 0:
+        raise RuntimeError(f"sphinx-build failed:\n{done.stdout}\n{done.stderr}")
+    problems = check_site(out, lessons)
+    if problems:
+        raise RuntimeError("the site has problems:\n" + "\n".join(problems))
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    return {
+        "html": str(out),
+        "lessons": len(lessons),
+        "execute_s": round(run_s, 1),
+        "sphinx_s": round(build_s, 1),
+        "size_mib": round(size / 2**20, 1),
+    }
+
+
+# ---------------------------------------------------------------------------------- the CLI
+def _run_command(args: argparse.Namespace) -> int:
+    figures = args.figures
+    cleanup = None
+    if args.readme and figures is None:
+        cleanup = tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False)
+        figures = cleanup.name
+    if figures is not None:
+        Path(figures).write_text("", encoding="utf-8")  # this run's figures only
+    report = run_lessons(
+        args.notebooks,
+        args.profile,
+        out_dir=args.out,
+        figures_file=figures,
+        inline_figures=args.inline_figures,
+        timeout=args.timeout,
+        measured_peak=args.measured_peak,
+    )
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    failed = [r for r in report["lessons"] if not r["ok"]]
+    if args.readme:
+        if failed:
+            print("README.md left as it was: some lessons failed.", file=sys.stderr)
+        else:
+            readme = Path(args.readme_path)
+            section = figures_markdown(report, read_figures(figures))
+            readme.write_text(
+                replace_figures_section(readme.read_text(encoding="utf-8"), section),
+                encoding="utf-8",
+            )
+            print(f"wrote the figures of {len(report['lessons'])} lessons into {readme}")
+    if cleanup is not None:
+        os.unlink(cleanup.name)
+    print(
+        f"{len(report['lessons']) - len(failed)} passed, {len(failed)} failed "
+        f"in {report['total_wall_s']:.0f} s ({report['profile']} profile)"
+    )
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run lessons in a profile; report time, memory, MFU")
+    run.add_argument("notebooks", nargs="*", help="notebooks or folders (default: notebooks/)")
+    run.add_argument("--profile", default="ci")
+    run.add_argument("--out", help="save the executed notebooks under this folder")
+    run.add_argument("--json", help="write the report (machine, per-lesson stats) here")
+    run.add_argument("--figures", help="collect the lessons' figures (JSON lines) here")
+    run.add_argument("--readme", action="store_true", help="write the figures into README.md")
+    run.add_argument("--readme-path", default=str(ROOT / "README.md"))
+    run.add_argument("--inline-figures", action="store_true", help="store figures as PNGs")
+    run.add_argument("--timeout", type=int, default=900, help="seconds per cell")
+    run.add_argument(
+        "--measured-peak",
+        type=float,
+        help="FLOP/s for MFU where the datasheet table lacks the device",
+    )
+    site = sub.add_parser("site", help="execute the lessons and render the course as HTML")
+    site.add_argument("--profile", default="ci")
+    site.add_argument("--executed", help="take executed lessons from here instead of running")
+    site.add_argument("--out", default=str(SITE_BUILD / "html"))
+    site.add_argument("--timeout", type=int, default=900, help="seconds per cell")
+    check = sub.add_parser("check-site", help="check a built site's lessons and links")
+    check.add_argument("html")
+    args = parser.parse_args(argv)
+
+    if args.command == "run":
+        return _run_command(args)
+    if args.command == "site":
+        try:
+            summary = build_site(
+                args.profile, executed=args.executed, out=args.out, timeout=args.timeout
+            )
+        except RuntimeError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        print(json.dumps(summary))
+        print(f"open {Path(summary['html']) / 'index.html'}")
+        return 0
+    lessons = [f"notebooks/{p.stem}" for p in lesson_notebooks()]
+    problems = check_site(args.html, lessons)
+    print("\n".join(problems) or f"{args.html}: {len(lessons)} lessons, no broken link")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""The lesson runner, on two tiny notebooks the test writes: one that trains, records a
+figure and draws a plot, one that fails in its third code cell."""
+
+import json
+
+import nbformat
+import pytest
+
+from omni_edu.tools import run_lessons
+from omni_edu.tools.notebook_io import build_notebook, write_notebook
+
+TRAINS = [
+    ("markdown", "# 98 · A tiny lesson"),
+    (
+        "code",
+        """import matplotlib.pyplot as plt
+import torch
+
+from omni_edu import train
+from omni_edu.profiles import get_profile
+from omni_edu.report import headline
+
+model = torch.nn.Linear(4, 1)
+batch = torch.ones(8, 4)
+train.fit(model, lambda m, b: {"loss": m(b).pow(2).mean()}, lambda s: batch, steps=3)
+print(headline("98", f"trained {train.run_stats()['steps']} steps in {get_profile().key}"))""",
+    ),
+    ("code", "plt.plot([0, 1], [1, 0])\nplt.title('a line')\nplt.show()"),
+]
+FAILS = [
+    ("markdown", "# 99 · A lesson that breaks"),
+    ("code", "x = 1"),
+    ("code", "y = x / 0"),
+    ("code", "print('never reached')"),
+]
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory):
+    base = tmp_path_factory.mktemp("runner")
+    write_notebook(build_notebook(TRAINS), base / "lessons" / "98_tiny.ipynb")
+    write_notebook(build_notebook(FAILS), base / "lessons" / "99_breaks.ipynb")
+    figures = base / "figures.jsonl"
+    report = run_lessons.run_lessons(
+        [base / "lessons"],
+        "ci",
+        out_dir=base / "out",
+        figures_file=figures,
+        inline_figures=True,
+        measured_peak=1e9,
+        progress=False,
+    )
+    return base, report, figures
+
+
+def test_a_lesson_that_trains_reports_its_steps_memory_and_mfu(ran):
+    _, report, _ = ran
+    tiny = report["lessons"][0]
+    assert tiny["ok"] and tiny["error"] is None and tiny["wall_s"] > 0
+    stats = tiny["stats"]
+    assert stats["steps"] == 3 and stats["flops"] > 0 and stats["seconds"] > 0
+    assert stats["peak_rss_mib"] > 50  # a kernel that imported torch
+    assert stats["device"] == "cpu" and stats["peak_source"] == "measured matmul"
+    assert stats["mfu"] == pytest.approx(stats["flops"] / stats["seconds"] / 1e9)
+    assert report["profile"] == "ci" and report["machine"]["cores"] >= 1
+
+
+def test_a_failure_names_the_cell_and_the_error(ran):
+    _, report, _ = ran
+    broken = report["lessons"][1]
+    assert not broken["ok"]
+    assert "cell 3 (code cell 3)" in broken["error"]  # markdown, set-up cell, x = 1, y = ...
+    assert "ZeroDivisionError" in broken["error"] and "y = x / 0" in broken["error"]
+    assert broken["stats"] == {} or broken["stats"]["mfu"] is None  # the stats cell never ran
+
+
+def test_executed_notebooks_keep_outputs_and_figures_but_not_the_stats_cell(ran):
+    base, _, _ = ran
+    nb = nbformat.read(base / "out" / "lessons" / "98_tiny.ipynb", as_version=4)
+    assert len(nb.cells) == len(build_notebook(TRAINS)["cells"])
+    assert not any(run_lessons.STATS_MARKER in cell.source for cell in nb.cells)
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert any("trained 3 steps in ci" in o.get("text", "") for o in outputs)
+    assert any("image/png" in o.get("data", {}) for o in outputs)
+
+
+def test_figures_reach_the_readme_with_profile_machine_and_times(ran, tmp_path):
+    _, report, figures = ran
+    entries = run_lessons.read_figures(figures)
+    assert entries == [
+        {"profile": "ci", "lesson": "98", "kind": "headline", "text": "trained 3 steps in ci"}
+    ]
+    section = run_lessons.figures_markdown(report, entries)
+    assert "`ci` profile" in section and report["machine"]["cpu"] in section
+    assert "| 98_tiny |" in section and "**failed**" in section
+    assert "- **98** trained 3 steps in ci" in section
+
+
+def test_the_figures_section_replaces_markers_or_the_old_section():
+    new = "### Measured\n\n- fresh\n"
+    marked = "# R\n\nintro\n\n<!-- figures:start -->\nold\n<!-- figures:end -->\n\n## Next\n"
+    out = run_lessons.replace_figures_section(marked, new)
+    assert "old" not in out and "- fresh" in out and out.endswith("## Next\n")
+    assert run_lessons.replace_figures_section(out, new) == out  # idempotent
+    unmarked = (
+        "# R\n\n## The lessons\n\n### What the lessons measured here\n\n- stale\n\n## Profiles\n"
+    )
+    out = run_lessons.replace_figures_section(unmarked, new)
+    assert "stale" not in out and "## The lessons" in out and "## Profiles" in out
+    assert out.index(run_lessons.FIGURES_START) < out.index("## Profiles")
+    bare = run_lessons.replace_figures_section("# R\n\n## Profiles\n", new)
+    assert bare.index("- fresh") < bare.index("## Profiles")
+
+
+def test_mfu_uses_the_datasheet_when_it_lists_the_device():
+    stats = {"seconds": 2.0, "flops": 130e12, "device": "Tesla T4", "dtype": "fp16"}
+    run_lessons.add_mfu(stats, measured_peak=1.0)
+    assert stats["peak_source"] == "datasheet" and stats["mfu"] == pytest.approx(1.0)
+    h100 = {"seconds": 1.0, "flops": 98.9e12, "device": "NVIDIA H100 80GB HBM3", "dtype": "bf16"}
+    assert run_lessons.add_mfu(h100)["mfu"] == pytest.approx(0.1)
+    unknown = run_lessons.add_mfu({"seconds": 1.0, "flops": 1e12, "device": "NVIDIA L4"})
+    assert unknown["mfu"] is None  # not in the table, nothing measured: no guess
+    assert run_lessons.add_mfu({"seconds": 0.0, "flops": 0.0})["mfu"] is None
+
+
+def test_cli_writes_the_json_and_the_readme(tmp_path):
+    write_notebook(build_notebook(TRAINS[:2]), tmp_path / "nb" / "98_tiny.ipynb")
+    readme = tmp_path / "README.md"
+    readme.write_text("# R\n\n<!-- figures:start -->\n<!-- figures:end -->\n")
+    args = ["run", str(tmp_path / "nb"), "--json", str(tmp_path / "r.json"), "--readme"]
+    assert run_lessons.main([*args, "--readme-path", str(readme)]) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["lessons"][0]["ok"]
+    assert "- **98** trained 3 steps in ci" in readme.read_text()
+    with pytest.raises(ValueError, match="Unknown profile"):
+        run_lessons.main(["run", str(tmp_path / "nb"), "--profile", "laptop"])
