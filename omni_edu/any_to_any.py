@@ -11,15 +11,19 @@ prompt: a *task token* that names the output, then the input, then the output::
 Only the output is trained (the task token and the input are ``predict=False``), so the
 model learns to *answer* prompts, not to write them.
 
-This module holds the pieces lesson 06 measures with:
+This module holds the pieces lessons 04 and 06 build and measure with:
 
 * :data:`DIRECTIONS` and :func:`make_document` - the prompt format of every direction;
-* :class:`AnyToAnyData` - a pool of OmniWorld scenes as model-ready pieces, laid out as
-  documents of any task and packed once, so a training batch is a cheap row selection;
+* :class:`AnyToAnyData` - a pool of OmniWorld scenes as model-ready pieces (pictures as
+  patches or as lesson 03's code ids), laid out as documents of any task and packed once,
+  so a training batch is a cheap row selection;
+* :func:`build_model` and :func:`balanced_loss_weights` - an OmniLM with the chosen output
+  heads, its modality losses put on one scale;
 * :func:`train_stage` - one stage of a curriculum (a data mix and a number of steps);
-* :class:`Judges` and :func:`score_directions` - per-direction attribute accuracy: captions
-  are parsed, generated pictures and sounds are read back by classifiers trained on
-  real OmniWorld data;
+* :func:`score_directions` - per-direction attribute accuracy: captions are parsed,
+  generated pictures and sounds are read back by the judges of :mod:`omni_edu.judges`;
+* :func:`capstone` - the course's any-to-any model, trained once by this recipe and kept
+  in the course cache: lesson 06 builds it, lessons 08 and 09 measure it;
 * :func:`transfer_experiment` - the cross-modal transfer claim check.
 """
 
@@ -30,17 +34,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from omni_edu.data import ATTRIBUTES, VALUES, OmniBatch, OmniWorld, Question, score_caption
-from omni_edu.evaluate_images import (
-    AttributeClassifier,
-    attribute_accuracy,
-    chance_accuracy,
-    train_attribute_classifier,
-)
+from omni_edu.data import OmniBatch, OmniWorld, Question, score_caption
+from omni_edu.judges import Judges, attribute_scores
 from omni_edu.modalities import (
     Modality,
     TextTokenizer,
@@ -51,6 +49,7 @@ from omni_edu.modalities import (
     unpatchify,
 )
 from omni_edu.model.interleave import (
+    IGNORE_INDEX,
     PackedBatch,
     Segment,
     SpecialTokens,
@@ -60,8 +59,12 @@ from omni_edu.model.interleave import (
     text_segment,
 )
 from omni_edu.model.omni_lm import OmniLM, OmniLMConfig
-from omni_edu.profiles import Profile
+from omni_edu.profiles import Profile, get_profile
 from omni_edu.train import History, TrainConfig, Trainer
+
+# What turns a picture (or a sound) into code ids and back: lesson 03's VQ tokenizer.
+# Anything with encode_to_indices(x) -> (n, tokens), decode_from_indices and vocab_size fits.
+Tokenizer = nn.Module
 
 
 @dataclass(frozen=True)
@@ -189,10 +192,14 @@ class AnyToAnyData:
         seed: the fixed batch of the world to draw (``world.sample(n, seed)``).
         question_modality: what questions are asked about: "image", "audio" or "text"
             (the caption).
+        image_tokenizer, audio_tokenizer: lesson 03's tokenizers. With one, that
+            modality enters and leaves the model as code ids (discrete tokens) instead of
+            patch or frame features.
 
     Attributes: ``batch`` (the :class:`~omni_edu.data.OmniBatch`), ``patches``
-    ``(n, n_patches, image_dim)``, ``audio`` ``(n, n_tokens, audio_dim)``, ``tokenizer``,
-    ``specials``.
+    ``(n, n_patches, image_dim)``, ``audio`` ``(n, n_tokens, audio_dim)``, ``codes``
+    (``{"image": (n, n_patches), "audio": (n, n_tokens)}`` for tokenized modalities),
+    ``tokenizer``, ``specials``.
     """
 
     def __init__(
@@ -203,6 +210,8 @@ class AnyToAnyData:
         frames_per_token: int = 4,
         seed: int = 0,
         question_modality: str = "image",
+        image_tokenizer: Tokenizer | None = None,
+        audio_tokenizer: Tokenizer | None = None,
     ) -> None:
         unknown = [t for t in tasks if t not in TASKS]
         if unknown:
@@ -218,6 +227,24 @@ class AnyToAnyData:
         self.grid = patch_grid(size, size, patch)
         self.patches = patchify(self.batch.images, patch)
         self.audio = frame_audio(self.batch.mels, frames_per_token)
+        self.tokenizers = {
+            name: tok
+            for name, tok in (("image", image_tokenizer), ("audio", audio_tokenizer))
+            if tok is not None
+        }
+        self.codes = {}
+        with torch.no_grad():
+            if image_tokenizer is not None:
+                self.codes["image"] = _in_chunks(image_tokenizer, self.batch.images)
+            if audio_tokenizer is not None:
+                self.codes["audio"] = _in_chunks(audio_tokenizer, self.batch.mels)
+        for name, ids in self.codes.items():
+            expected = (self.patches if name == "image" else self.audio).shape[1]
+            if ids.shape != (len(self), expected):
+                raise ValueError(
+                    f"the {name} tokenizer should give one code per {name} token, "
+                    f"({len(self)}, {expected}); got {tuple(ids.shape)}."
+                )
         self.tasks = tuple(tasks)
         self._pool: PackedBatch | None = None
 
@@ -232,11 +259,38 @@ class AnyToAnyData:
     def audio_dim(self) -> int:
         return self.audio.shape[-1]
 
+    def vocab_size(self, modality: str) -> int:
+        """Codes of ``modality``'s tokenizer (0 when it enters as features)."""
+        tok = self.tokenizers.get(modality)
+        return 0 if tok is None else int(tok.vocab_size)
+
+    def feature_scale(self, modality: str) -> tuple[float, float]:
+        """``(mean, std)`` of ``modality``'s token features over the pool (for the heads)."""
+        x = self.patches if modality == "image" else self.audio
+        return float(x.mean()), float(x.std())
+
     def item(self, modality: str, i: int) -> str | Tensor:
-        """Scene ``i`` in one modality: its caption, patches or audio frames."""
+        """Scene ``i`` in one modality: its caption, its code ids (a tokenized modality),
+        or its patches or audio frames."""
         if modality == "text":
             return self.batch.captions[i]
+        if modality in self.codes:
+            return self.codes[modality][i]
         return self.patches[i] if modality == "image" else self.audio[i]
+
+    def decode(self, modality: str, tokens: Tensor) -> Tensor:
+        """Generated tokens ``(n, n_tokens, ...)`` back to pictures ``(n, 3, H, W)`` in
+        [0, 1] or log-mels ``(n, frames, n_mels)``."""
+        with torch.no_grad():
+            if modality in self.tokenizers:
+                tok = self.tokenizers[modality]
+                device = next(tok.parameters()).device
+                out = tok.decode_from_indices(tokens.to(device)).cpu()
+                return out.clamp(0, 1) if modality == "image" else out
+        if modality == "image":
+            size = self.profile.image_size
+            return unpatchify(tokens, self.profile.patch_size, size, size).clamp(0, 1)
+        return unframe_audio(tokens, self.frames_per_token)
 
     def document(self, task: str, i: int, with_target: bool = True) -> list[Segment]:
         """Scene ``i`` laid out for ``task`` (a direction, a single modality or a question)."""
@@ -299,8 +353,14 @@ class AnyToAnyData:
         return batch
 
 
+def _in_chunks(tokenizer: Tokenizer, x: Tensor, size: int = 512) -> Tensor:
+    """``tokenizer.encode_to_indices`` over ``x`` in chunks, on the tokenizer's device."""
+    device = next(tokenizer.parameters()).device
+    return torch.cat([tokenizer.encode_to_indices(c.to(device)).cpu() for c in x.split(size)])
+
+
 def _layout(document: Sequence[Segment]) -> tuple:
-    return tuple((s.modality, len(s), s.grid, s.predict) for s in document)
+    return tuple((s.modality, len(s), s.grid, s.predict, s.discrete) for s in document)
 
 
 def pack_alike(
@@ -322,10 +382,11 @@ def pack_alike(
     templates = pack_fn([documents[rows[0]] for rows in groups.values()])
     order = torch.tensor([t for t, rows in enumerate(groups.values()) for _ in rows])
     batch = templates.select(order)
-    batch.text_ids, batch.image, batch.audio = (
+    batch.text_ids, batch.image, batch.audio, batch.codes = (
         batch.text_ids.clone(),
         batch.image.clone(),
         batch.audio.clone(),
+        batch.codes.clone(),
     )
     row = 0
     for t, rows in enumerate(groups.values()):
@@ -334,10 +395,14 @@ def pack_alike(
             if span.segment < 0:
                 continue  # an inserted marker: the same in every document
             cols = slice(span.start, span.stop)
-            stacked = torch.stack([documents[i][span.segment].data for i in rows])
-            field = {Modality.TEXT: batch.text_ids, Modality.IMAGE: batch.image}.get(
-                span.modality, batch.audio
-            )
+            segments = [documents[i][span.segment] for i in rows]
+            stacked = torch.stack([seg.data for seg in segments])
+            if segments[0].discrete:
+                field = batch.codes
+            else:
+                field = {Modality.TEXT: batch.text_ids, Modality.IMAGE: batch.image}.get(
+                    span.modality, batch.audio
+                )
             field[where, cols] = stacked
         row += len(rows)
 
@@ -348,8 +413,11 @@ def pack_alike(
     batch.text_targets = torch.where(
         target == Modality.TEXT, shifted(batch.text_ids), batch.text_targets
     )
+    batch.code_targets = torch.where(
+        batch.code_targets != IGNORE_INDEX, shifted(batch.codes), batch.code_targets
+    )
     for name, modality in (("image", Modality.IMAGE), ("audio", Modality.AUDIO)):
-        here = (target == modality)[..., None]
+        here = ((target == modality) & (batch.code_targets == IGNORE_INDEX))[..., None]
         setattr(batch, f"{name}_targets", torch.where(here, shifted(getattr(batch, name)), 0.0))
     # Back to the documents' own order.
     return batch.select(torch.argsort(torch.tensor([i for rows in groups.values() for i in rows])))
@@ -358,20 +426,47 @@ def pack_alike(
 # ------------------------------------------------------------------------------- training
 
 
-def balanced_loss_weights(data: AnyToAnyData) -> dict[str, float]:
-    """Loss weights that put every modality on the same scale: 1 / variance of its features.
+def balanced_loss_weights(
+    data: AnyToAnyData, image_head: str = "linear", audio_head: str = "linear"
+) -> dict[str, float]:
+    """Loss weights that put every modality on the same scale: 1 / the loss of the trivial
+    model that ignores its input.
 
-    Cross-entropy of text starts near log(vocab) and ends near 0.1-1, but the mean squared
-    error of an image patch or an audio frame is at most its variance across the data
-    (what predicting the average gives), here a few hundredths. Summed with equal weights,
-    text dominates the gradient. Dividing each MSE by its variance makes "predict the
-    average" cost 1 in every modality.
+    Cross-entropy of text starts near log(vocabulary) and ends near 0.1-1, but the mean
+    squared error of an image patch or an audio frame is at most its variance across the
+    data (what predicting the average gives), here a few hundredths. Summed with equal
+    weights, text dominates the gradient. Dividing each loss by what the trivial model
+    gets makes "predict the average" cost 1 in every modality:
+
+    * ``"linear"`` head: its MSE on raw features, so 1 / variance;
+    * ``"regression"`` head: MSE of features scaled by the head's ``scale``, so
+      ``scale**2`` / variance;
+    * ``"flow"`` head: the velocity ``x - noise`` has the data's (scaled) variance plus the
+      noise's 1, so 1 / (variance / scale**2 + 1);
+    * ``"codes"`` (a softmax over tokenizer codes, like text): 1.
     """
-    return {
-        "text": 1.0,
-        "image": round(1.0 / data.patches.var(dim=0).mean().item(), 1),
-        "audio": round(1.0 / data.audio.var(dim=0).mean().item(), 1),
-    }
+    weights = {"text": 1.0}
+    for name, kind in (("image", image_head), ("audio", audio_head)):
+        features = data.patches if name == "image" else data.audio
+        variance = features.var(dim=0).mean().item()
+        scale = _head_scale(data, name)[1]
+        trivial = {
+            "linear": variance,
+            "regression": variance / scale**2,
+            "flow": variance / scale**2 + 1.0,
+            "codes": 1.0,
+        }[kind]
+        weights[name] = float(f"{1.0 / trivial:.2g}")
+    return weights
+
+
+def _head_scale(data: AnyToAnyData, modality: str) -> tuple[float, float]:
+    """The (shift, scale) the regression and flow heads work in: pixels in [0, 1] map to
+    [-1, 1]; audio features are standardised by their mean and spread over the pool."""
+    if modality == "image":
+        return (0.5, 0.5)
+    mean, std = data.feature_scale("audio")
+    return (round(mean, 3), round(std, 3))
 
 
 def build_model(
@@ -379,15 +474,51 @@ def build_model(
     seed: int = 0,
     loss_weights: Mapping[str, float] | None = None,
     profile: Profile | None = None,
+    image_head: str = "linear",
+    audio_head: str = "linear",
 ) -> OmniLM:
-    """A fresh OmniLM sized by the profile for ``data``'s vocabulary and audio tokens."""
+    """A fresh OmniLM sized by the profile for ``data``'s vocabulary and tokens.
+
+    ``image_head``, ``audio_head``: ``"linear"``, ``"regression"``, ``"flow"`` or
+    ``"codes"`` (the latter needs ``data`` built with that modality's tokenizer).
+    """
+    return OmniLM(model_config(data, loss_weights, profile, image_head, audio_head, seed))
+
+
+def model_config(
+    data: AnyToAnyData,
+    loss_weights: Mapping[str, float] | None = None,
+    profile: Profile | None = None,
+    image_head: str = "linear",
+    audio_head: str = "linear",
+    seed: int = 0,
+) -> OmniLMConfig:
+    """The :class:`~omni_edu.model.omni_lm.OmniLMConfig` of :func:`build_model` (seeds
+    the initial weights too)."""
     profile = profile or data.profile
+    for name, kind in (("image", image_head), ("audio", audio_head)):
+        if (kind == "codes") != (name in data.tokenizers):
+            raise ValueError(
+                f"{name}_head={kind!r} but the data gives {name} as "
+                f"{'code ids' if name in data.tokenizers else 'features'}: build the data "
+                f"with a {name}_tokenizer exactly when the head is 'codes'."
+            )
     torch.manual_seed(seed)
     overrides = {} if loss_weights is None else {"loss_weights": dict(loss_weights)}
-    config = OmniLMConfig.from_profile(
-        data.tokenizer.vocab_size, data.frames_per_token, profile, **overrides
+    return OmniLMConfig.from_profile(
+        data.tokenizer.vocab_size,
+        data.frames_per_token,
+        profile,
+        image_head=image_head,
+        audio_head=audio_head,
+        image_scale=_head_scale(data, "image"),
+        audio_scale=_head_scale(data, "audio"),
+        projector_overrides={
+            "image_vocab_size": data.vocab_size("image"),
+            "audio_vocab_size": data.vocab_size("audio"),
+        },
+        **overrides,
     )
-    return OmniLM(config)
 
 
 def loss_fn(model: OmniLM, packed: PackedBatch) -> dict[str, Tensor]:
@@ -502,112 +633,6 @@ def task_losses(
     return result
 
 
-# ------------------------------------------------------------------------------- judges
-
-
-class AudioAttributeClassifier(nn.Module):
-    """Log-mel ``(batch, frames, n_mels)`` -> logits for each attribute of its one object.
-
-    A small 1-D convolution over time (mel bands are its channels): pitch (colour) and
-    timbre (shape) live across bands, loudness (size) in the level, position in *when*
-    the tone sounds, which the pooled time axis (4 slots) keeps.
-    """
-
-    def __init__(self, n_mels: int, channels: int = 48, hidden: int = 64) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv1d(n_mels, channels, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv1d(channels, channels, 3, padding=1),
-            nn.ReLU(),
-            nn.AdaptiveAvgPool1d(4),
-            nn.Flatten(),
-            nn.Linear(4 * channels, hidden),
-            nn.ReLU(),
-        )
-        self.heads = nn.ModuleDict({a: nn.Linear(hidden, len(VALUES[a])) for a in ATTRIBUTES})
-
-    def forward(self, mels: Tensor) -> dict[str, Tensor]:
-        """Logits ``{attribute: (batch, n_values)}``."""
-        if mels.dim() != 3:
-            raise ValueError(f"mels should be (batch, frames, n_mels); got {tuple(mels.shape)}.")
-        h = self.features(mels.transpose(1, 2))
-        return {a: head(h) for a, head in self.heads.items()}
-
-    @torch.no_grad()
-    def predict(self, mels: Tensor) -> Tensor:
-        """Predicted attributes ``(batch, 4)`` int64, columns (shape, colour, size, position)."""
-        logits = self(mels)
-        return torch.stack([logits[a].argmax(-1) for a in ATTRIBUTES], dim=1)
-
-
-def train_audio_classifier(
-    mels: Tensor,
-    attributes: Tensor,
-    steps: int = 200,
-    batch_size: int = 64,
-    lr: float = 3e-3,
-    seed: int = 0,
-    progress: bool = True,
-) -> AudioAttributeClassifier:
-    """Fit an :class:`AudioAttributeClassifier` on real sounds ``(n, frames, n_mels)``.
-
-    attributes: ``(n, 1, 4)`` or ``(n, 4)`` of single-object scenes.
-    """
-    if attributes.dim() == 3:
-        attributes = attributes[:, 0]
-    torch.manual_seed(seed)
-    g = torch.Generator().manual_seed(seed)
-    model = AudioAttributeClassifier(mels.shape[-1])
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    for _ in tqdm(range(steps), desc="sound classifier", disable=not progress, leave=False):
-        pick = torch.randint(len(mels), (batch_size,), generator=g)
-        logits = model(mels[pick])
-        loss = sum(
-            F.cross_entropy(logits[a], attributes[pick, k]) for k, a in enumerate(ATTRIBUTES)
-        )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return model.eval()
-
-
-@dataclass
-class Judges:
-    """Classifiers trained on real OmniWorld data that read generated pictures and sounds."""
-
-    image: AttributeClassifier
-    audio: AudioAttributeClassifier
-
-
-def train_judges(world: OmniWorld, n: int = 1024, steps: int = 200, seed: int = 0) -> Judges:
-    """Train both judges on ``n`` fresh single-object scenes of ``world``."""
-    if world.n_objects != (1, 1):
-        raise ValueError(f"the judges read one object per scene; got n_objects={world.n_objects}.")
-    real = world.sample(n, seed=10_000 + seed)
-    image = train_attribute_classifier(real.images, real.attributes, steps=steps, seed=seed)
-    audio = train_audio_classifier(real.mels, real.attributes, steps=steps, seed=seed)
-    return Judges(image, audio)
-
-
-def audio_accuracy(
-    classifier: AudioAttributeClassifier, mels: Tensor, attributes: Tensor
-) -> dict[str, float]:
-    """Per-attribute accuracy of the sound judge on ``mels``, plus ``mean`` and ``all``."""
-    if attributes.dim() == 3:
-        attributes = attributes[:, 0]
-    right = classifier.predict(mels) == attributes
-    result = {a: right[:, k].float().mean().item() for k, a in enumerate(ATTRIBUTES)}
-    result["mean"] = right.float().mean().item()
-    result["all"] = right.all(dim=1).float().mean().item()
-    return result
-
-
-def chance_level() -> float:
-    """Mean attribute accuracy of uniform guessing (1/4, 1/6, 1/2, 1/4 averaged): 0.29."""
-    return chance_accuracy()["mean"]
-
-
 # ------------------------------------------------------------------------------- generation
 
 
@@ -622,49 +647,71 @@ class Generations:
 
 @torch.no_grad()
 def generate(
-    model: OmniLM, data: AnyToAnyData, direction: str, indices: Sequence[int]
+    model: OmniLM,
+    data: AnyToAnyData,
+    direction: str,
+    indices: Sequence[int],
+    batch_size: int = 256,
+    **sample_options,
 ) -> Generations:
-    """Run ``direction`` on scenes ``indices`` of ``data``: captions, images or log-mels."""
+    """Run ``direction`` on scenes ``indices`` of ``data``: captions, images or log-mels.
+
+    ``sample_options`` go to the head that writes the output (``steps`` for a flow head,
+    ``temperature`` for codes and text; greedy text and codes by default). Pictures and
+    sounds written as code ids are decoded by ``data``'s tokenizer.
+    """
     d = get_direction(direction)
     model.eval()
-    prompts = [data.document(d.name, i, with_target=False) for i in indices]
-    common = {"specials": data.specials}
+    indices = list(indices)
     if d.target == "text":
         longest = max(len(data.tokenizer.encode(c)) for c in data.batch.captions)
-        ids = model.generate(
-            prompts, Modality.TEXT, n_tokens=longest + 1, stop_id=data.tokenizer.eos_id, **common
-        )
-        outputs = [data.tokenizer.decode(x, skip_special=True) for x in ids]
+        options = dict(n_tokens=longest + 1, stop_id=data.tokenizer.eos_id)
     elif d.target == "image":
-        patches = torch.stack(model.generate(prompts, Modality.IMAGE, grid=data.grid, **common))
-        size = data.profile.image_size
-        outputs = unpatchify(patches, data.profile.patch_size, size, size).clamp(0, 1)
+        options = dict(grid=data.grid)
     else:
-        n_tokens = data.audio.shape[1]
-        frames = torch.stack(model.generate(prompts, Modality.AUDIO, n_tokens=n_tokens, **common))
-        outputs = unframe_audio(frames, data.frames_per_token).clamp(-1, 1)
-    return Generations(d.name, outputs, list(indices))
+        options = dict(n_tokens=data.audio.shape[1])
+    modality = Modality[d.target.upper()]
+    chunks = []
+    for start in range(0, len(indices), batch_size):
+        prompts = [
+            data.document(d.name, i, with_target=False) for i in indices[start : start + batch_size]
+        ]
+        chunks += model.generate(
+            prompts, modality, specials=data.specials, **options, **sample_options
+        )
+    if d.target == "text":
+        outputs = [data.tokenizer.decode(x, skip_special=True) for x in chunks]
+    else:
+        outputs = data.decode(d.target, torch.stack(chunks))
+        if d.target == "audio" and "audio" not in data.tokenizers:
+            outputs = outputs.clamp(-1, 1)
+    return Generations(d.name, outputs, indices)
 
 
-def score_generations(gen: Generations, data: AnyToAnyData, judges: Judges | None) -> float:
+def score_generations(
+    gen: Generations, data: AnyToAnyData, judges: Judges | None, per_scene: bool = False
+) -> float | Tensor:
     """Mean attribute accuracy of generated outputs against the scenes they were asked for.
 
     Captions are parsed (:func:`~omni_edu.data.score_caption`); pictures and sounds are
-    read back by the judges. Chance is :func:`chance_level` for single-object scenes.
+    read back by the judges (:mod:`omni_edu.judges`). Chance is
+    :func:`~omni_edu.judges.chance_level` for single-object scenes. With ``per_scene``,
+    the score of every scene ``(n,)`` instead of their mean (for intervals over scenes).
     """
     d = get_direction(gen.direction)
     if d.target == "text":
-        scores = [
-            score_caption(text, data.batch.scenes[i])
-            for text, i in zip(gen.outputs, gen.indices, strict=True)
-        ]
-        return sum(scores) / len(scores)
-    if judges is None:
-        raise ValueError(f"scoring {d.name} needs judges (train_judges) to read its outputs.")
-    attributes = data.batch.attributes[gen.indices]
-    if d.target == "image":
-        return attribute_accuracy(judges.image, gen.outputs, attributes)["mean"]
-    return audio_accuracy(judges.audio, gen.outputs, attributes)["mean"]
+        scores = torch.tensor(
+            [
+                score_caption(text, data.batch.scenes[i])
+                for text, i in zip(gen.outputs, gen.indices, strict=True)
+            ]
+        )
+    else:
+        if judges is None:
+            raise ValueError(f"scoring {d.name} needs judges (omni_edu.judges) to read outputs.")
+        judge = judges.image if d.target == "image" else judges.audio
+        scores = attribute_scores(judge, gen.outputs, data.batch.attributes[gen.indices])
+    return scores if per_scene else scores.mean().item()
 
 
 def score_directions(
@@ -673,11 +720,17 @@ def score_directions(
     judges: Judges,
     n: int = 128,
     directions: Sequence[str] = tuple(DIRECTIONS),
-) -> dict[str, float]:
-    """``{direction: mean attribute accuracy}`` on the first ``n`` scenes of ``data``."""
+    per_scene: bool = False,
+    **sample_options,
+) -> dict[str, float] | dict[str, Tensor]:
+    """``{direction: mean attribute accuracy}`` on the first ``n`` scenes of ``data``
+    (``{direction: (n,) per-scene scores}`` with ``per_scene``)."""
     indices = list(range(min(n, len(data))))
     return {
-        d: score_generations(generate(model, data, d, indices), data, judges) for d in directions
+        d: score_generations(
+            generate(model, data, d, indices, **sample_options), data, judges, per_scene
+        )
+        for d in directions
     }
 
 
@@ -699,6 +752,131 @@ def answer_accuracy(model: OmniLM, data: AnyToAnyData, n: int = 128) -> float:
 def answer_chance(questions: Sequence[Question]) -> float:
     """Expected accuracy of picking one of each question's options at random."""
     return sum(1 / len(q.options) for q in questions) / len(questions)
+
+
+# ------------------------------------------------------------------------------- capstone
+
+
+@dataclass(frozen=True)
+class CapstoneRecipe:
+    """How the course's any-to-any model is made: data, heads, budget, curriculum.
+
+    ``image_head`` / ``audio_head`` are the output heads lesson 06 chose by measuring
+    (``"flow"``: continuous tokens with the per-token flow head of lesson 04).
+    ``base_steps`` sizes the stages: unified training on all six directions for
+    ``2 * base_steps`` updates, then instruction-style questions with a replay of the
+    directions for ``2/3 * base_steps`` (:func:`curriculum`).
+    """
+
+    scenes: int
+    test_scenes: int
+    base_steps: int
+    batch_size: int
+    image_head: str = "flow"
+    audio_head: str = "flow"
+    question_modality: str = "image"
+    seed: int = 0
+
+    @property
+    def stages(self) -> list[Stage]:
+        """The stages the capstone trains: unified, then instruct."""
+        by_name = {s.name: s for s in curriculum(self.base_steps)}
+        return [by_name["unified"], by_name["instruct"]]
+
+
+def capstone_recipe(profile: Profile | str | None = None) -> CapstoneRecipe:
+    """The recipe for a profile. ``ci`` and ``cpu`` share one budget (300 base steps of
+    32 documents): measured in lesson 06, 150 steps leave most directions near chance,
+    and the cpu profile's wider model costs 4-8x more per step."""
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    large = profile.name == "gpu"
+    return CapstoneRecipe(
+        scenes=profile.budget(min(profile.n_train // 2, 4096), dry=64),
+        test_scenes=profile.budget(profile.n_eval // 2, dry=16),
+        base_steps=profile.budget(profile.train_steps if large else 300, dry=3),
+        batch_size=profile.batch_size if large else 32,
+    )
+
+
+def capstone_data(
+    recipe: CapstoneRecipe, profile: Profile | str | None = None
+) -> tuple[AnyToAnyData, AnyToAnyData]:
+    """The training pool and the test scenes of the capstone: single-object OmniWorld
+    scenes with canonical captions ("a small red circle at the top left"), so a tiny
+    model can learn all six directions in minutes on a CPU."""
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    tokenizers = _tokenizers_for(recipe, profile)
+
+    def world(split: str) -> OmniWorld:
+        return OmniWorld(split, seed=0, n_objects=1, caption_style="canonical", profile=profile)
+
+    q = recipe.question_modality
+    train = AnyToAnyData(world("train"), recipe.scenes, question_modality=q, **tokenizers)
+    tasks = (*DIRECTIONS, QUESTION)
+    test = AnyToAnyData(world("test"), recipe.test_scenes, tasks, question_modality=q, **tokenizers)
+    return train, test
+
+
+def _tokenizers_for(recipe: CapstoneRecipe, profile: Profile) -> dict[str, nn.Module]:
+    """Lesson 03's tokenizers for the modalities the recipe writes as codes."""
+    out = {}
+    if recipe.image_head == "codes":
+        from omni_edu.tokenizers import image_tokenizer
+
+        out["image_tokenizer"] = image_tokenizer(profile).model
+    if recipe.audio_head == "codes":
+        from omni_edu.tokenizers import audio_tokenizer
+
+        out["audio_tokenizer"] = audio_tokenizer(profile).model
+    return out
+
+
+def train_recipe(
+    model: OmniLM, data: AnyToAnyData, recipe: CapstoneRecipe, progress: bool = True
+) -> dict[str, list[float]]:
+    """Train ``model`` in place through the recipe's stages; returns each stage's losses."""
+    losses = {}
+    for stage in recipe.stages:
+        history = train_stage(
+            model,
+            data,
+            stage.mix,
+            stage.steps,
+            recipe.seed,
+            batch_size=recipe.batch_size,
+            progress=progress,
+        )
+        losses[stage.name] = history.losses["loss"]
+    return losses
+
+
+def capstone(profile: Profile | str | None = None, retrain: bool = False, verbose: bool = True):
+    """The any-to-any model of lesson 06, from the course cache or trained by its recipe.
+
+    Returns a :class:`~omni_edu.course_cache.CachedPart`: ``model`` is the trained
+    :class:`~omni_edu.model.omni_lm.OmniLM` (on the CPU when loaded), ``extra`` holds the
+    recipe's training losses per stage. Training shows a progress bar per stage; on a
+    2-core CPU in the ``ci`` profile it takes a couple of minutes.
+    """
+    from dataclasses import asdict
+
+    from omni_edu.course_cache import load_or_train
+
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    recipe = capstone_recipe(profile)
+    data, _ = capstone_data(recipe, profile)
+    weights = balanced_loss_weights(data, recipe.image_head, recipe.audio_head)
+    config = model_config(data, weights, profile, recipe.image_head, recipe.audio_head, recipe.seed)
+
+    def build() -> OmniLM:
+        torch.manual_seed(recipe.seed)
+        return OmniLM(config)
+
+    def train(model: OmniLM) -> dict:
+        return {"losses": train_recipe(model, data, recipe)}
+
+    settings = {"recipe": asdict(recipe), "model": asdict(config), "version": 1}
+    return load_or_train("capstone", build, train, settings, profile, retrain, verbose)
 
 
 # ------------------------------------------------------------------------------- transfer
@@ -769,11 +947,19 @@ def transfer_experiment(
 # ------------------------------------------------------------------------------- gallery
 
 
-def gallery_figure(generations: Mapping[str, Generations], data: AnyToAnyData, n: int = 3):
+def gallery_figure(
+    generations: Mapping[str, Mapping[str, Generations]],
+    data: AnyToAnyData,
+    n: int = 2,
+    title: str = "One model, six directions: input | generated outputs",
+):
     """Inputs and outputs side by side: one row per direction, ``n`` examples per row.
 
-    Each example takes two panels, the input then the output: pictures as pictures, sounds
-    as log-mel spectrograms (time across, pitch up), captions as text.
+    ``generations`` maps a model's label (for example ``"linear head"``, ``"flow head"``)
+    to its ``{direction: Generations}``; each example takes one panel for the input and
+    one per model, so the models' outputs for the same prompt stand next to each other.
+    Pictures show as pictures, sounds as log-mel spectrograms (time across, pitch up),
+    captions as text.
     """
     import textwrap
 
@@ -781,8 +967,15 @@ def gallery_figure(generations: Mapping[str, Generations], data: AnyToAnyData, n
 
     from omni_edu.viz.omniworld import show_mel
 
-    rows = list(generations)
-    fig, axes = plt.subplots(len(rows), 2 * n, figsize=(4.0 * n, 1.9 * len(rows)), squeeze=False)
+    labels = list(generations)
+    rows = list(next(iter(generations.values())))
+    per_example = 1 + len(labels)
+    fig, axes = plt.subplots(
+        len(rows),
+        n * per_example,
+        figsize=(1.9 * n * per_example, 1.95 * len(rows)),
+        squeeze=False,
+    )
 
     def draw(ax, modality: str, value, title: str) -> None:
         if modality == "image":
@@ -792,23 +985,27 @@ def gallery_figure(generations: Mapping[str, Generations], data: AnyToAnyData, n
             ax.set_xlabel("")
             ax.set_ylabel("")
         else:
-            ax.text(0.5, 0.5, textwrap.fill(value, 16), ha="center", va="center", fontsize=8)
-        ax.set_title(title, fontsize=8)
+            ax.text(0.5, 0.5, textwrap.fill(value, 16), ha="center", va="center", fontsize=7)
+        ax.set_title(title, fontsize=7)
         ax.set_xticks([])
         ax.set_yticks([])
 
     for r, name in enumerate(rows):
-        gen, d = generations[name], get_direction(name)
-        for k in range(min(n, len(gen.indices))):
-            i = gen.indices[k]
+        d = get_direction(name)
+        first = generations[labels[0]][name]
+        for k in range(min(n, len(first.indices))):
+            i = first.indices[k]
             source = {
                 "text": data.batch.captions[i],
                 "image": data.batch.images[i],
                 "audio": data.batch.mels[i],
             }[d.source]
-            draw(axes[r, 2 * k], d.source, source, f"input ({d.source})")
-            draw(axes[r, 2 * k + 1], d.target, gen.outputs[k], f"output ({d.target})")
-        axes[r, 0].set_ylabel(name, fontsize=10)
-    fig.suptitle("One model, six directions: input | generated output")
+            column = k * per_example
+            draw(axes[r, column], d.source, source, "input")
+            for m, label in enumerate(labels):
+                output = generations[label][name].outputs[k]
+                draw(axes[r, column + 1 + m], d.target, output, label)
+        axes[r, 0].set_ylabel(name, fontsize=9)
+    fig.suptitle(title)
     fig.tight_layout()
     return fig

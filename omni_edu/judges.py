@@ -215,7 +215,7 @@ def _right(judge: nn.Module, inputs: Tensor, attributes: Tensor) -> Tensor:
     if len(inputs) != len(attributes):
         raise ValueError(f"{len(inputs)} inputs but {len(attributes)} attribute rows.")
     judge.eval()
-    device = next(judge.parameters()).device
+    device = next(judge.parameters(), torch.empty(0)).device
     predicted = torch.cat([judge.predict(chunk.to(device)) for chunk in inputs.split(512)])
     return predicted.cpu() == attributes
 

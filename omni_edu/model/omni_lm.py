@@ -117,16 +117,20 @@ class OmniLMConfig:
         vocab_size: int,
         frames_per_token: int,
         profile: Profile | str | None = None,
+        projector_overrides: dict | None = None,
         **overrides,
     ) -> OmniLMConfig:
-        """The sizes of a profile (the active one by default) for a given vocabulary."""
+        """The sizes of a profile (the active one by default) for a given vocabulary.
+
+        ``projector_overrides`` change the projector's config (for example the code
+        tables of discrete media); other ``overrides`` are fields of this config.
+        """
         if not isinstance(profile, Profile):
             profile = get_profile(profile)
-        return cls(
-            projector=ProjectorConfig.from_profile(vocab_size, frames_per_token, profile),
-            decoder=DecoderConfig.from_profile(profile),
-            **overrides,
+        projector = ProjectorConfig.from_profile(
+            vocab_size, frames_per_token, profile, **(projector_overrides or {})
         )
+        return cls(projector=projector, decoder=DecoderConfig.from_profile(profile), **overrides)
 
 
 class OmniLM(nn.Module):
