@@ -1,5 +1,8 @@
 import heapq
 import math
+import operator
+
+import pytest
 
 from omni_edu import cost, grading, serving
 from omni_edu.checks.cost_and_serving import (
@@ -13,7 +16,7 @@ from omni_edu.checks.cost_and_serving import (
 
 
 def stub(*args, **kwargs):
-    raise NotImplementedError
+    raise NotImplementedError(grading.STUB_MESSAGE)  # as make_exercises writes it
 
 
 # Plausible mistakes -------------------------------------------------------------------------
@@ -107,7 +110,90 @@ def test_plausible_mistakes_are_rejected():
 
 
 def test_strict_mode_raises_on_a_wrong_answer():
-    import pytest
-
     with pytest.raises(grading.CheckFailed):
         check_kv_cache_bytes(keys_only)
+
+
+# Item 13: each wrong smart_resize below differs from the reference in one place. -----------
+
+
+def smart_resize_tokens(
+    first=round,
+    down=math.floor,
+    up=math.ceil,
+    area_for_max=lambda h, w: h * w,
+    area_for_min=lambda h, w: h * w,
+    over=operator.gt,
+    under=operator.lt,
+    smallest_side=28,
+    beta_from_rounded=False,
+):
+    """A Qwen2-VL token count with the reference's rules; each argument swaps one in."""
+
+    def tokens(height, width, min_pixels=cost.QWEN_MIN_PIXELS, max_pixels=cost.QWEN_MAX_PIXELS):
+        h = max(smallest_side, first(height / 28) * 28)
+        w = max(smallest_side, first(width / 28) * 28)
+        area = h * w if beta_from_rounded else height * width
+        if over(area_for_max(h, w), max_pixels):
+            beta = math.sqrt(area / max_pixels)
+            h = max(smallest_side, down(height / beta / 28) * 28)
+            w = max(smallest_side, down(width / beta / 28) * 28)
+        elif under(area_for_min(h, w), min_pixels):
+            beta = math.sqrt(min_pixels / area)
+            h, w = up(height * beta / 28) * 28, up(width * beta / 28) * 28
+        return (h // 28) * (w // 28)
+
+    return tokens
+
+
+QWEN_MISTAKES = {
+    "sides truncated (int) instead of rounded": smart_resize_tokens(first=int),
+    "sides floored instead of rounded": smart_resize_tokens(first=math.floor),
+    "scale-down rounds instead of flooring": smart_resize_tokens(down=round),
+    "scale-up rounds instead of taking the ceiling": smart_resize_tokens(up=round),
+    "scale-up floors instead of taking the ceiling": smart_resize_tokens(up=math.floor),
+    "w*w instead of h*w at max_pixels": smart_resize_tokens(area_for_max=lambda h, w: w * w),
+    "h*h instead of h*w at max_pixels": smart_resize_tokens(area_for_max=lambda h, w: h * h),
+    "w*w instead of h*w at min_pixels": smart_resize_tokens(area_for_min=lambda h, w: w * w),
+    "h*h instead of h*w at min_pixels": smart_resize_tokens(area_for_min=lambda h, w: h * h),
+    "no scale-up path": smart_resize_tokens(under=lambda area, limit: False),
+    "scale factor from the rounded sides": smart_resize_tokens(beta_from_rounded=True),
+    "no 28-pixel minimum (banners)": smart_resize_tokens(smallest_side=0),
+    ">= instead of > at max_pixels": smart_resize_tokens(over=operator.ge),
+    "<= instead of < at min_pixels": smart_resize_tokens(under=operator.le),
+}
+
+
+def test_the_mistake_builder_matches_the_reference_when_nothing_is_swapped():
+    right = smart_resize_tokens()
+    sizes = [(h, w) for h in range(5, 3000, 97) for w in range(5, 3000, 89)]
+    assert all(
+        right(h, w) == qwen2vl_image_tokens(h, w) for h, w in sizes if max(h, w) <= 200 * min(h, w)
+    )
+
+
+@pytest.mark.parametrize("mistake", sorted(QWEN_MISTAKES))
+def test_qwen_check_rejects_each_wrong_rule(mistake):
+    with grading.lenient():
+        assert check_qwen2vl_image_tokens(QWEN_MISTAKES[mistake]).status == grading.FAILED
+
+
+def step_always_transfers(state):
+    # Plausible mistake: deployment.transfer_time even when both stages share one server.
+    at, _, kind, rid, stage = heapq.heappop(state.events)
+    state.now = at
+    server = state.deployment.placement[stage]
+    if kind == serving.ARRIVE:
+        state.waiting[server].append((rid, stage))
+    else:
+        state.busy[server] = False
+        if stage + 1 < state.deployment.n_stages:
+            state.push(at + state.deployment.transfer_time, serving.ARRIVE, rid, stage + 1)
+        else:
+            state.finish[rid] = at
+    state.start_next(server)
+
+
+def test_step_check_rejects_a_transfer_on_a_shared_server():
+    with grading.lenient():
+        assert check_step(step_always_transfers).status == grading.FAILED

@@ -8,7 +8,7 @@ from omni_edu.evaluate import blind_accuracy, choose, circular_correct, rotate
 
 
 def stub(*args):
-    raise NotImplementedError
+    raise NotImplementedError(grading.STUB_MESSAGE)  # as make_exercises writes it
 
 
 def any_rotation(answerer, item):
@@ -62,3 +62,21 @@ def test_plausible_mistakes_are_rejected():
             assert check_circular_correct(wrong).status == grading.FAILED, wrong.__name__
         for wrong in (image_only_blanked, not_blanked):
             assert check_blind_accuracy(wrong).status == grading.FAILED, wrong.__name__
+
+
+def blanked_with(fill):
+    """blind_accuracy, but the inputs are replaced by ``fill(x)`` instead of zeros."""
+
+    def blind_accuracy_filled(answerer, items):
+        items = [replace(it, image=fill(it.image), mel=fill(it.mel)) for it in items]
+        chosen = choose(answerer, items)
+        return sum(c == it.answer_index for c, it in zip(chosen, items, strict=True)) / len(items)
+
+    return blind_accuracy_filled
+
+
+def test_blanking_with_ones_or_noise_is_rejected():
+    with grading.lenient():
+        for fill in (torch.ones_like, torch.rand_like, torch.randn_like):
+            result = check_blind_accuracy(blanked_with(fill))
+            assert result.status == grading.FAILED, fill.__name__

@@ -17,7 +17,7 @@ from omni_edu.checks.interleaved_autoregression import (
 
 
 def stub(*args, **kwargs):
-    raise NotImplementedError
+    raise NotImplementedError(grading.STUB_MESSAGE)  # as make_exercises writes it
 
 
 # ----------------------------------------------------------------------------- the mask
@@ -56,6 +56,17 @@ def test_mask_check_rejects_plausible_mistakes():
     with grading.lenient():
         assert check_attention_mask(mask_all_minus_one_is_a_span).status == grading.FAILED
         assert check_attention_mask(mask_sees_the_future).status == grading.FAILED
+
+
+def mask_assumes_padding_at_the_end(real, span_ids=None):
+    # Plausible mistake: the real tokens of a row are taken to be its first real.sum().
+    first_n = torch.arange(real.shape[1])[None, :] < real.sum(dim=1, keepdim=True)
+    return attention_mask(first_n, span_ids)
+
+
+def test_mask_check_rejects_a_mask_that_assumes_padding_at_the_end():
+    with grading.lenient():
+        assert check_attention_mask(mask_assumes_padding_at_the_end).status == grading.FAILED
 
 
 # ----------------------------------------------------------------------------- RoPE
@@ -161,3 +172,32 @@ def test_decode_with_cache_matches_the_decoder_with_its_kv_cache():
     assert torch.allclose(torch.cat(steps, dim=1), full, atol=1e-5)
     out, k_cache, _ = decode_with_cache(kv_step, *torch.randn(3, 1, 2, 5, 4))
     assert out.shape == (1, 2, 5, 4) and k_cache.shape == (1, 2, 5, 4)
+
+
+def kv_step_returns_only_out(q, k, v, k_cache, v_cache):
+    # Plausible mistake: returns the attention output but not the grown caches.
+    out, _, _ = kv_step(q, k, v, k_cache, v_cache)
+    return out
+
+
+def kv_step_appends_on_the_wrong_axis(q, k, v, k_cache, v_cache):
+    k_cache = torch.cat([k_cache, k], dim=3)  # the learner's own line raises here
+    return kv_step(q, k, v, k_cache, v_cache)
+
+
+def test_kv_check_names_the_bad_return_value_not_the_wrapper():
+    with grading.lenient():
+        result = check_kv_cache_step(kv_step_returns_only_out)
+    text = str(result)
+    assert result.status == grading.FAILED
+    assert "(out, k_cache, v_cache)" in text and "returned a tensor" in text
+    assert "step_fn(" not in text and "interleaved_autoregression.py" not in text
+
+
+def test_kv_check_shows_the_learners_own_line_when_it_raises():
+    with grading.lenient():
+        result = check_kv_cache_step(kv_step_appends_on_the_wrong_axis)
+    text = str(result)
+    assert result.status == grading.ERROR
+    assert "test_checks_interleaved_autoregression.py" in text
+    assert "k_cache = torch.cat([k_cache, k], dim=3)" in text

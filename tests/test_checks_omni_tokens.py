@@ -12,7 +12,7 @@ from omni_edu.model.interleave import SpecialTokens
 
 
 def stub(*args, **kwargs):
-    raise NotImplementedError
+    raise NotImplementedError(grading.STUB_MESSAGE)  # as make_exercises writes it
 
 
 # --- embed_interleaved ------------------------------------------------------------------

@@ -5,7 +5,7 @@ from omni_edu.checks.welcome import check_to_unit_range, to_unit_range
 
 
 def stub(images):
-    raise NotImplementedError
+    raise NotImplementedError(grading.STUB_MESSAGE)  # as make_exercises writes it
 
 
 def whole_batch(images):
@@ -37,3 +37,28 @@ def test_reference_output_spans_unit_range():
     out = to_unit_range(torch.rand(4, 3, 5, 5) * 7 - 2)
     assert torch.allclose(out.amin(dim=(1, 2, 3)), torch.zeros(4))
     assert torch.allclose(out.amax(dim=(1, 2, 3)), torch.ones(4), atol=1e-6)
+
+
+def range_clamped_at_eps(images, eps=1e-8):
+    # Plausible mistake: max(range, eps) instead of range + eps; equal unless range ~ eps.
+    low = images.amin(dim=(1, 2, 3), keepdim=True)
+    return (images - low) / (images.amax(dim=(1, 2, 3), keepdim=True) - low).clamp_min(eps)
+
+
+def eps_only_when_constant(images, eps=1e-8):
+    # Plausible mistake: eps replaces a zero range instead of being added to every range.
+    low = images.amin(dim=(1, 2, 3), keepdim=True)
+    span = images.amax(dim=(1, 2, 3), keepdim=True) - low
+    return (images - low) / torch.where(span == 0, torch.full_like(span, eps), span)
+
+
+def eps_ignored(images, eps=1e-8):
+    # Plausible mistake: a hard-coded 1e-8 whatever eps the caller passes.
+    low = images.amin(dim=(1, 2, 3), keepdim=True)
+    return (images - low) / (images.amax(dim=(1, 2, 3), keepdim=True) - low + 1e-8)
+
+
+def test_an_image_whose_range_equals_eps_tells_adding_from_clamping():
+    with grading.lenient():
+        for wrong in (range_clamped_at_eps, eps_only_when_constant, eps_ignored):
+            assert check_to_unit_range(wrong).status == grading.FAILED, wrong.__name__

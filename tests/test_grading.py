@@ -1,3 +1,9 @@
+import functools
+import signal
+import sys
+import threading
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -123,3 +129,178 @@ def test_lenient_block_reports_instead_of_raising(monkeypatch):
     assert result.status == grading.FAILED
     with pytest.raises(CheckFailed):
         check_function("double", lambda x: x, reference_double, CASES)
+
+
+# --- item 9: only the stub means "not implemented" ------------------------------------------
+
+
+def float_bitwise_and(x):
+    keep = x > 0
+    return x & keep  # torch: "bitwise_and_cpu" not implemented for 'Float'
+
+
+def test_a_torch_not_implemented_inside_the_learners_code_is_an_error(lenient):
+    result = check_function("double", float_bitwise_and, reference_double, CASES)
+    assert result.status == grading.ERROR
+    text = str(result)
+    assert "bitwise_and" in text and "not implemented for 'Float'" in text
+    # The learner's own line, with its file and line number.
+    assert "return x & keep" in text and "test_grading.py" in text
+    assert "bitwise_and" in result._repr_html_()
+
+
+def test_strict_mode_does_not_let_a_torch_not_implemented_pass(monkeypatch):
+    monkeypatch.setenv(grading.STRICT_ENV, "1")
+    with pytest.raises(CheckFailed, match="bitwise_and"):
+        check_function("double", float_bitwise_and, reference_double, CASES)
+
+
+def test_a_not_implemented_error_with_another_message_is_an_error(lenient):
+    def unsupported(x):
+        raise NotImplementedError("complex inputs are not supported")
+
+    def calls_a_bare_helper(x):
+        return helper(x)
+
+    def helper(x):
+        raise NotImplementedError
+
+    result = check_function("double", unsupported, reference_double, CASES)
+    assert result.status == grading.ERROR and "complex inputs" in str(result)
+    # A bare raise deep inside the learner's helpers is the learner's bug, not the stub.
+    assert check_function("double", calls_a_bare_helper, reference_double, CASES).status == (
+        grading.ERROR
+    )
+
+
+def test_the_exercise_stub_and_a_bare_raise_in_the_function_itself_are_not_implemented(
+    monkeypatch,
+):
+    monkeypatch.setenv(grading.STRICT_ENV, "1")
+
+    def bare(x):
+        raise NotImplementedError
+
+    for stub in (exercise_stub, bare):
+        result = check_function("double", stub, reference_double, CASES)
+        assert result.status == grading.NOT_IMPLEMENTED, stub.__name__
+
+
+def exercise_stub(x):
+    raise NotImplementedError("Exercise: write your code here")
+
+
+# --- item 10: a time limit per check --------------------------------------------------------
+
+
+def endless(x):
+    while True:
+        pass
+
+
+def slow_but_finite(x, seconds=0.6):
+    start = time.monotonic()
+    while time.monotonic() - start < seconds:
+        pass
+    return 2 * x
+
+
+def test_an_endless_loop_fails_with_the_time_limit_instead_of_hanging(lenient):
+    before = signal.getsignal(signal.SIGALRM)
+    result = check_function("double", endless, reference_double, CASES, time_limit=0.3)
+    assert result.status == grading.FAILED
+    assert "took longer than 0.3 s" in str(result) and "took longer" in result._repr_html_()
+    # The alarm is switched off and the previous handler is back.
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    assert signal.getsignal(signal.SIGALRM) == before
+
+
+def test_strict_mode_raises_on_a_time_out(monkeypatch):
+    monkeypatch.setenv(grading.STRICT_ENV, "1")
+    with pytest.raises(CheckFailed, match="took longer than"):
+        check_function("double", endless, reference_double, CASES, time_limit=0.2)
+
+
+def test_slow_but_finite_functions_pass_within_the_limit_and_fail_beyond_it(lenient):
+    slow = functools.partial(slow_but_finite, seconds=0.05)
+    assert check_function("double", slow, reference_double, CASES, time_limit=30).passed
+    result = check_function("double", slow_but_finite, reference_double, CASES, time_limit=0.2)
+    assert result.status == grading.FAILED and "took longer than 0.2 s" in str(result)
+
+
+def test_the_time_limit_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv(grading.STRICT_ENV, "0")
+    monkeypatch.setenv(grading.TIME_LIMIT_ENV, "0.25")
+    result = check_function("double", endless, reference_double, CASES)
+    assert "took longer than 0.25 s" in str(result)
+
+
+def test_the_time_limit_works_outside_the_main_thread(lenient):
+    """Away from the main thread (no SIGALRM there) a trace function enforces the limit."""
+    results = []
+
+    def run():
+        results.append(check_function("double", endless, reference_double, CASES, time_limit=0.3))
+        results.append(sys.gettrace())  # the trace function is gone afterwards
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "the check hung in a thread"
+    assert "took longer than 0.3 s" in str(results[0])
+    assert results[1] is None
+
+
+def test_the_time_limit_works_in_a_jupyter_kernel():
+    """ipykernel runs cells in the main thread, so the alarm works there too."""
+    manager = pytest.importorskip("jupyter_client.manager")
+    km, kc = manager.start_new_kernel(kernel_name="python3")
+    code = (
+        "from omni_edu import grading\n"
+        "import os\n"
+        "os.environ['OMNI_STRICT_CHECKS'] = '0'  # report, as in a learner's notebook\n"
+        "def endless(x):\n"
+        "    while True:\n"
+        "        pass\n"
+        "print(grading.check_function('double', endless, lambda x: 2 * x,\n"
+        "      [grading.Case((1,))], time_limit=0.5))\n"
+        "print('the notebook goes on')\n"
+    )
+    out = []
+    try:
+        reply = kc.execute_interactive(code, timeout=60, output_hook=out.append)
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    text = "".join(m["content"].get("text", "") for m in out if m["msg_type"] == "stream")
+    assert reply["content"]["status"] == "ok"
+    assert "took longer than 0.5 s" in text and "the notebook goes on" in text
+
+
+# --- item 11: NumPy scalars and 0-d tensors are numbers --------------------------------------
+
+
+def test_numpy_scalars_and_zero_d_tensors_are_numbers(lenient):
+    assert compare(3, np.int64(3)) is None
+    assert compare(2.5, np.float32(2.5)) is None
+    assert compare(3, torch.tensor(3)) is None and compare(3, np.array(3)) is None
+    assert compare(np.int64(3), 3) is None and compare(np.int64(3), np.int32(3)) is None
+    assert "expected 3, got 4" in compare(3, np.int64(4))
+    assert "expected a number" in compare(3, "3") and "expected a number" in compare(3, True)
+    result = check_function("count", lambda n: np.int64(n + 1), lambda n: n + 1, [Case((2,))])
+    assert result.passed
+
+
+# --- item 12: errors in the course's wrapper code point at the learner's mistake ------------
+
+
+def test_a_bad_return_value_names_what_was_returned_not_the_wrapper(lenient):
+    def add_one(fn, x):
+        return fn(x) + 1  # the course's wrapper: breaks when the learner returns a string
+
+    result = check_function(
+        "double", lambda x: "twice", reference_double, [Case((3,))], call=add_one
+    )
+    assert result.status == grading.FAILED
+    text = str(result)
+    assert "'twice'" in text and "return fn(x) + 1" not in text and "line" not in text

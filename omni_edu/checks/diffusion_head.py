@@ -1,4 +1,8 @@
-"""Checks for lesson 04's exercises: the flow-matching loss and one Euler sampling step."""
+"""Checks for lesson 04's exercises: the flow-matching loss and one Euler sampling step.
+
+Every check takes ``show_recipe=True`` (show the full recipe now) and ``time_limit``
+(seconds).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,39 @@ from collections.abc import Callable
 
 import torch
 
-from omni_edu.grading import Case, CheckResult, check_function
+from omni_edu.grading import Case, CheckResult, Hints, check_function
 from omni_edu.model.heads.flow import euler_step, flow_matching_loss
+
+FLOW_MATCHING_LOSS = Hints(
+    "flow_matching_loss",
+    nudge="Put each token on the straight path between its noise and its data point at its "
+    "time t, ask velocity_fn for the velocity there, and compare it with the path's own "
+    "velocity (a mean squared error).",
+    failed="The path x_t = (1 - t) * noise + t * x runs from noise (t = 0) to data (t = 1), "
+    "so its velocity is x - noise; the loss is the MEAN squared error.",
+    on={
+        "shape": "The loss is one number: a 0-d tensor, the mean over tokens and dimensions. "
+        "t has one entry per token; use it as a column (t[:, None]) to mix the (n, dim) "
+        "tensors.",
+    },
+    recipe="x_t = (1 - t) * noise + t * x (t as a column: t[:, None]); the target is the "
+    "velocity of that straight path, x - noise; return the mean squared error between "
+    "velocity_fn(x_t, t, cond) and the target.",
+)
+
+EULER_STEP = Hints(
+    "euler_step",
+    nudge="One Euler step moves x_t along the velocity for a time dt: ask velocity_fn for "
+    "the velocity at the current point and time, then take the step.",
+    failed="Evaluate the velocity at the current point and time (x_t, t), then "
+    "x_next = x_t + dt * velocity.",
+    on={
+        "shape": "velocity_fn wants t as a tensor with one entry per token: "
+        "torch.full((x_t.shape[0],), t).",
+    },
+    recipe="Evaluate the velocity at the *current* point and time, with t as a tensor of "
+    "shape (n,): torch.full((x_t.shape[0],), t); then x_next = x_t + dt * velocity.",
+)
 
 
 def linear_velocity(x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
@@ -23,9 +58,15 @@ def wavy_velocity(x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> tor
 def _loss_cases() -> list[Case]:
     g = torch.Generator().manual_seed(0)
     cases = []
-    for n, dim, field, label in (
-        (4, 2, linear_velocity, "4 tokens in 2-D, a linear field"),
-        (16, 5, wavy_velocity, "16 tokens in 5-D, a non-linear field"),
+    for n, dim, field, label, hint in (
+        (4, 2, linear_velocity, "4 tokens in 2-D, a linear field", ""),
+        (
+            16,
+            5,
+            wavy_velocity,
+            "16 tokens in 5-D, a non-linear field",
+            "This field changes with t: pass the same t you used to build x_t.",
+        ),
     ):
         cases.append(
             Case(
@@ -37,21 +78,24 @@ def _loss_cases() -> list[Case]:
                     torch.rand(n, generator=g),
                 ),
                 label=label,
+                hint=hint,
             )
         )
     return cases
 
 
-def check_flow_matching_loss(learner_fn: Callable) -> CheckResult:
+def check_flow_matching_loss(
+    learner_fn: Callable, *, show_recipe: bool = False, time_limit: float | None = None
+) -> CheckResult:
     """``learner_fn(velocity_fn, x, cond, noise, t) -> loss`` (a scalar tensor)."""
     return check_function(
         "flow_matching_loss",
         learner_fn,
         flow_matching_loss,
         _loss_cases(),
-        hint="x_t = (1 - t) * noise + t * x (t as a column: t[:, None]); the target is the "
-        "velocity of that straight path, x - noise; return the mean squared error between "
-        "velocity_fn(x_t, t, cond) and the target.",
+        hints=FLOW_MATCHING_LOSS,
+        show_recipe=show_recipe,
+        time_limit=time_limit,
     )
 
 
@@ -77,17 +121,21 @@ def _euler_cases() -> list[Case]:
                 torch.randn(8, 2, generator=g),
             ),
             label="8 tokens at t=0.5, dt=0.125, a non-linear field",
+            hint="This field changes with t: evaluate it at the current time t, not at t + dt.",
         ),
     ]
 
 
-def check_euler_step(learner_fn: Callable) -> CheckResult:
+def check_euler_step(
+    learner_fn: Callable, *, show_recipe: bool = False, time_limit: float | None = None
+) -> CheckResult:
     """``learner_fn(velocity_fn, x_t, t, dt, cond) -> x_next``."""
     return check_function(
         "euler_step",
         learner_fn,
         euler_step,
         _euler_cases(),
-        hint="Evaluate the velocity at the *current* point and time, with t as a tensor of "
-        "shape (n,): torch.full((x_t.shape[0],), t); then x_next = x_t + dt * velocity.",
+        hints=EULER_STEP,
+        show_recipe=show_recipe,
+        time_limit=time_limit,
     )

@@ -3,7 +3,8 @@
 The references are the course's own implementations in
 :mod:`omni_edu.model.interleave` and :mod:`omni_edu.model.transformer`; the KV-cache step
 is checked against full causal attention over the whole sequence, the result that a
-cache must reproduce.
+cache must reproduce. Every check takes ``show_recipe=True`` (show the full recipe now) and
+``time_limit`` (seconds).
 """
 
 from __future__ import annotations
@@ -13,7 +14,17 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from omni_edu.grading import Case, CheckResult, check_function, check_property, compare
+from omni_edu.grading import (
+    Case,
+    CheckResult,
+    Difference,
+    Hints,
+    LearnerMistake,
+    check_function,
+    check_property,
+    compare,
+    summarize,
+)
 from omni_edu.model.interleave import attention_mask
 from omni_edu.model.transformer import (
     apply_rope,
@@ -32,6 +43,58 @@ __all__ = [
     "decode_with_cache",
 ]
 
+ATTENTION_MASK = Hints(
+    "attention_mask",
+    nudge="Build the (B, T, T) mask from simple rules combined with & and |: causal order "
+    "(key position <= query position), real tokens only, both ways inside a span. Start "
+    "with the causal triangle, made from torch.arange.",
+    failed="Check the rules one at a time: causal (key <= query), real queries and keys "
+    "only, same span id >= 0 both ways, and each padding query sees itself.",
+    on={
+        "shape": "Return (B, T, T): one T x T mask per row of the batch. Broadcast the (B, T) "
+        "inputs with [:, None, :] for keys (columns) and [:, :, None] for queries (rows).",
+        "dtype": "Return a bool tensor (True = may attend): combine masks with & and |.",
+    },
+    recipe="Start from the causal rule key <= query (a lower triangle, torch.arange with "
+    "[None, :] and [:, None]), keep only real queries and real keys, OR in 'same span "
+    "and span id >= 0' (the -1 of ordinary tokens is not a span), and finally let "
+    "each padding query see itself (torch.eye) so no row of the softmax is empty.",
+)
+
+APPLY_ROPE = Hints(
+    "apply_rope",
+    nudge="Split x into its pairs, a = x[..., 0::2] and b = x[..., 1::2], turn each pair "
+    "(a, b) by its angle using cos and sin, and put the pairs back where they came from.",
+    failed="Check the signs of the rotation, (a cos - b sin, a sin + b cos), and that each "
+    "pair goes back to its own two places (interleaved), not halves side by side.",
+    on={
+        "shape": "cos and sin are (batch, seq, 1, head_dim // 2) and broadcast over heads "
+        "against a and b. Interleave the two rotated halves back with "
+        "torch.stack(..., dim=-1).flatten(-2), which gives head_dim again.",
+    },
+    recipe="Pair i is (x[..., 2i], x[..., 2i+1]): take a = x[..., 0::2] and b = x[..., 1::2]. "
+    "Rotating by angle t gives (a cos t - b sin t, a sin t + b cos t); put the two halves "
+    "back side by side with torch.stack(..., dim=-1).flatten(-2).",
+)
+
+KV_CACHE_STEP = Hints(
+    "kv_cache_step",
+    nudge="Two steps: grow both caches by the new token's key and value (the sequence axis "
+    "is dim=2), then let the one new query attend to every key now in the cache.",
+    failed="Scale the scores by 1/sqrt(head_dim) and use no causal mask: the cache holds "
+    "only the past and the present, so the new query may see all of it.",
+    on={
+        "cache": "Append the new key and value at the end of the sequence axis: "
+        "torch.cat([k_cache, k_new], dim=2), and return the grown caches.",
+        "return": "Return three things, (out, k_cache, v_cache): the new token's output "
+        "(batch, heads, 1, head_dim) and both caches grown by one token.",
+    },
+    recipe="Append first (torch.cat on dim=2, the sequence axis), then attend from the one "
+    "new query to every key in the cache: softmax(q @ k.transpose(-2, -1) / sqrt(head_dim)) "
+    "@ v. No causal mask is needed: nothing in the cache lies in the future. (SDPA's "
+    "is_causal=True would be wrong here: with one query it keeps only the first key.)",
+)
+
 
 def _mask_cases() -> list[Case]:
     real_2x6 = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
@@ -39,15 +102,42 @@ def _mask_cases() -> list[Case]:
     # text, [image x3], text, [audio x2], text; a second row with padding at the end
     real_2x8 = torch.tensor([[True] * 8, [True] * 5 + [False] * 3])
     spans_2x8 = torch.tensor([[-1, 0, 0, 0, -1, 1, 1, -1], [-1, 2, 2, -1, -1, -1, -1, -1]])
+    # Left padding (as batched generation uses): the padding comes first in a row.
+    real_left = torch.tensor([[False, False] + [True] * 5, [True] * 7])
+    spans_left = torch.tensor([[-1, -1, -1, 0, 0, -1, -1], [-1, -1, 1, 1, 1, -1, -1]])
+    span_hint = (
+        "Only tokens with the same span id >= 0 see each other both ways; -1 marks ordinary "
+        "tokens, which are not one big span."
+    )
+    pad_hint = (
+        "Padding keys are never seen; a padding query sees only itself (torch.eye), so that "
+        "no row of the softmax is empty."
+    )
+    left_hint = (
+        "Padding can sit anywhere in a row, also at its start: take which tokens are real from "
+        "real itself (real[:, None, :] for keys, real[:, :, None] for queries), not from the "
+        "number of real tokens."
+    )
     return [
         Case((torch.ones(1, 5, dtype=torch.bool),), label="one row of 5 real tokens, no spans"),
-        Case((real_2x6,), label="two rows, the second padded at the end, no spans"),
-        Case((torch.ones(2, 6, dtype=torch.bool), spans), label="two rows with one span each"),
+        Case((real_2x6,), label="two rows, the second padded at the end, no spans", hint=pad_hint),
+        Case(
+            (torch.ones(2, 6, dtype=torch.bool), spans),
+            label="two rows with one span each",
+            hint=span_hint,
+        ),
         Case((real_2x8, spans_2x8), label="two spans in a row, padding in the other"),
+        Case(
+            (real_left, spans_left),
+            label="padding at the START of a row (left padding), a span in each row",
+            hint=left_hint,
+        ),
     ]
 
 
-def check_attention_mask(learner_fn: Callable) -> CheckResult:
+def check_attention_mask(
+    learner_fn: Callable, *, show_recipe: bool = False, time_limit: float | None = None
+) -> CheckResult:
     """Does ``learner_fn(real, span_ids=None)`` build the interleaved attention mask?
 
     Expected: ``(B, T, T)`` bool, True = query (row) may attend to key (column); causal;
@@ -59,10 +149,9 @@ def check_attention_mask(learner_fn: Callable) -> CheckResult:
         learner_fn,
         attention_mask,
         _mask_cases(),
-        hint="Start from the causal rule key <= query (a lower triangle, torch.arange with "
-        "[None, :] and [:, None]), keep only real queries and real keys, OR in 'same span "
-        "and span id >= 0' (the -1 of ordinary tokens is not a span), and finally let "
-        "each padding query see itself (torch.eye) so no row of the softmax is empty.",
+        hints=ATTENTION_MASK,
+        show_recipe=show_recipe,
+        time_limit=time_limit,
     )
 
 
@@ -88,7 +177,9 @@ def _rope_cases() -> list[Case]:
     ]
 
 
-def check_apply_rope(learner_fn: Callable) -> CheckResult:
+def check_apply_rope(
+    learner_fn: Callable, *, show_recipe: bool = False, time_limit: float | None = None
+) -> CheckResult:
     """Does ``learner_fn(x, cos, sin)`` rotate each pair of ``x`` by its angle?
 
     ``x`` is ``(batch, seq, heads, head_dim)``; ``cos``/``sin`` are
@@ -99,10 +190,10 @@ def check_apply_rope(learner_fn: Callable) -> CheckResult:
         learner_fn,
         apply_rope,
         _rope_cases(),
-        hint="Pair i is (x[..., 2i], x[..., 2i+1]): take a = x[..., 0::2] and b = x[..., 1::2]. "
-        "Rotating by angle t gives (a cos t - b sin t, a sin t + b cos t); put the two halves "
-        "back side by side with torch.stack(..., dim=-1).flatten(-2).",
         atol=1e-5,
+        hints=APPLY_ROPE,
+        show_recipe=show_recipe,
+        time_limit=time_limit,
     )
 
 
@@ -119,9 +210,43 @@ def decode_with_cache(
     outs = []
     for t in range(seq):
         now = slice(t, t + 1)
-        out, k_cache, v_cache = step_fn(q[:, :, now], k[:, :, now], v[:, :, now], k_cache, v_cache)
+        returned = step_fn(q[:, :, now], k[:, :, now], v[:, :, now], k_cache, v_cache)
+        out, k_cache, v_cache = _step_outputs(returned, (batch, heads, t + 1, dim))
         outs.append(out)
     return torch.cat(outs, dim=2), k_cache, v_cache
+
+
+def _step_outputs(returned, cache_shape: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
+    """``(out, k_cache, v_cache)`` from one step, or a :class:`LearnerMistake` saying what
+    the step returned instead (so the message is about the learner's value, not this code)."""
+    if not isinstance(returned, (tuple, list)) or len(returned) != 3:
+        kind = f"a {type(returned).__name__}"
+        if isinstance(returned, (tuple, list)):
+            kind += f" of {len(returned)} items"
+        elif isinstance(returned, torch.Tensor):
+            kind = f"a tensor of shape {tuple(returned.shape)}"
+        raise LearnerMistake(
+            f"kv_cache_step should return a tuple (out, k_cache, v_cache); it returned {kind}"
+        )
+    batch, heads, past, dim = cache_shape
+    wanted = {
+        "out": (batch, heads, 1, dim),
+        "k_cache": cache_shape,
+        "v_cache": cache_shape,
+    }
+    for (name, shape), value in zip(wanted.items(), returned, strict=True):
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape:
+            got = (
+                f"shape {tuple(value.shape)}"
+                if isinstance(value, torch.Tensor)
+                else summarize(value)
+            )
+            raise LearnerMistake(
+                f"at step {past - 1} (with {past - 1} earlier tokens in the cache) {name} should "
+                f"be a tensor of shape {shape}; your kv_cache_step returned {got}",
+                kind="return" if name == "out" else "cache",
+            )
+    return tuple(returned)
 
 
 def _kv_cases() -> list[Case]:
@@ -135,7 +260,9 @@ def _kv_cases() -> list[Case]:
     return cases
 
 
-def check_kv_cache_step(learner_fn: Callable) -> CheckResult:
+def check_kv_cache_step(
+    learner_fn: Callable, *, show_recipe: bool = False, time_limit: float | None = None
+) -> CheckResult:
     """Does decoding one token at a time with ``learner_fn`` equal full causal attention?
 
     ``learner_fn(q_new, k_new, v_new, k_cache, v_cache) -> (out, k_cache, v_cache)`` takes
@@ -151,19 +278,24 @@ def check_kv_cache_step(learner_fn: Callable) -> CheckResult:
         for name, expected, yours in (("key cache", k, k_cache), ("value cache", v, v_cache)):
             why = compare(expected, yours)
             if why:
-                return f"after the last step the {name} should hold every token's entry: {why}"
+                return Difference(
+                    f"after the last step the {name} should hold every token's entry: {why}",
+                    "cache",
+                )
         why = compare(full, out, atol=1e-5)
         if why:
-            return f"step-by-step outputs differ from full causal attention: {why}"
+            return Difference(
+                f"step-by-step outputs differ from full causal attention: {why}", why.kind
+            )
         return None
 
     return check_property(
         "kv_cache_step",
-        lambda q, k, v: decode_with_cache(learner_fn, q, k, v),
+        learner_fn,
         _kv_cases(),
         prop,
-        hint="Append first (torch.cat on dim=2, the sequence axis), then attend from the one "
-        "new query to every key in the cache: softmax(q @ k.transpose(-2, -1) / sqrt(head_dim)) "
-        "@ v. No causal mask is needed: nothing in the cache lies in the future. (SDPA's "
-        "is_causal=True would be wrong here: with one query it keeps only the first key.)",
+        call=decode_with_cache,
+        hints=KV_CACHE_STEP,
+        show_recipe=show_recipe,
+        time_limit=time_limit,
     )
