@@ -1,0 +1,349 @@
+"""The course's discrete tokenizers: trained once (lesson 03), reused by later lessons.
+
+A language model reads and writes pictures and sounds as code ids once a tokenizer turns
+them into ids and back. Lesson 03 builds two and the rest of the course shares them
+through the course cache (:mod:`omni_edu.course_cache`):
+
+* :func:`image_tokenizer` - a VQ-VAE with one code per image patch (the same grid as the
+  patch tokens), ``K = 256`` codes, EMA updates, k-means initialisation and dead-code
+  restart, trained on single-object OmniWorld training pictures;
+* :func:`audio_tokenizer` - the same recipe for sounds: one code per audio token of four
+  log-mel frames (:func:`omni_edu.modalities.frame_audio`), so a discrete sound has as
+  many tokens as a continuous one.
+
+Both return a :class:`~omni_edu.course_cache.CachedPart` whose ``model`` offers
+``encode_to_indices``, ``decode_from_indices`` and ``vocab_size``: loaded from the cache
+when a valid checkpoint is there, otherwise trained (with a progress bar) and saved.
+
+Also here: :func:`train_autoencoder`, the one way the course trains an autoencoder (it
+runs the :class:`~omni_edu.train.Trainer` through :func:`omni_edu.train.fit`), and the
+measurements of lesson 03's claim check on *Discrete Representation Inconsistency*:
+:func:`shift_along`, :func:`add_noise` and :func:`representation_change` ask whether
+nearly the same input keeps the same tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+
+import torch
+from tqdm.auto import tqdm
+
+from omni_edu.course_cache import CachedPart, load_or_train
+from omni_edu.data import OmniWorld
+from omni_edu.model.heads.vq import (
+    VQVAE,
+    AudioVQVAE,
+    AudioVQVAEConfig,
+    QuantizedAutoencoder,
+    VQVAEConfig,
+    evaluate_autoencoder,
+)
+from omni_edu.profiles import Profile, get_device, get_profile, seed_everything
+from omni_edu.train import History, fit
+
+# The recipe of the course's tokenizers (lesson 03's best VQ settings). Changing any of
+# these, or anything below that the cache config lists, retrains the cached tokenizers.
+TOKENIZER_SETTINGS = {"codebook_size": 256, "ema": True, "kmeans_init": True, "dead_code_steps": 10}
+TOKENIZER_LR = 2e-3
+TOKENIZER_SEED = 0
+FRAMES_PER_TOKEN = 4  # log-mel frames per audio token: 1/16 s of sound
+RECIPE_VERSION = 1  # raise when the training code changes what the weights become
+# OmniWorld scenes are generated this many at a time: large sets (the gpu profile's
+# 65,536) would otherwise hold every waveform in memory at once.
+CHUNK = 8192
+
+
+def _profile(profile: Profile | str | None) -> Profile:
+    return profile if isinstance(profile, Profile) else get_profile(profile)
+
+
+# --------------------------------------------------------------------------------------
+# Training an autoencoder
+# --------------------------------------------------------------------------------------
+
+
+def train_autoencoder(
+    model: QuantizedAutoencoder,
+    data: torch.Tensor,
+    steps: int,
+    batch_size: int = 32,
+    lr: float = TOKENIZER_LR,
+    seed: int = 0,
+    progress: bool = True,
+    desc: str = "autoencoder",
+    device: str | None = None,
+) -> History:
+    """Train ``model`` to reconstruct ``data`` (pictures ``(n, 3, H, W)`` or log-mel clips
+    ``(n, frames, n_mels)``) with the course's Trainer; return its history.
+
+    Every step draws ``batch_size`` random examples (a function of ``seed`` and the step,
+    so a run repeats exactly). The history logs per step ``loss`` (reconstruction plus
+    the quantiser's loss), ``recon`` (mean squared error), ``perplexity`` (effective
+    number of codes in the batch) and ``usage`` (fraction of codes used in the batch;
+    NaN without a codebook): ``history.losses["perplexity"]``.
+    """
+    if data.dim() < 2 or len(data) == 0:
+        raise ValueError(
+            f"data should be a batch of examples (n, ...) with n >= 1; got {tuple(data.shape)}."
+        )
+    if batch_size < 1:
+        raise ValueError(f"batch_size should be a positive int; got {batch_size}.")
+
+    def batches(step: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        return data[torch.randint(len(data), (batch_size,), generator=generator)]
+
+    def loss_fn(model: QuantizedAutoencoder, batch: torch.Tensor) -> dict:
+        out = model(batch)
+        return {
+            "loss": out.loss,
+            "recon": out.recon_loss,
+            "perplexity": out.quant.perplexity,
+            "usage": out.quant.usage,
+        }
+
+    overrides = {"device": device} if device is not None else {}
+    return fit(
+        model, loss_fn, batches, steps, lr=lr, seed=seed, desc=desc, progress=progress, **overrides
+    )
+
+
+# --------------------------------------------------------------------------------------
+# The data the tokenizers learn from
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SceneTensors:
+    """The tensors of ``n`` single-object OmniWorld scenes (no waveforms, captions or
+    questions): images ``(n, 3, H, W)``, mels ``(n, frames, n_mels)``, attributes
+    ``(n, 1, 4)`` and mask ``(n, 1)``."""
+
+    images: torch.Tensor
+    mels: torch.Tensor
+    attributes: torch.Tensor
+    mask: torch.Tensor
+
+
+@lru_cache(maxsize=4)
+def _scene_tensors(split: str, n: int, profile_key: str) -> SceneTensors:
+    profile = get_profile(profile_key)  # a key names a profile ("gpu-dry" included)
+    world = OmniWorld(split, seed=0, n_objects=1, profile=profile)
+    parts = []
+    for start in tqdm(range(0, n, CHUNK), desc=f"OmniWorld {split} scenes", leave=False):
+        batch = world.sample(min(CHUNK, n - start))  # continues the world's stream
+        parts.append((batch.images, batch.mels, batch.attributes, batch.mask))
+    return SceneTensors(*(torch.cat(column) for column in zip(*parts, strict=True)))
+
+
+def scene_tensors(split: str, n: int, profile: Profile | str | None = None) -> SceneTensors:
+    """Pictures and sounds of ``n`` single-object scenes ``OmniWorld(split, seed=0,
+    n_objects=1)``, the data of the course's tokenizers.
+
+    For ``n`` up to :data:`CHUNK` they are exactly ``OmniWorld(split, seed=0,
+    n_objects=1).sample(n)``'s tensors. Kept in memory for the session (a lesson that
+    trains several tokenizers generates them once): do not modify them in place.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n should be a positive number of scenes; got {n!r}.")
+    return _scene_tensors(split, n, _profile(profile).key)
+
+
+# --------------------------------------------------------------------------------------
+# The two shared parts
+# --------------------------------------------------------------------------------------
+
+
+def tokenizer_budget(profile: Profile | str | None = None) -> dict[str, int]:
+    """Steps, batch size and data sizes of a tokenizer run in ``profile``.
+
+    Twice the profile's base budget of steps (a tokenizer is small; its codes must be
+    good before a language model learns them); the profile's training and evaluation
+    set sizes.
+    """
+    profile = _profile(profile)
+    return {
+        "steps": profile.budget(2 * profile.train_steps, dry=2),
+        "batch_size": profile.batch_size,
+        "n_train": profile.budget(profile.n_train, dry=256),
+        "n_eval": profile.budget(profile.n_eval, dry=64),
+    }
+
+
+def image_tokenizer_config(profile: Profile | str | None = None) -> VQVAEConfig:
+    """The course's image tokenizer: one code per patch, K = 256, EMA, k-means, restart."""
+    return VQVAEConfig.from_profile(_profile(profile), **TOKENIZER_SETTINGS)
+
+
+def audio_tokenizer_config(profile: Profile | str | None = None) -> AudioVQVAEConfig:
+    """The course's audio tokenizer: one code per audio token of four log-mel frames."""
+    return AudioVQVAEConfig.from_profile(
+        _profile(profile), frames_per_token=FRAMES_PER_TOKEN, **TOKENIZER_SETTINGS
+    )
+
+
+def _tokenizer(
+    name: str,
+    field: str,
+    model_class: type[QuantizedAutoencoder],
+    config: VQVAEConfig | AudioVQVAEConfig,
+    profile: Profile,
+    retrain: bool,
+    verbose: bool,
+) -> CachedPart:
+    """Load or train one tokenizer on the ``field`` ("images" or "mels") of OmniWorld."""
+    budget = tokenizer_budget(profile)
+    device = str(get_device(profile))
+
+    def build() -> QuantizedAutoencoder:
+        seed_everything(TOKENIZER_SEED)  # the initial weights are part of the recipe
+        return model_class(config)
+
+    def train(model: QuantizedAutoencoder) -> dict[str, float]:
+        data = getattr(scene_tensors("train", budget["n_train"], profile), field)
+        history = train_autoencoder(
+            model,
+            data,
+            budget["steps"],
+            batch_size=budget["batch_size"],
+            lr=TOKENIZER_LR,
+            seed=TOKENIZER_SEED,
+            desc=name.replace("_", " "),
+            device=device,
+        )
+        test = getattr(scene_tensors("test", budget["n_eval"], profile), field)
+        scores = evaluate_autoencoder(model, test)
+        return {
+            "train_recon": history.final("recon"),
+            **{f"test_{k}": v for k, v in scores.items()},
+        }
+
+    part = load_or_train(
+        name,
+        build,
+        train,
+        config={
+            "model": asdict(config),
+            "model_class": model_class.__name__,
+            "data": {
+                "world": "OmniWorld",
+                "split": "train",
+                "seed": 0,
+                "n_objects": 1,
+                "field": field,
+            },
+            "lr": TOKENIZER_LR,
+            "seed": TOKENIZER_SEED,
+            "recipe": RECIPE_VERSION,
+            **budget,
+        },
+        profile=profile,
+        retrain=retrain,
+        verbose=verbose,
+    )
+    # A tokenizer is trained once and then only used: frozen, in eval mode, on the
+    # profile's device (a loaded one comes back on the CPU).
+    part.model.to(device).eval().requires_grad_(False)
+    return part
+
+
+def image_tokenizer(
+    profile: Profile | str | None = None, retrain: bool = False, verbose: bool = True
+) -> CachedPart:
+    """The course's image tokenizer, from the cache or trained now (and then cached).
+
+    ``part.model`` is a frozen :class:`~omni_edu.model.heads.vq.VQVAE`:
+    ``encode_to_indices(images (B, 3, H, W) in [0, 1]) -> (B, n_patches)`` int64, row by
+    row over the patch grid; ``decode_from_indices(ids) -> images``; ``vocab_size`` (256).
+    ``part.extra`` holds its test reconstruction error and codebook use, measured right
+    after training. ``retrain=True`` trains even when the cache holds a valid one.
+    """
+    profile = _profile(profile)
+    config = image_tokenizer_config(profile)
+    return _tokenizer("image_tokenizer", "images", VQVAE, config, profile, retrain, verbose)
+
+
+def audio_tokenizer(
+    profile: Profile | str | None = None, retrain: bool = False, verbose: bool = True
+) -> CachedPart:
+    """The course's audio tokenizer, from the cache or trained now (and then cached).
+
+    ``part.model`` is a frozen :class:`~omni_edu.model.heads.vq.AudioVQVAE`:
+    ``encode_to_indices(mels (B, frames, n_mels)) -> (B, frames // 4)`` int64, one id per
+    audio token in time order; ``decode_from_indices(ids) -> mels``; ``vocab_size`` (256).
+    """
+    profile = _profile(profile)
+    config = audio_tokenizer_config(profile)
+    return _tokenizer("audio_tokenizer", "mels", AudioVQVAE, config, profile, retrain, verbose)
+
+
+# --------------------------------------------------------------------------------------
+# Discrete Representation Inconsistency: does nearly the same input keep its tokens?
+# --------------------------------------------------------------------------------------
+
+
+def shift_along(x: torch.Tensor, dim: int, steps: int = 1) -> torch.Tensor:
+    """``x`` moved by ``steps`` positions along ``dim`` (towards higher indices), the
+    first slice repeated into the gap: a picture moved one pixel right (``dim=-1``) or a
+    sound delayed by one log-mel frame (``dim=1``)."""
+    if not 0 < steps < x.shape[dim]:
+        raise ValueError(f"steps should be in [1, {x.shape[dim]}) for dim {dim}; got {steps}.")
+    edge = x.narrow(dim, 0, 1)
+    repeated = edge.expand(*[steps if d == dim % x.dim() else -1 for d in range(x.dim())])
+    return torch.cat([repeated, x.narrow(dim, 0, x.shape[dim] - steps)], dim=dim)
+
+
+def add_noise(
+    x: torch.Tensor, sigma: float, seed: int = 0, low: float = 0.0, high: float = 1.0
+) -> torch.Tensor:
+    """``x`` plus Gaussian noise of standard deviation ``sigma``, clipped to ``[low, high]``."""
+    if sigma < 0:
+        raise ValueError(f"sigma should be >= 0; got {sigma}.")
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.randn(x.shape, generator=generator).to(x.device)
+    return (x + sigma * noise).clamp(low, high)
+
+
+@torch.no_grad()
+def representation_change(
+    model: QuantizedAutoencoder, x: torch.Tensor, x_new: torch.Tensor, batch_size: int = 256
+) -> dict[str, float]:
+    """How much a tokenizer's output moves when its input moves from ``x`` to ``x_new``.
+
+    Returns:
+        latent_change: the encoder's continuous output, before quantisation: mean over
+            token positions of ``|z_new - z|``, divided by the root-mean-square ``|z|``
+            (what a continuous-token model would see move);
+        token_change: fraction of token positions whose id changes (NaN for the
+            continuous autoencoder, which has no ids);
+        sequence_change: fraction of examples whose token sequence changes at all.
+    """
+    if x.shape != x_new.shape:
+        raise ValueError(
+            f"x and x_new should have one shape; got {tuple(x.shape)} and {tuple(x_new.shape)}."
+        )
+    model.eval()
+    device = next(model.parameters()).device
+    moved = squared = positions = changed = sequences = 0.0
+    discrete = model.vocab_size is not None
+    for start in range(0, len(x), batch_size):
+        a = x[start : start + batch_size].to(device)
+        b = x_new[start : start + batch_size].to(device)
+        za, zb = model.encode(a).float(), model.encode(b).float()  # (batch, *grid, code_dim)
+        moved += (zb - za).norm(dim=-1).sum().item()
+        squared += za.pow(2).sum().item()
+        positions += za[..., 0].numel()
+        if discrete:
+            ids_a = model.quantizer.indices(za).reshape(len(a), -1)
+            ids_b = model.quantizer.indices(zb).reshape(len(b), -1)
+            differ = ids_a != ids_b
+            changed += differ.sum().item()
+            sequences += differ.any(dim=1).sum().item()
+    nan = float("nan")
+    return {
+        "latent_change": (moved / positions) / (squared / positions) ** 0.5,
+        "token_change": changed / positions if discrete else nan,
+        "sequence_change": sequences / len(x) if discrete else nan,
+    }
