@@ -276,20 +276,32 @@ def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def bootstrap_difference(
-    a: Sequence[bool], b: Sequence[bool], n_boot: int = 2000, seed: int = 0
+def bootstrap_mean(
+    values: Sequence[float] | torch.Tensor, n_boot: int = 2000, seed: int = 0
 ) -> tuple[float, float, float]:
-    """Accuracy of ``a`` minus accuracy of ``b`` on the same questions, with a 95% paired
-    bootstrap interval: ``(difference, low, high)``. Resampling questions (not answers)
-    keeps the pairing, so question difficulty cancels out."""
-    if len(a) != len(b) or not a:
-        raise ValueError(f"a and b should be equally long and non-empty; got {len(a)}, {len(b)}")
-    diff = torch.tensor(a, dtype=torch.float32) - torch.tensor(b, dtype=torch.float32)
+    """Mean of ``values`` (one per question or test scene) with a 95 % percentile bootstrap
+    interval: ``(mean, low, high)``. Resampling the items says how much the mean would
+    move on another draw of questions or scenes of the same kind."""
+    x = torch.as_tensor(values, dtype=torch.float32).flatten()
+    if x.numel() == 0:
+        raise ValueError("bootstrap_mean needs at least one value; got none.")
     g = torch.Generator().manual_seed(seed)
-    picks = torch.randint(len(diff), (n_boot, len(diff)), generator=g)
-    means = diff[picks].mean(dim=1)
+    picks = torch.randint(len(x), (n_boot, len(x)), generator=g)
+    means = x[picks].mean(dim=1)
     low, high = torch.quantile(means, torch.tensor([0.025, 0.975])).tolist()
-    return float(diff.mean()), low, high
+    return float(x.mean()), low, high
+
+
+def bootstrap_difference(
+    a: Sequence[float], b: Sequence[float], n_boot: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
+    """Mean of ``a`` minus mean of ``b`` on the same items (questions, test scenes), with a
+    95 % paired bootstrap interval: ``(difference, low, high)``. Resampling items (not
+    answers) keeps the pairing, so an item's difficulty cancels out."""
+    if len(a) != len(b) or len(a) == 0:
+        raise ValueError(f"a and b should be equally long and non-empty; got {len(a)}, {len(b)}")
+    diff = torch.as_tensor(a, dtype=torch.float32) - torch.as_tensor(b, dtype=torch.float32)
+    return bootstrap_mean(diff, n_boot, seed)
 
 
 @dataclass
@@ -560,6 +572,7 @@ __all__ = [
     "blind",
     "blind_accuracy",
     "bootstrap_difference",
+    "bootstrap_mean",
     "build_benchmark",
     "chance_level",
     "choose",

@@ -188,3 +188,17 @@ def test_compare_gives_one_row_per_model_benchmark_and_mode(bench):
     assert rows[0]["overall"] == 1.0 and rows[1]["overall"] == 0.0 and rows[2]["overall"] == 1.0
     with pytest.raises(ValueError, match="modes"):
         compare({"A": first_option}, [bench], modes=("sideways",))
+
+
+def test_bootstrap_mean_interval_covers_the_mean_and_shrinks_with_n():
+    from omni_edu.evaluate import bootstrap_mean
+
+    small = torch.tensor([0.0, 1.0] * 10)
+    large = torch.tensor([0.0, 1.0] * 1000)
+    m, lo, hi = bootstrap_mean(small)
+    M, LO, HI = bootstrap_mean(large)
+    assert m == M == 0.5 and lo < 0.5 < hi and LO < 0.5 < HI
+    assert (HI - LO) < (hi - lo) / 5  # 100x the items: about a tenth of the width
+    assert bootstrap_mean(torch.full((7,), 0.25)) == (0.25, 0.25, 0.25)
+    with pytest.raises(ValueError, match="at least one value"):
+        bootstrap_mean([])
