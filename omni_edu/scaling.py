@@ -1,6 +1,6 @@
 """Scaling laws: fit how loss falls with parameters N and training tokens D.
 
-Two laws, both fitted "properly", the way the papers did it:
+Three laws, all fitted "properly", the way the papers did it:
 
 * **Chinchilla** (Hoffmann et al. 2022, arXiv 2203.15556, Section 3.3)::
 
@@ -31,6 +31,16 @@ Two laws, both fitted "properly", the way the papers did it:
   the pair can reach; the two power laws say how competition fades with model size
   and with total tokens.
 
+* **One law in total compute** (chapter 000's unified scaling claim)::
+
+      L(C) / L_const = E + A / C**gamma
+
+  where ``C`` is a run's training compute over all its modalities and ``L_const`` is
+  the loss of the best constant prediction of that modality (:func:`modality_baselines`),
+  which puts text cross-entropy and image or audio squared error on one scale.
+  :func:`compare_compute_laws` asks, by leaving each run out in turn, whether one such
+  law predicts every modality as well as one law per modality.
+
 The data come from **sweeps** (:func:`run_sweep`): a grid of small ``OmniLM`` models
 (:data:`SWEEPS` per profile) trained on OmniWorld text, image, audio, text+image and
 text+audio, each evaluated at several token budgets; finished runs are cached in a
@@ -39,19 +49,24 @@ larger run that lesson 07 predicts before revealing it.
 
 Fits: :func:`fit_chinchilla` -> :class:`FitResult`, :func:`compute_optimal_split`,
 :func:`fit_bimodal` -> :class:`BimodalFitResult`, :func:`huber_log_objective`;
-:func:`fit_sweep` and :func:`fit_mixed` fit a sweep's records; plots at the end.
+:func:`fit_sweep` and :func:`fit_mixed` fit a sweep's records; :func:`fit_compute_law`,
+:func:`compute_points` and :func:`compare_compute_laws` test the one-law claim; plots at
+the end. Published constants: :data:`CHINCHILLA_PUBLISHED` (Hoffmann et al.'s rounded
+ones) and :data:`CHINCHILLA_EPOCH` (Besiroglu et al.'s refit).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import itertools
 import json
 import math
 import os
+import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +74,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from omni_edu.course_cache import cache_dir
 from omni_edu.data import OmniWorld
 from omni_edu.modalities import Modality, TextTokenizer, frame_audio, patchify
 from omni_edu.model.interleave import audio_segment, image_segment, pack, text_segment
@@ -79,6 +95,20 @@ CHINCHILLA_PUBLISHED: dict[str, float] = {
     "beta": 0.28,
 }
 
+# Besiroglu, Erdil, Barnett and You 2024, "Chinchilla Scaling: A replication attempt"
+# (arXiv 2404.10102): Approach 3 fitted again on the runs read off Hoffmann et al.'s
+# Figure 4, with the optimiser run to convergence. Hoffmann's rounded constants above put
+# the compute-optimal model at Chinchilla's budget far from Chinchilla itself; these do not.
+CHINCHILLA_EPOCH: dict[str, float] = {
+    "E": 1.82,
+    "A": 482.0,
+    "B": 2085.4,
+    "alpha": 0.348,
+    "beta": 0.366,
+}
+# The training compute of Chinchilla (70B parameters, 1.4T tokens), Hoffmann et al. Table 3.
+CHINCHILLA_FLOPS = 5.76e23
+
 CHINCHILLA_PARAMS = ("E", "A", "B", "alpha", "beta")
 BIMODAL_PARAMS = ("C", "A", "alpha", "B", "beta")
 HUBER_DELTA = 1e-3
@@ -87,6 +117,14 @@ HUBER_DELTA = 1e-3
 # ---------------------------------------------------------------------------
 # Input checking
 # ---------------------------------------------------------------------------
+
+
+class NotIdentifiedWarning(UserWarning):
+    """The runs cannot pin down some parameters of the law (e.g. every run has one size)."""
+
+
+def _shape(x: ArrayLike) -> tuple[int, ...]:
+    return tuple(x.shape) if torch.is_tensor(x) else np.shape(x)
 
 
 def _as_1d(name: str, x: ArrayLike, *, positive: bool = True) -> torch.Tensor:
@@ -106,20 +144,96 @@ def _as_1d(name: str, x: ArrayLike, *, positive: bool = True) -> torch.Tensor:
     return t
 
 
+def _check_runs(arrays: dict[str, ArrayLike], *, min_points: int) -> list[torch.Tensor]:
+    """Each array of ``arrays`` (name -> one value per run) as a 1-D float64 tensor.
+
+    Raises ``ValueError`` unless they all have one shape (arrays of different shapes that
+    flatten to the same length would pair the wrong runs), hold finite positive values and
+    at least ``min_points`` runs.
+    """
+    names = list(arrays)
+    shapes = [_shape(x) for x in arrays.values()]
+    tensors = [_as_1d(name, x) for name, x in arrays.items()]
+    if len(set(shapes)) > 1:
+        lengths = ", ".join(str(len(t)) for t in tensors[:-1]) + f" and {len(tensors[-1])}"
+        listed = ", ".join(f"{n} {s}" for n, s in zip(names, shapes, strict=True))
+        raise ValueError(
+            f"{', '.join(n.split()[0] for n in names)} should hold one value per run, in arrays "
+            f"of one shape; got shapes {listed} (lengths {lengths})."
+        )
+    if len(tensors[0]) < min_points:
+        raise ValueError(
+            f"A fit of {min_points - 1} parameters needs at least {min_points} runs; "
+            f"got {len(tensors[0])}."
+        )
+    return tensors
+
+
+def _warn_if_not_identified(
+    variables: dict[str, tuple[torch.Tensor, str]], loss: torch.Tensor
+) -> None:
+    """Warn when the runs cannot determine some parameters.
+
+    ``variables`` maps a variable's name to its values and the parameters that describe how
+    the loss depends on it: with one value of that variable they are not identified (any
+    of a family of values fits equally well). A constant loss identifies none of them.
+    """
+    if torch.unique(loss).numel() == 1:
+        warnings.warn(
+            f"the loss is {float(loss[0]):.4g} in every run, so nothing in the data says how it "
+            "depends on " + " or ".join(variables) + ": the fitted parameters are not identified.",
+            NotIdentifiedWarning,
+            stacklevel=3,
+        )
+        return
+    for name, (values, params) in variables.items():
+        if torch.unique(values).numel() == 1:
+            warnings.warn(
+                f"every run has the same {name} ({float(values[0]):.4g}), so {params} are not "
+                f"identified: their fitted values are one choice among many that fit equally.",
+                NotIdentifiedWarning,
+                stacklevel=3,
+            )
+
+
 def _check_points(
     N: ArrayLike, D: ArrayLike, L: ArrayLike, *, min_points: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    n, d, loss = _as_1d("N (parameters)", N), _as_1d("D (tokens)", D), _as_1d("L (loss)", L)
-    if not (len(n) == len(d) == len(loss)):
-        raise ValueError(
-            f"N, D and L should hold one value per run; got lengths "
-            f"{len(n)}, {len(d)} and {len(loss)}."
-        )
-    if len(n) < min_points:
-        raise ValueError(
-            f"A fit of {min_points - 1} parameters needs at least {min_points} runs; got {len(n)}."
-        )
+    n, d, loss = _check_runs(
+        {"N (parameters)": N, "D (tokens)": D, "L (loss)": L}, min_points=min_points
+    )
+    _warn_if_not_identified(
+        {"model size N": (n, "A and alpha"), "token count D": (d, "B and beta")}, loss
+    )
     return n, d, loss
+
+
+def _check_delta(delta: float) -> float:
+    """``delta`` as a float, or a clear error: the Huber threshold must be positive."""
+    try:
+        value = float(delta)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(
+            "delta, the Huber threshold in log-loss units, must be a positive finite number "
+            f"(Hoffmann et al. used 1e-3); got {delta!r}."
+        )
+    return value
+
+
+def _check_grid(grid: ArrayLike, width: int, names: Sequence[str]) -> torch.Tensor:
+    """Starting points ``(starts, width)`` as float64, or a clear error."""
+    g = torch.as_tensor(np.asarray(grid) if not torch.is_tensor(grid) else grid)
+    g = g.detach().to(torch.float64)
+    if g.ndim != 2 or g.shape[1] != width or g.shape[0] == 0:
+        raise ValueError(
+            f"grid should hold at least one starting point of {width} values "
+            f"({', '.join(names)}), shape (starts, {width}); got shape {tuple(g.shape)}."
+        )
+    if not torch.isfinite(g).all():
+        raise ValueError("grid should hold finite starting points; it contains NaN or infinity.")
+    return g
 
 
 # ---------------------------------------------------------------------------
@@ -155,8 +269,9 @@ def huber_log_objective(
 
     ``Huber_delta(r) = r**2 / 2`` when ``|r| <= delta`` else ``delta * (|r| - delta / 2)``.
     Summed, not averaged, as in the paper. ``theta`` ``(5,)`` gives a scalar;
-    ``(starts, 5)`` gives ``(starts,)``.
+    ``(starts, 5)`` gives ``(starts,)``. ``delta`` must be positive.
     """
+    delta = _check_delta(delta)
     residual = log_chinchilla(theta, log_n, log_d) - log_l
     return torch.nn.functional.huber_loss(
         residual, torch.zeros_like(residual), reduction="none", delta=delta
@@ -262,6 +377,22 @@ def _lbfgs(
     return theta, value
 
 
+@contextlib.contextmanager
+def _one_thread():
+    """Run torch on one thread inside the block.
+
+    A fit works on tensors of a few dozen numbers: threads only add synchronisation, and on
+    a busy machine each tiny operation can wait for a descheduled thread (measured: one
+    thread fits three times faster on a shared 2-core CPU).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _multistart(
     value_and_grad: ValueAndGrad,
     grid: torch.Tensor,
@@ -274,17 +405,26 @@ def _multistart(
 
     Hoffmann et al. ran L-BFGS from every grid point; evaluating the objective on the
     whole grid first and polishing only the most promising starts finds the same
-    minimum on these small problems at a fraction of the cost.
+    minimum on these small problems at a fraction of the cost. Raises ``ValueError`` when
+    every start ends with a non-finite objective (a fit that returned its starting point
+    would look like a result).
     """
-    start_values = torch.nan_to_num(value_and_grad(grid)[0], nan=math.inf)
-    starts = [grid[i] for i in torch.argsort(start_values)[: max(1, n_starts)].tolist()]
-    if warm_start is not None:
-        starts.append(warm_start)
-    best_theta, best_value = starts[0], math.inf
-    for start in starts:
-        theta, value = _lbfgs(value_and_grad, start, delta)
-        if value < best_value:
-            best_theta, best_value = theta, value
+    with _one_thread():
+        start_values = torch.nan_to_num(value_and_grad(grid)[0], nan=math.inf)
+        starts = [grid[i] for i in torch.argsort(start_values)[: max(1, n_starts)].tolist()]
+        if warm_start is not None:
+            starts.append(warm_start)
+        best_theta, best_value = starts[0], math.inf
+        for start in starts:
+            theta, value = _lbfgs(value_and_grad, start, delta)
+            if value < best_value:
+                best_theta, best_value = theta, value
+    if not math.isfinite(best_value):
+        raise ValueError(
+            f"every start of the fit failed: from all {len(starts)} starting points the "
+            "objective ended as NaN or infinity (it overflowed). Pass other starting points "
+            "(grid=...) or check the runs for extreme values."
+        )
     return best_theta, best_value
 
 
@@ -371,6 +511,41 @@ class FitResult:
         low, high = np.quantile(draws, [q, 1 - q], axis=0)
         return low, high
 
+    def terms(self, N: ArrayLike, D: ArrayLike) -> dict[str, np.ndarray]:
+        """The three parts of the predicted loss: ``{"E": floor, "N": A / N**alpha,
+        "D": B / D**beta}`` (each broadcast like ``N`` against ``D``; they sum to
+        :meth:`predict`)."""
+        return _terms(self.params, N, D)
+
+    def term_shares(self, N: ArrayLike, D: ArrayLike) -> dict[str, tuple[float, float, float]]:
+        """Each term's share of the predicted loss at one point ``(N, D)``.
+
+        ``{"E" | "N" | "D": (share, low, high)}``: the share under the fit, and its
+        bootstrap interval (``ci_level``; ``low = high = share`` without a bootstrap).
+        The ``N`` share says how much of the prediction rests on the model-size term: a
+        prediction at a new size whose ``N`` share is small tests the rest of the law.
+        """
+        if np.size(N) != 1 or np.size(D) != 1:
+            raise ValueError(f"term_shares takes one point (N, D); got N {N!r}, D {D!r}.")
+
+        def shares(params: dict[str, float]) -> np.ndarray:
+            parts = _terms(params, N, D)
+            total = sum(float(v) for v in parts.values())
+            return np.array([float(parts[k]) / total for k in ("E", "N", "D")])
+
+        value = shares(self.params)
+        low = high = value
+        if len(self.bootstrap):
+            draws = np.stack(
+                [shares(dict(zip(CHINCHILLA_PARAMS, row, strict=True))) for row in self.bootstrap]
+            )
+            q = (1 - self.ci_level) / 2
+            low, high = np.quantile(draws, [q, 1 - q], axis=0)
+        return {
+            k: (float(value[i]), float(low[i]), float(high[i]))
+            for i, k in enumerate(("E", "N", "D"))
+        }
+
     def compute_optimal(self, C: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         """``(N*, D*)`` minimising the predicted loss at compute ``C = 6 N D`` FLOPs."""
         p = self.params
@@ -380,6 +555,15 @@ class FitResult:
         """A small table: each parameter with its interval."""
         title = f"Chinchilla fit on {self.n_points} runs (summed Huber {self.loss:.3g})"
         return _params_table(title, CHINCHILLA_PARAMS, self.params, self.ci, self.ci_level)
+
+
+def _terms(params: dict[str, float], N: ArrayLike, D: ArrayLike) -> dict[str, np.ndarray]:
+    n, d = np.broadcast_arrays(np.asarray(N, np.float64), np.asarray(D, np.float64))
+    return {
+        "E": np.full(n.shape, float(params["E"])),
+        "N": _power_term(params["A"], n, params["alpha"]),
+        "D": _power_term(params["B"], d, params["beta"]),
+    }
 
 
 def _theta_to_params(theta: torch.Tensor) -> dict[str, float]:
@@ -407,15 +591,23 @@ def fit_chinchilla(
         delta: the Huber threshold in log-loss units (Hoffmann et al.: 1e-3).
         grid: starting points ``(starts, 5)`` for ``(a, b, e, alpha, beta)``; default
             :func:`default_init_grid`.
+
+    Raises ``ValueError`` for runs a law cannot take (see the messages), a ``delta`` that is
+    not positive, an empty grid, or when L-BFGS fails from every start; warns
+    (:class:`NotIdentifiedWarning`) when the runs cannot determine some parameters: a
+    single model size, a single token count, or one loss for every run.
         n_starts: how many of the best-screened grid points L-BFGS polishes.
         n_bootstrap: resamples for the confidence intervals (0: no intervals).
         ci_level: coverage of the percentile intervals.
         seed: seeds the bootstrap resampling.
         progress: show a progress bar over the bootstrap.
     """
+    delta = _check_delta(delta)
     n, d, loss = _check_points(N, D, L, min_points=6)
     log_n, log_d, log_l = n.log(), d.log(), loss.log()
-    grid = default_init_grid() if grid is None else torch.as_tensor(grid, dtype=torch.float64)
+    grid = _check_grid(
+        default_init_grid() if grid is None else grid, 5, ("a", "b", "e", "alpha", "beta")
+    )
 
     def objective_on(idx: torch.Tensor | slice) -> ValueAndGrad:
         return _chinchilla_value_and_grad(log_n[idx], log_d[idx], log_l[idx], delta)
@@ -452,11 +644,19 @@ def compute_optimal_split(
         N* = G * (C / 6) ** (beta / (alpha + beta))
         D* = (C / 6) ** (alpha / (alpha + beta)) / G
 
-    so ``6 N* D* = C``. Returns ``(N*, D*)`` shaped like ``C``.
+    so ``6 N* D* = C``. Returns ``(N*, D*)`` shaped like ``C``. Raises ``ValueError`` for
+    compute that is not positive and for constants that are not finite and positive.
     """
     c = np.asarray(C, dtype=np.float64)
     if np.any(~np.isfinite(c)) or np.any(c <= 0):
         raise ValueError(f"compute C must be positive FLOPs; got {c.tolist()}")
+    constants = {"A": A, "B": B, "alpha": alpha, "beta": beta}
+    not_finite = {k: v for k, v in constants.items() if not np.all(np.isfinite(v))}
+    if not_finite:
+        raise ValueError(
+            "compute_optimal_split needs finite constants A, B, alpha, beta (a fitted law); "
+            f"got {not_finite}."
+        )
     if min(A, B, alpha, beta) <= 0:
         raise ValueError(
             "compute_optimal_split needs A, B, alpha, beta > 0 (a law whose loss falls "
@@ -633,10 +833,14 @@ def fit_bimodal(
     residual of the unimodal fit, but still defined while a trial interaction pushes
     the prediction below zero.
     """
+    delta = _check_delta(delta)
     n, d_i, loss = _check_points(N, D_i, L, min_points=6)
     d_j = _as_1d("D_j (tokens)", D_j)
-    if len(d_j) != len(n):
-        raise ValueError(f"D_j should hold one value per run ({len(n)}); got {len(d_j)}.")
+    if len(d_j) != len(n) or _shape(D_j) != _shape(N):
+        raise ValueError(
+            f"D_j should hold one value per run, shaped like N {_shape(N)} ({len(n)} runs); "
+            f"got shape {_shape(D_j)} ({len(d_j)} values)."
+        )
     base = torch.as_tensor(
         (law_i.predict(n.numpy(), d_i.numpy()) + law_j.predict(n.numpy(), d_j.numpy())) / 2
     )
@@ -674,6 +878,257 @@ def fit_bimodal(
         result.bootstrap = samples
         result.ci = _percentile_ci(samples, BIMODAL_PARAMS, ci_level)
     return result
+
+
+# ---------------------------------------------------------------------------
+# One law in total compute across modalities (chapter 000's unified scaling claim)
+# ---------------------------------------------------------------------------
+
+COMPUTE_LAW_PARAMS = ("E", "A", "gamma")
+
+
+def compute_law_loss(C: ArrayLike, *, E: float, A: float, gamma: float) -> np.ndarray:
+    """``E + A / C**gamma``: loss against training compute ``C`` (FLOPs), broadcast."""
+    return E + _power_term(A, np.asarray(C, dtype=np.float64), gamma)
+
+
+def _compute_law_value_and_grad(
+    log_c: torch.Tensor, log_l: torch.Tensor, delta: float
+) -> ValueAndGrad:
+    """Summed Huber loss of ``log(E + A / C**gamma) - log L`` and its gradient, for raw
+    ``theta = (a, e, gamma)`` with ``A = exp(a)``, ``E = exp(e)``; ``(3,)`` or ``(starts, 3)``."""
+
+    def value_and_grad(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a, e, gamma = (t[..., None] for t in theta.unbind(-1))
+        terms = torch.stack(torch.broadcast_tensors(a - gamma * log_c, e))
+        value, slope = _huber_parts(torch.logsumexp(terms, 0) - log_l, delta)
+        w_c, w_e = slope * torch.softmax(terms, 0)
+        grad = torch.stack([w_c.sum(-1), w_e.sum(-1), -(w_c * log_c).sum(-1)], dim=-1)
+        return value.sum(-1), grad
+
+    return value_and_grad
+
+
+def _compute_law_grid(log_c: torch.Tensor, log_l: torch.Tensor) -> torch.Tensor:
+    """Starting points ``(starts, 3)`` for ``(a, e, gamma)``, placed from the data.
+
+    For each floor ``E`` (a fraction of the smallest loss) and exponent ``gamma``, ``a`` is
+    chosen so that the law passes near the runs' mean: compute spans many decades, so a
+    fixed grid of ``a`` would put most starts far above or below every run.
+    """
+    floor = float(log_l.exp().min())
+    mean_c, mean_l = float(log_c.mean()), float(log_l.exp().mean())
+    starts = []
+    for frac, gamma, shift in itertools.product(
+        (1e-3, 0.25, 0.5, 0.75, 0.9), (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5), (-1.0, 0.0, 1.0)
+    ):
+        e = frac * floor
+        a = math.log(max(mean_l - e, 1e-6 * mean_l)) + gamma * mean_c + shift
+        starts.append((a, math.log(e), gamma))
+    return torch.tensor(starts, dtype=torch.float64)
+
+
+def _compute_theta_to_params(theta: torch.Tensor) -> dict[str, float]:
+    a, e, gamma = theta.tolist()
+    return {"E": _exp(e), "A": _exp(a), "gamma": gamma}
+
+
+def _fit_compute_theta(
+    log_c: torch.Tensor,
+    log_l: torch.Tensor,
+    delta: float,
+    n_starts: int,
+    warm_start: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, float]:
+    return _multistart(
+        _compute_law_value_and_grad(log_c, log_l, delta),
+        _compute_law_grid(log_c, log_l),
+        n_starts,
+        delta,
+        warm_start=warm_start,
+    )
+
+
+@dataclass
+class ComputeLawResult:
+    """A fitted law ``L(C) = E + A / C**gamma`` in training compute ``C`` (FLOPs).
+
+    ``params`` holds ``E, A, gamma``; ``loss`` is the summed Huber objective (log space).
+    """
+
+    params: dict[str, float]
+    loss: float
+    n_points: int = 0
+
+    def predict(self, C: ArrayLike) -> np.ndarray:
+        """Predicted loss at compute ``C`` (broadcasts)."""
+        return compute_law_loss(C, **self.params)
+
+
+def fit_compute_law(
+    C: ArrayLike, L: ArrayLike, *, delta: float = HUBER_DELTA, n_starts: int = 4
+) -> ComputeLawResult:
+    """Fit ``L(C) = E + A / C**gamma`` to runs, ``C`` and ``L`` ``(runs,)``.
+
+    The same recipe as :func:`fit_chinchilla`: log space, summed Huber loss, L-BFGS from
+    the best ``n_starts`` of a grid of starts. Raises ``ValueError`` for bad input (as
+    :func:`fit_chinchilla`); warns when every run has one compute or one loss.
+    """
+    delta = _check_delta(delta)
+    c, loss = _check_runs({"C (FLOPs)": C, "L (loss)": L}, min_points=4)
+    _warn_if_not_identified({"compute C": (c, "A and gamma")}, loss)
+    theta, value = _fit_compute_theta(c.log(), loss.log(), delta, n_starts)
+    return ComputeLawResult(_compute_theta_to_params(theta), value, n_points=len(c))
+
+
+@dataclass
+class ComputePoints:
+    """Evaluations of a sweep on one scale: each ``(run, modality, step)`` is one point.
+
+    ``flops`` ``(points,)``: the run's training compute so far, over all its modalities;
+    ``loss`` ``(points,)``: that modality's validation loss divided by its baseline
+    (:func:`modality_baselines`); ``modality``, ``run`` and ``setting``: labels per point.
+    """
+
+    flops: np.ndarray
+    loss: np.ndarray
+    modality: list[str]
+    run: list[str]
+    setting: list[str]
+
+    def __len__(self) -> int:
+        return len(self.flops)
+
+
+@dataclass
+class LawComparison:
+    """One law in total compute for every modality against one law per modality.
+
+    ``one_law`` and ``per_modality`` are fitted on every point; ``runs`` names the runs and
+    ``error_one`` / ``error_per`` ``(runs,)`` hold each run's held-out error: the mean
+    ``|log predicted - log measured|`` over its points (about the relative error) when the
+    laws were fitted without that run. ``ratio`` is the mean held-out error of the one law
+    over that of the per-modality laws, with its bootstrap interval ``ratio_ci`` (runs
+    resampled with replacement); ``error_one_ci`` / ``error_per_ci`` likewise.
+    """
+
+    one_law: ComputeLawResult
+    per_modality: dict[str, ComputeLawResult]
+    runs: list[str]
+    error_one: np.ndarray
+    error_per: np.ndarray
+    ratio: float
+    ratio_ci: tuple[float, float]
+    error_one_ci: tuple[float, float]
+    error_per_ci: tuple[float, float]
+    ci_level: float = 0.95
+
+    def summary(self) -> str:
+        """The fitted laws and the held-out errors, one per line."""
+        level = f"{round(100 * self.ci_level)}%"
+        lines = [f"held-out error over {len(self.runs)} runs (each left out in turn):"]
+        for name, value, (lo, hi) in (
+            ("one law in compute", self.error_one.mean(), self.error_one_ci),
+            ("a law per modality", self.error_per.mean(), self.error_per_ci),
+        ):
+            interval = f"{level} [{100 * lo:.1f}, {100 * hi:.1f}]"
+            lines.append(f"  {name:>19}: {100 * value:5.1f}%  ({interval})")
+        lo, hi = self.ratio_ci
+        lines.append(f"  ratio one / per-modality: {self.ratio:.2f} ({level} [{lo:.2f}, {hi:.2f}])")
+        for name, law in (("one law", self.one_law), *self.per_modality.items()):
+            p = law.params
+            lines.append(f"  {name:>8}: L = {p['E']:.3g} + {p['A']:.3g} / C^{p['gamma']:.3g}")
+        return "\n".join(lines)
+
+
+def compare_compute_laws(
+    points: ComputePoints,
+    *,
+    delta: float = HUBER_DELTA,
+    n_bootstrap: int = 1000,
+    ci_level: float = 0.95,
+    seed: int = 0,
+    progress: bool = True,
+) -> LawComparison:
+    """Does one law in total compute predict every modality as well as a law per modality?
+
+    Leave-one-run-out: each run in turn is held out, both models are fitted on the other
+    runs (the one law on every point; each modality's law on that modality's points), and
+    each predicts the held-out run's points. Held-out error, not fit quality, is the fair
+    criterion: the per-modality laws have three times the parameters and always fit the
+    points they were given at least as well. A run is held out whole, because its
+    evaluations at successive steps are not independent. The interval resamples runs.
+    """
+    delta = _check_delta(delta)
+    if len(points) < 4:
+        raise ValueError(f"compare_compute_laws needs at least 4 points; got {len(points)}.")
+    c, loss = _check_runs({"flops": points.flops, "loss": points.loss}, min_points=4)
+    log_c, log_l = c.log(), loss.log()
+    modality = np.array(points.modality)
+    runs = list(dict.fromkeys(points.run))
+    run_of = np.array([runs.index(r) for r in points.run])
+    modalities = [m for m in MODALITIES if m in set(points.modality)]
+    for m in modalities:
+        if len({points.run[k] for k in np.flatnonzero(modality == m)}) < 2:
+            raise ValueError(f"each modality needs at least 2 runs; {m!r} has one.")
+
+    def fit(mask: np.ndarray, warm: torch.Tensor | None = None) -> torch.Tensor:
+        """From the grid's best starts; or, leaving one run out, from the full-data fit
+        alone (one run of twenty barely moves the optimum, and a fold then costs one
+        L-BFGS run instead of several)."""
+        idx = torch.as_tensor(np.flatnonzero(mask))
+        if warm is None:
+            return _fit_compute_theta(log_c[idx], log_l[idx], delta, 4)[0]
+        objective = _compute_law_value_and_grad(log_c[idx], log_l[idx], delta)
+        return _multistart(objective, warm[None], 1, delta)[0]
+
+    def result(mask: np.ndarray, theta: torch.Tensor) -> ComputeLawResult:
+        idx = torch.as_tensor(np.flatnonzero(mask))
+        value = _compute_law_value_and_grad(log_c[idx], log_l[idx], delta)(theta)[0]
+        return ComputeLawResult(_compute_theta_to_params(theta), float(value), len(idx))
+
+    def error(theta: torch.Tensor, mask: np.ndarray) -> np.ndarray:
+        idx = torch.as_tensor(np.flatnonzero(mask))
+        pred = torch.logsumexp(
+            torch.stack(torch.broadcast_tensors(theta[0] - theta[2] * log_c[idx], theta[1])), 0
+        )
+        return (pred - log_l[idx]).abs().numpy()
+
+    everything = np.ones(len(points), dtype=bool)
+    one_theta = fit(everything)
+    per_theta = {m: fit(modality == m) for m in modalities}
+    error_one, error_per = np.zeros(len(runs)), np.zeros(len(runs))
+    for k in tqdm(range(len(runs)), desc="leave one run out", disable=not progress, leave=False):
+        held, kept = run_of == k, run_of != k
+        error_one[k] = error(fit(kept, one_theta), held).mean()
+        errors = [
+            error(fit(kept & (modality == m), per_theta[m]), held & (modality == m))
+            for m in modalities
+            if (held & (modality == m)).any()
+        ]
+        error_per[k] = np.concatenate(errors).mean()
+
+    gen = np.random.default_rng(seed)
+    draws = gen.integers(0, len(runs), size=(n_bootstrap, len(runs)))
+    means_one, means_per = error_one[draws].mean(1), error_per[draws].mean(1)
+    q = [(1 - ci_level) / 2, (1 + ci_level) / 2]
+
+    def interval(x: np.ndarray) -> tuple[float, float]:
+        lo, hi = np.quantile(x, q)
+        return float(lo), float(hi)
+
+    return LawComparison(
+        one_law=result(everything, one_theta),
+        per_modality={m: result(modality == m, t) for m, t in per_theta.items()},
+        runs=runs,
+        error_one=error_one,
+        error_per=error_per,
+        ratio=float(error_one.mean() / error_per.mean()),
+        ratio_ci=interval(means_one / means_per),
+        error_one_ci=interval(means_one),
+        error_per_ci=interval(means_per),
+        ci_level=ci_level,
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -794,13 +1249,40 @@ N_BOOTSTRAP = {"ci": 20, "cpu": 100, "gpu": 400}
 
 
 def sweep_config(profile: str | None = None) -> SweepConfig:
-    """The sweep of ``profile`` (default: the active one)."""
-    return SWEEPS[get_profile(profile).name]
+    """The sweep of ``profile`` (default: the active one).
+
+    Its step counts and data sizes go through :meth:`Profile.budget`: the same as
+    :data:`SWEEPS` except in the gpu dry run, which keeps the gpu shapes and trains each
+    run a few steps. ``profile`` of the result is the profile's ``key`` (``"gpu-dry"``), so
+    a dry run's runs never share a cache entry with real ones.
+    """
+    p = get_profile(profile)
+    base = SWEEPS[p.name]
+    return replace(
+        base,
+        profile=p.key,
+        # 2, 3, 4, ... in a dry run: still increasing, and past a one-step warm-up.
+        eval_steps=tuple(p.budget(s, dry=2 + k) for k, s in enumerate(base.eval_steps)),
+        warmup_steps=p.budget(base.warmup_steps, dry=1),
+        batch_size=p.budget(base.batch_size, dry=8),
+        n_eval=p.budget(base.n_eval, dry=16),
+        pool=p.budget(base.pool, dry=128),
+    )
 
 
 def heldout_size(profile: str | None = None) -> tuple[ModelSize, int]:
-    """The larger run that lesson 07 predicts before training it: ``(size, steps)``."""
-    return HELDOUT[get_profile(profile).name]
+    """The larger run that lesson 07 predicts before training it: ``(size, steps)``.
+
+    Twice as long as the sweep's longest run (in the dry run too)."""
+    p = get_profile(profile)
+    size, steps = HELDOUT[p.name]
+    return size, p.budget(steps, dry=2 * max(sweep_config(p.key).eval_steps))
+
+
+def bootstrap_resamples(profile: str | None = None) -> int:
+    """How many bootstrap refits lesson 07 runs in ``profile`` (:data:`N_BOOTSTRAP`)."""
+    p = get_profile(profile)
+    return p.budget(N_BOOTSTRAP[p.name], dry=2)
 
 
 def decoder_parameters(size: ModelSize) -> int:
@@ -817,10 +1299,15 @@ def default_cache_path(profile: str = "ci") -> Path:
 
     In a clone of the course: ``notebooks/data/scaling_sweeps.json`` for ``ci``, which ships
     the project's own results, and ``notebooks/data/scaling_sweeps_<profile>.json`` (not
-    tracked by git) for the others, so a learner's own runs never change the shipped file.
-    Elsewhere (a pip install, Colab): the same names in the working directory.
+    tracked by git) for ``cpu`` and ``gpu``, so a learner's own runs never change the
+    shipped file. Elsewhere (a pip install, Colab): the same names in the working
+    directory. The gpu dry run's meaningless numbers go to the course cache
+    (:func:`omni_edu.course_cache.cache_dir`, a temporary folder under the tests).
     """
-    name = "scaling_sweeps.json" if profile == "ci" else f"scaling_sweeps_{profile}.json"
+    p = get_profile(profile)
+    if p.dry_run:
+        return cache_dir(p) / "scaling_sweeps.json"
+    name = "scaling_sweeps.json" if p.key == "ci" else f"scaling_sweeps_{p.key}.json"
     repo = Path(__file__).resolve().parent.parent
     if (repo / "notebooks").is_dir():
         return repo / "notebooks" / "data" / name
@@ -828,15 +1315,21 @@ def default_cache_path(profile: str = "ci") -> Path:
 
 
 class SweepCache:
-    """A JSON file of finished runs, keyed by a hash of everything that made them."""
+    """A JSON file of finished runs, keyed by a hash of everything that made them.
+
+    It also keeps each sweep's modality baselines (:func:`modality_baselines`), keyed the
+    same way, so that the lesson normalises losses without generating the data again.
+    """
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path is not None else default_cache_path()
         self.runs: dict[str, dict] = {}
+        self.baselines: dict[str, dict] = {}
         if self.path.exists():
             data = json.loads(self.path.read_text())
             if data.get("version") == CACHE_VERSION:
                 self.runs = data["runs"]
+                self.baselines = data.get("baselines", {})
 
     @staticmethod
     def key(spec: dict) -> str:
@@ -849,9 +1342,21 @@ class SweepCache:
 
     def put(self, spec: dict, records: list[dict]) -> None:
         self.runs[self.key(spec)] = {"spec": spec, "records": records}
+        self._write()
+
+    def get_baselines(self, spec: dict) -> dict[str, float] | None:
+        entry = self.baselines.get(self.key(spec))
+        return None if entry is None else entry["baselines"]
+
+    def put_baselines(self, spec: dict, baselines: dict[str, float]) -> None:
+        self.baselines[self.key(spec)] = {"spec": spec, "baselines": baselines}
+        self._write()
+
+    def _write(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps({"version": CACHE_VERSION, "runs": self.runs}, indent=1))
+        data = {"version": CACHE_VERSION, "runs": self.runs, "baselines": self.baselines}
+        tmp.write_text(json.dumps(data, indent=1))
         os.replace(tmp, self.path)
 
 
@@ -963,7 +1468,7 @@ class _SweepData:
     def __init__(self, config: SweepConfig, progress: bool) -> None:
         self.config = config
         # Enough scenes for one pass of the longest run, the held-out one included.
-        steps = max(*config.eval_steps, HELDOUT[config.profile][1])
+        steps = max(*config.eval_steps, heldout_size(config.profile)[1])
         n_train = min(config.pool, steps * config.batch_size)
         with tqdm(total=2, desc="generating OmniWorld", disable=not progress, leave=False) as bar:
             self.train, stats = _make_pool(config, "train", n_train, None)
@@ -973,6 +1478,7 @@ class _SweepData:
         self.image_dim = self.train.image.shape[-1]
         self.audio_dim = self.train.audio.shape[-1]
         self._cache: dict[str, tuple[list, dict[str, list]]] = {}
+        self._val: dict[str, list] = {}
 
     def batches(self, setting: str) -> tuple[list, dict[str, list]]:
         """Training batches of ``setting`` and validation batches per modality it has."""
@@ -980,9 +1486,16 @@ class _SweepData:
             cfg = self.config
             dims = (self.image_dim, self.audio_dim)
             train = _batches(self.train, setting, cfg.batch_size, *dims)
-            val = {m: _batches(self.val, m, cfg.batch_size, *dims) for m in setting.split("+")}
-            self._cache[setting] = (train, val)
+            self._cache[setting] = (train, {m: self.val_batches(m) for m in setting.split("+")})
         return self._cache[setting]
+
+    def val_batches(self, modality: str) -> list:
+        """Validation batches of one modality (the same for every setting that has it)."""
+        key = f"val {modality}"
+        if key not in self._val:
+            dims = (self.image_dim, self.audio_dim)
+            self._val[key] = _batches(self.val, modality, self.config.batch_size, *dims)
+        return self._val[key]
 
 
 def _build_model(data: _SweepData, size: ModelSize, seed: int) -> nn.Module:
@@ -1078,6 +1591,12 @@ def _sweep_data(config: SweepConfig, progress: bool) -> _SweepData:
     return _SweepData(config, progress)
 
 
+def _open_cache(cache: SweepCache | str | Path | None, config: SweepConfig) -> SweepCache:
+    if isinstance(cache, SweepCache):
+        return cache
+    return SweepCache(cache if cache is not None else default_cache_path(config.profile))
+
+
 def _run_all(
     config: SweepConfig,
     jobs: Sequence[tuple[str, ModelSize, Sequence[int]]],
@@ -1085,8 +1604,7 @@ def _run_all(
     progress: bool,
     desc: str,
 ) -> list[dict]:
-    if not isinstance(cache, SweepCache):
-        cache = SweepCache(cache if cache is not None else default_cache_path(config.profile))
+    cache = _open_cache(cache, config)
     records: list[dict] = []
     bar = tqdm(jobs, desc=desc, disable=not progress)
     for setting, size, steps in bar:
@@ -1131,10 +1649,10 @@ def run_heldout(
     """The held-out run: a model bigger than any of the sweep, trained longer.
 
     Same data and recipe as :func:`run_sweep`; evaluated at the sweep's budgets and at
-    its own last step (:data:`HELDOUT` gives its size and length per profile).
+    its own last step (:func:`heldout_size` gives its size and length per profile).
     """
     config = config or sweep_config()
-    size, steps = HELDOUT[config.profile]
+    size, steps = heldout_size(config.profile)
     eval_steps = (*(s for s in config.eval_steps if s < steps), steps)
     return _run_all(config, [(setting, size, eval_steps)], cache, progress, "held-out run")
 
@@ -1149,6 +1667,79 @@ def past_transient(records: Sequence[dict], config: SweepConfig) -> list[dict]:
     """
     first = config.eval_steps[min(2, len(config.eval_steps) - 1)]
     return [r for r in records if r["step"] >= first]
+
+
+def _measure_baselines(data: _SweepData) -> dict[str, float]:
+    """The best constant prediction's loss on each modality's validation targets."""
+    baselines = {}
+    for modality in MODALITIES:
+        batches = data.val_batches(modality)
+        mask = [b.loss_mask(Modality[modality.upper()]) for b in batches]
+        if modality == "text":
+            targets = torch.cat([b.text_targets[m] for b, m in zip(batches, mask, strict=True)])
+            freq = torch.bincount(targets).to(torch.float64)
+            freq = freq[freq > 0] / freq.sum()
+            baselines[modality] = float(-(freq * freq.log()).sum())
+        else:
+            name = f"{modality}_targets"
+            x = torch.cat([getattr(b, name)[m] for b, m in zip(batches, mask, strict=True)])
+            baselines[modality] = float(((x - x.mean(0)) ** 2).mean())
+    return baselines
+
+
+def modality_baselines(
+    config: SweepConfig | None = None,
+    cache: SweepCache | str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Each modality's loss under the best **constant** prediction: ``{modality: loss}``.
+
+    Measured on the sweep's validation targets (the positions its losses average over):
+
+    * text: the entropy of the target tokens' frequencies, in nats per token: the
+      cross-entropy of always predicting those frequencies, the best a model can do that
+      ignores the context;
+    * image, audio: the variance of the standardised target features around their mean:
+      the squared error of always predicting the mean (close to 1 by construction).
+
+    Dividing a model's loss by its modality's baseline puts text, image and audio on one
+    scale: 1 means "no better than ignoring the context", lower is better. Cached with the
+    sweep's runs.
+    """
+    config = config or sweep_config()
+    cache = _open_cache(cache, config)
+    # Everything that decides the data (the training pool sets the standardisation).
+    spec = {**config.to_dict(), "heldout_steps": heldout_size(config.profile)[1]}
+    for unused in ("sizes", "settings", "lr", "warmup_steps"):
+        spec.pop(unused)
+    spec["kind"] = "baselines"
+    found = cache.get_baselines(spec)
+    if found is None:
+        found = _measure_baselines(_sweep_data(config, progress))
+        cache.put_baselines(spec, found)
+    return found
+
+
+def compute_points(records: Sequence[dict], baselines: dict[str, float]) -> ComputePoints:
+    """Every ``(run, modality, evaluation)`` of ``records`` on one scale.
+
+    The loss is divided by its modality's ``baselines`` (:func:`modality_baselines`) and
+    set against the run's total training compute (``flops``, all modalities together).
+    A mixed run gives one point per modality at the same compute.
+    """
+    flops, loss, modality, run, setting = [], [], [], [], []
+    for r in records:
+        for m, value in r["loss"].items():
+            if m not in baselines:
+                raise ValueError(f"no baseline for modality {m!r}; got {sorted(baselines)}.")
+            flops.append(r["flops"])
+            loss.append(value / baselines[m])
+            modality.append(m)
+            run.append(f"{r['setting']} d{r['d_model']}xL{r['n_layers']}")
+            setting.append(r["setting"])
+    if not flops:
+        raise ValueError("compute_points needs records; got none.")
+    return ComputePoints(np.array(flops), np.array(loss), modality, run, setting)
 
 
 def sweep_points(
@@ -1302,7 +1893,7 @@ def plot_frontier(fits: dict[str, FitResult], budgets: Sequence[float]):
             draws = [
                 compute_optimal_split(c, A=row[1], B=row[2], alpha=row[3], beta=row[4])[k]
                 for row in fit.bootstrap
-                if min(row[1:]) > 0
+                if np.all(np.isfinite(row)) and min(row[1:]) > 0
             ]
             if draws:
                 low, high = np.quantile(np.array(draws), [0.05, 0.95], axis=0)
@@ -1345,5 +1936,45 @@ def plot_interaction(fits: dict[str, BimodalFitResult], n: Sequence[float], d: f
     ax.set_title(f"Mixing: > 0 competition, < 0 synergy (D = {d:,.0f} tokens)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_compute_laws(points: ComputePoints, comparison: LawComparison):
+    """Normalised loss against total training compute, every modality on one axis.
+
+    Circles: runs of one modality; triangles: that modality's loss in a mixed run. Black
+    dashed: the one law fitted to every point; coloured: each modality's own law.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.0, 4.4))
+    colours = {m: plt.cm.tab10(k) for k, m in enumerate(MODALITIES)}
+    modality, mixed = np.array(points.modality), np.array(["+" in s for s in points.setting])
+    grid = np.geomspace(points.flops.min(), points.flops.max(), 100)
+    for m in MODALITIES:
+        if m not in comparison.per_modality:
+            continue
+        for is_mixed, marker, what in ((False, "o", "alone"), (True, "^", "in a mixed run")):
+            here = (modality == m) & (mixed == is_mixed)
+            if here.any():
+                ax.plot(
+                    points.flops[here],
+                    points.loss[here],
+                    marker,
+                    color=colours[m],
+                    alpha=0.7,
+                    label=f"{m} {what}",
+                )
+        law = comparison.per_modality[m]
+        ax.plot(grid, law.predict(grid), "-", color=colours[m], label=f"{m}'s own law")
+    ax.plot(grid, comparison.one_law.predict(grid), "k--", lw=2, label="one law for all")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("training compute C of the run, all modalities (FLOPs)")
+    ax.set_ylabel("loss / best constant prediction's loss")
+    ax.set_title("One law in total compute, or one per modality?")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return fig

@@ -12,17 +12,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from omni_edu import scaling
+from omni_edu.modalities import Modality
 from omni_edu.scaling import (
+    CHINCHILLA_EPOCH,
+    CHINCHILLA_FLOPS,
     CHINCHILLA_PARAMS,
+    CHINCHILLA_PUBLISHED,
     FitResult,
     ModelSize,
     SweepConfig,
     bimodal_interaction,
     chinchilla_loss,
+    compare_compute_laws,
     compute_optimal_split,
     decoder_parameters,
     fit_bimodal,
     fit_chinchilla,
+    fit_compute_law,
     huber_log_objective,
     past_transient,
     run_sweep,
@@ -331,3 +337,233 @@ def test_other_profiles_never_write_the_shipped_cache():
         assert ignored.returncode == 0, f"{own} should be git-ignored"
     shipped_runs = json.loads(shipped.read_text())["runs"].values()
     assert {run["spec"]["profile"] for run in shipped_runs} == {"ci"}
+
+
+# --- input checks (issue 14.7): each raised nothing, or the wrong error, before --------
+
+GOOD_N, GOOD_D, GOOD_L = _runs(TRUE, noise=0.002, seed=2)
+
+
+@pytest.mark.parametrize("delta", [0.0, -1e-3, float("nan"), float("inf")])
+def test_a_delta_that_is_not_positive_is_refused(delta):
+    logs = [torch.tensor(np.log(x)) for x in (GOOD_N, GOOD_D, GOOD_L)]
+    theta = torch.tensor([5.0, 5.0, 0.5, 0.3, 0.3], dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"delta.*positive.*got"):
+        huber_log_objective(theta, *logs, delta=delta)
+    with pytest.raises(ValueError, match=r"delta.*positive"):
+        fit_chinchilla(GOOD_N, GOOD_D, GOOD_L, delta=delta, n_starts=1, progress=False)
+    with pytest.raises(ValueError, match=r"delta.*positive"):
+        fit_bimodal(GOOD_N, GOOD_D, GOOD_D, GOOD_L, LAW_TEXT, LAW_IMAGE, delta=delta)
+    with pytest.raises(ValueError, match=r"delta.*positive"):
+        fit_compute_law(6 * GOOD_N * GOOD_D, GOOD_L, delta=delta)
+
+
+@pytest.mark.parametrize("grid", [torch.empty(0, 5), torch.empty(5), torch.zeros(3, 4)])
+def test_an_empty_or_misshapen_grid_is_refused(grid):
+    with pytest.raises(ValueError, match=r"grid should hold at least one starting point.*got"):
+        fit_chinchilla(GOOD_N, GOOD_D, GOOD_L, grid=grid, progress=False)
+
+
+@pytest.mark.parametrize("name", ["A", "B", "alpha", "beta"])
+def test_optimal_split_refuses_nan_constants(name):
+    law = {"A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28, name: float("nan")}
+    with pytest.raises(ValueError, match=f"finite constants.*'{name}': nan"):
+        compute_optimal_split(1e21, **law)
+
+
+def test_arrays_of_different_shapes_are_refused_even_when_lengths_match():
+    # (5, 5) and (25,) flatten to the same length, but which N goes with which D?
+    with pytest.raises(ValueError, match=r"one shape; got shapes N .*\(5, 5\).*\(25,\)"):
+        fit_chinchilla(GOOD_N.reshape(5, 5), GOOD_D, GOOD_L, progress=False)
+    with pytest.raises(ValueError, match=r"D_j .*shaped like N"):
+        fit_bimodal(GOOD_N, GOOD_D, GOOD_D.reshape(5, 5), GOOD_L, LAW_TEXT, LAW_IMAGE)
+    # Matching shapes of any rank are fine: the runs pair up element by element.
+    fit = fit_chinchilla(
+        GOOD_N.reshape(5, 5), GOOD_D.reshape(5, 5), GOOD_L.reshape(5, 5), n_starts=1, progress=False
+    )
+    assert fit.params["alpha"] == pytest.approx(TRUE["alpha"], abs=0.03)
+
+
+def test_a_fit_that_fails_from_every_start_raises_instead_of_returning_the_start():
+    # From this start log L overflows to infinity: L-BFGS has nowhere to go.
+    hopeless = torch.tensor([[1e308, 1e308, 1e308, -1e308, -1e308]], dtype=torch.float64)
+    with pytest.raises(ValueError, match="every start of the fit failed"):
+        fit_chinchilla(GOOD_N, GOOD_D, GOOD_L, grid=hopeless, n_starts=1, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("n", "d", "loss", "match"),
+    [
+        (np.full(25, 1e7), GOOD_D, GOOD_L, "same model size N .*A and alpha are not identified"),
+        (GOOD_N, np.full(25, 1e10), GOOD_L, "same token count D .*B and beta are not identified"),
+        (GOOD_N, GOOD_D, np.full(25, 2.5), "loss is 2.5 in every run.*not identified"),
+    ],
+)
+def test_degenerate_runs_warn_that_parameters_are_not_identified(n, d, loss, match):
+    with pytest.warns(scaling.NotIdentifiedWarning, match=match):
+        fit_chinchilla(n, d, loss, n_starts=1, progress=False)
+
+
+def test_well_spread_runs_do_not_warn(recwarn):
+    fit_chinchilla(GOOD_N, GOOD_D, GOOD_L, n_starts=1, progress=False)
+    assert not [w for w in recwarn if issubclass(w.category, scaling.NotIdentifiedWarning)]
+
+
+# --- which Chinchilla (issue 13.7 b) ------------------------------------------------
+
+
+def test_hoffmann_rounded_constants_put_chinchilla_far_from_twenty_tokens_per_parameter():
+    """Hoffmann et al.'s printed constants give about 93 tokens per parameter at
+    Chinchilla's budget; Besiroglu et al.'s refit gives about 20, like Chinchilla itself
+    (70B parameters, 1.4T tokens)."""
+    ratios = {}
+    for name, law in (("hoffmann", CHINCHILLA_PUBLISHED), ("epoch", CHINCHILLA_EPOCH)):
+        constants = {k: law[k] for k in ("A", "B", "alpha", "beta")}
+        n_opt, d_opt = compute_optimal_split(CHINCHILLA_FLOPS, **constants)
+        ratios[name] = float(d_opt / n_opt)
+    assert 85 < ratios["hoffmann"] < 100
+    assert 15 < ratios["epoch"] < 25
+
+
+# --- the parts of a prediction (issue 13.7 c) ----------------------------------------
+
+
+def test_term_shares_split_the_prediction_into_its_three_terms(fitted):
+    n, d = 2e8, 4e9
+    terms = fitted.terms(n, d)
+    assert sum(float(v) for v in terms.values()) == pytest.approx(float(fitted.predict(n, d)))
+    shares = fitted.term_shares(n, d)
+    assert sum(v[0] for v in shares.values()) == pytest.approx(1.0)
+    for share, low, high in shares.values():
+        assert low <= share * 1.05 and share <= high * 1.05
+    # A law whose N term is negligible: the share says so.
+    flat = FitResult(params={**TRUE, "A": 1e-6}, loss=0.0)
+    assert flat.term_shares(n, d)["N"][0] < 1e-6
+    with pytest.raises(ValueError, match="one point"):
+        fitted.term_shares([1e8, 2e8], d)
+
+
+# --- one law in total compute (issue 13.7 a) -----------------------------------------
+
+
+def test_compute_law_fit_recovers_a_planted_law():
+    c = np.geomspace(1e9, 1e13, 12)
+    planted = {"E": 0.3, "A": 2e3, "gamma": 0.35}
+    loss = scaling.compute_law_loss(c, **planted) * np.exp(
+        np.random.default_rng(0).normal(0, 0.002, c.shape)
+    )
+    fit = fit_compute_law(c, loss, n_starts=2)
+    assert fit.params["gamma"] == pytest.approx(planted["gamma"], abs=0.03)
+    assert fit.params["E"] == pytest.approx(planted["E"], rel=0.05)
+    np.testing.assert_allclose(fit.predict(c), scaling.compute_law_loss(c, **planted), rtol=0.01)
+
+
+def _points(laws: dict[str, dict], seed: int, noise: float = 0.01) -> scaling.ComputePoints:
+    """Three runs per modality, four evaluations each, losses from ``laws`` per modality."""
+    rng = np.random.default_rng(seed)
+    flops, loss, modality, run = [], [], [], []
+    for m, law in laws.items():
+        for k, start in enumerate(np.geomspace(1e9, 1e11, 3)):
+            c = start * np.geomspace(1, 8, 4)
+            flops += list(c)
+            loss += list(scaling.compute_law_loss(c, **law) * np.exp(rng.normal(0, noise, 4)))
+            modality += [m] * 4
+            run += [f"{m} {k}"] * 4
+    return scaling.ComputePoints(np.array(flops), np.array(loss), modality, run, modality)
+
+
+def test_compare_compute_laws_tells_one_law_from_several():
+    one = {"E": 0.25, "A": 300.0, "gamma": 0.3}
+    shared = _points({m: one for m in ("text", "image", "audio")}, seed=0)
+    same = compare_compute_laws(shared, n_bootstrap=200, progress=False)
+    assert same.ratio_ci[0] < 1.25  # one law predicts about as well when it is true
+    assert same.one_law.params["gamma"] == pytest.approx(0.3, abs=0.05)
+
+    apart = _points(
+        {
+            "text": one,
+            "image": {"E": 0.05, "A": 30.0, "gamma": 0.2},
+            "audio": {"E": 0.6, "A": 3e3, "gamma": 0.45},
+        },
+        seed=0,
+    )
+    differ = compare_compute_laws(apart, n_bootstrap=200, progress=False)
+    assert differ.ratio_ci[0] > 2  # a law per modality predicts held-out runs far better
+    assert differ.error_one.shape == differ.error_per.shape == (9,)
+    assert "held-out error" in differ.summary()
+
+
+def test_compare_compute_laws_needs_two_runs_of_each_modality():
+    points = _points({"text": {"E": 0.25, "A": 300.0, "gamma": 0.3}}, seed=0)
+    points.modality[:4] = ["image"] * 4
+    with pytest.raises(ValueError, match="at least 2 runs; 'image' has one"):
+        compare_compute_laws(points, progress=False)
+
+
+def test_compute_points_put_every_modality_on_its_baseline_scale(tiny_sweep):
+    _, records = tiny_sweep
+    baselines = {"text": 2.0, "image": 0.5, "audio": 1.0}
+    points = scaling.compute_points(records, baselines)
+    # text alone: one point per evaluation; text+image: two.
+    assert len(points) == 2 + 2 * 2
+    for k, r in enumerate(records[2:]):  # the text+image run
+        for j, m in enumerate(("text", "image")):
+            at = 2 + 2 * k + j
+            assert points.modality[at] == m and points.flops[at] == r["flops"]
+            assert points.loss[at] == pytest.approx(r["loss"][m] / baselines[m])
+    with pytest.raises(ValueError, match="no baseline for modality 'image'"):
+        scaling.compute_points(records, {"text": 2.0})
+
+
+def test_modality_baselines_are_the_best_constant_predictions(tiny_sweep, monkeypatch):
+    path, _ = tiny_sweep
+    baselines = scaling.modality_baselines(TINY, cache=path, progress=False)
+    data = scaling._sweep_data(TINY, False)
+    batches = data.val_batches("text")
+    targets = torch.cat([b.text_targets[b.loss_mask(Modality.TEXT)] for b in batches])
+    vocab = int(targets.max()) + 1
+    freq = torch.bincount(targets, minlength=vocab).double() / len(targets)
+
+    def constant_ce(p: torch.Tensor) -> float:
+        logits = p.clamp_min(1e-12).log().expand(len(targets), vocab)
+        return float(torch.nn.functional.cross_entropy(logits, targets))
+
+    assert baselines["text"] == pytest.approx(constant_ce(freq), rel=1e-6)
+    assert constant_ce(torch.full((vocab,), 1.0 / vocab)) > baselines["text"]  # uniform: worse
+    for m in ("image", "audio"):
+        batches = data.val_batches(m)
+        x = torch.cat(
+            [getattr(b, f"{m}_targets")[b.loss_mask(Modality[m.upper()])] for b in batches]
+        )
+        assert baselines[m] == pytest.approx(float(((x - x.mean(0)) ** 2).mean()), rel=1e-6)
+        assert baselines[m] < float((x**2).mean()) + 1e-9  # the mean beats predicting zero
+        assert 0.5 < baselines[m] < 2.0  # standardised features: about unit variance
+
+    def no_measuring(*args, **kwargs):
+        raise AssertionError("cached baselines were measured again")
+
+    monkeypatch.setattr(scaling, "_measure_baselines", no_measuring)
+    assert scaling.modality_baselines(TINY, cache=path, progress=False) == baselines
+
+
+# --- profiles: the dry run (gpu shapes, tiny budgets, its own cache) --------------------
+
+
+def test_ci_sweep_is_the_table_and_the_dry_run_cuts_every_budget():
+    assert scaling.sweep_config("ci") == scaling.SWEEPS["ci"]  # cache keys stay put
+    dry, gpu = scaling.sweep_config("gpu-dry"), scaling.sweep_config("gpu")
+    assert dry.profile == "gpu-dry" and gpu.profile == "gpu"
+    assert dry.sizes == gpu.sizes and dry.settings == gpu.settings  # gpu shapes
+    assert max(dry.eval_steps) <= 10 and dry.batch_size <= 8 and dry.n_eval <= 16
+    assert dry.pool <= 128 and scaling.bootstrap_resamples("gpu-dry") <= 2
+    size, steps = scaling.heldout_size("gpu-dry")
+    assert size == scaling.heldout_size("gpu")[0] and steps == 2 * max(dry.eval_steps)
+    assert scaling.heldout_size("ci") == scaling.HELDOUT["ci"]
+    assert scaling.bootstrap_resamples("ci") == scaling.N_BOOTSTRAP["ci"]
+
+
+def test_the_dry_run_caches_outside_the_repository(monkeypatch, tmp_path):
+    monkeypatch.setenv("OMNI_CACHE_DIR", str(tmp_path))
+    path = scaling.default_cache_path("gpu-dry")
+    assert path.is_relative_to(tmp_path) and "gpu-dry" in str(path)
+    assert path != scaling.default_cache_path("ci") and path != scaling.default_cache_path("gpu")
