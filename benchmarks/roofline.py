@@ -58,7 +58,7 @@ def main() -> None:
         decoder = Decoder(config).to(device).eval()
         shape = cost.decoder_shape(decoder)
         measured = cost.measure_decode_step(decoder, context=args.context)
-        step = cost.decode_step_cost(shape, args.context, bytes_per_value=4)
+        step = cost.decode_step_cost(shape, args.context, dtype="fp32")
         row = {
             "d_model": d_model,
             "n_layers": n_layers,
@@ -70,7 +70,7 @@ def main() -> None:
         }
         row["ratio"] = row["measured_ms"] / row["predicted_ms"]
         if preset is not None:
-            row[f"predicted_ms_{preset.name}_fp32"] = 1e3 * step.time(preset, "fp32")
+            row[f"predicted_ms_{preset.name}_fp32"] = 1e3 * step.time(preset)
         decode_rows.append(row)
 
     flow_rows = []
@@ -89,7 +89,7 @@ def main() -> None:
         }
         row["ratio"] = row["measured_ms"] / row["predicted_ms"]
         if preset is not None:
-            row[f"predicted_ms_{preset.name}_fp32"] = 1e3 * sample.time(preset, "fp32")
+            row[f"predicted_ms_{preset.name}_fp32"] = 1e3 * sample.time(preset)
         flow_rows.append(row)
 
     print(

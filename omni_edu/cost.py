@@ -105,6 +105,17 @@ def qwen2vl_smart_resize(
     return h_bar, w_bar
 
 
+def qwen2vl_cap_binds(height: int, width: int, max_pixels: float = QWEN_MAX_PIXELS) -> bool:
+    """True when :func:`qwen2vl_smart_resize` must shrink the image to fit ``max_pixels``.
+
+    That is when its size rounded to 28-px blocks exceeds the budget; past that point a
+    larger image costs no more tokens, it is only downscaled further.
+    """
+    h = max(QWEN_FACTOR, round(height / QWEN_FACTOR) * QWEN_FACTOR)
+    w = max(QWEN_FACTOR, round(width / QWEN_FACTOR) * QWEN_FACTOR)
+    return h * w > max_pixels
+
+
 def qwen2vl_image_tokens(
     height: int,
     width: int,
@@ -125,32 +136,139 @@ def qwen2vl_image_tokens(
     return (h // QWEN_FACTOR) * (w // QWEN_FACTOR)
 
 
+# Qwen2-VL video, as ``fetch_video`` in ``qwen-vl-utils`` does it. The constants are the
+# module constants of ``qwen-vl-utils/src/qwen_vl_utils/vision_process.py`` in the QwenLM
+# repository (``QwenLM/Qwen2-VL``, since renamed ``Qwen2.5-VL`` and ``Qwen3-VL``), release
+# v0.0.8 (commit 4a2035c, 2024-09-24): frames are sampled at ``FPS``, at least
+# ``FPS_MIN_FRAMES`` and at most ``FPS_MAX_FRAMES`` of them, an even number
+# (``FRAME_FACTOR``); each frame gets at most ``VIDEO_MAX_PIXELS`` and at least
+# ``VIDEO_MIN_PIXELS``, and all frames together share ``VIDEO_TOTAL_PIXELS``.
+QWEN_VIDEO_FPS = 2.0
+QWEN_FRAME_FACTOR = 2  # the ViT's temporal patch: two frames make one set of tokens
+QWEN_FPS_MIN_FRAMES = 4
+QWEN_FPS_MAX_FRAMES = 768
+QWEN_VIDEO_MIN_PIXELS = 128 * 28 * 28
+QWEN_VIDEO_MAX_PIXELS = 768 * 28 * 28
+
+# What changed in later releases. Qwen2.5-VL's update of the same file (commit 7398cc5,
+# 2025-01-23, "add fps for Qwen2.5-VL"; the same rule ships in Qwen2.5-Omni's
+# ``qwen-omni-utils``) raised the shared budget to a 128k-token context
+# (``VIDEO_TOTAL_PIXELS = 128000 * 28 * 28 * 0.9``, overridable by an environment variable)
+# and rounds the frame count down instead of to the nearest even number.
+QWEN_VIDEO_RELEASES: dict[str, dict[str, float | str]] = {
+    "qwen2-vl": {"total_pixels": 24576 * 28 * 28, "frame_rounding": "nearest"},
+    "qwen2.5-vl": {"total_pixels": int(128000 * 28 * 28 * 0.9), "frame_rounding": "down"},
+}
+
+
+@dataclass(frozen=True)
+class VideoTokens:
+    """How a Qwen video rule priced one clip (see :func:`qwen2vl_video_plan`).
+
+    Attributes:
+        frames: frames sampled from the clip (even, at least 4).
+        frame_hw: the size each frame is resized to, ``(height, width)`` in pixels.
+        tokens_per_pair: tokens of one pair of frames (the temporal merge).
+        tokens: the whole clip, ``frames / 2 * tokens_per_pair``.
+        limit: what capped the frame size: ``"shared budget"`` (the total pixel budget
+            divided among the frames), ``"per-frame cap"`` (``VIDEO_MAX_PIXELS``) or
+            ``"none"`` (the frame kept its size, up to rounding to 28 px).
+    """
+
+    frames: int
+    frame_hw: tuple[int, int]
+    tokens_per_pair: int
+    tokens: int
+    limit: str
+
+
+def qwen2vl_video_frames(
+    seconds: float,
+    fps: float = QWEN_VIDEO_FPS,
+    source_fps: float = 30.0,
+    release: str = "qwen2-vl",
+) -> int:
+    """Frames ``qwen-vl-utils`` samples from a clip of ``seconds`` (``smart_nframes``).
+
+    ``seconds * fps`` frames, clamped to ``[4, min(768, frames in the file)]`` and made even
+    (rounded to the nearest even number in Qwen2-VL's release, down in Qwen2.5-VL's). So a
+    one-second clip at 2 fps takes 4 frames, not 2. ``source_fps`` is the file's own frame
+    rate; it only matters for clips shorter than a few frames.
+    """
+    _positive("seconds", seconds)
+    _positive("fps", fps)
+    _positive("source_fps", source_fps)
+    rule = _video_release(release)
+    in_file = int(seconds * source_fps)
+    if in_file < QWEN_FRAME_FACTOR:
+        raise ValueError(
+            f"a clip needs at least {QWEN_FRAME_FACTOR} frames; {seconds} s at {source_fps} fps "
+            f"holds {in_file}"
+        )
+    most = QWEN_FRAME_FACTOR * (min(QWEN_FPS_MAX_FRAMES, in_file) // QWEN_FRAME_FACTOR)
+    frames = min(max(seconds * fps, QWEN_FPS_MIN_FRAMES), most)
+    if rule["frame_rounding"] == "down":
+        return QWEN_FRAME_FACTOR * math.floor(min(frames, in_file) / QWEN_FRAME_FACTOR)
+    return QWEN_FRAME_FACTOR * round(frames / QWEN_FRAME_FACTOR)
+
+
+def _video_release(release: str) -> dict[str, float | str]:
+    if release not in QWEN_VIDEO_RELEASES:
+        raise ValueError(f"release should be one of {sorted(QWEN_VIDEO_RELEASES)}; got {release!r}")
+    return QWEN_VIDEO_RELEASES[release]
+
+
+def qwen2vl_video_plan(
+    height: int,
+    width: int,
+    seconds: float,
+    fps: float = QWEN_VIDEO_FPS,
+    release: str = "qwen2-vl",
+    source_fps: float = 30.0,
+) -> VideoTokens:
+    """How Qwen2-VL (or a later ``release``) turns a ``height x width`` clip into tokens.
+
+    Rule (``fetch_video`` of ``qwen-vl-utils``, constants above):
+
+    1. sample ``frames`` with :func:`qwen2vl_video_frames`;
+    2. each frame may use ``max(min(VIDEO_MAX_PIXELS, total_pixels / frames * 2),
+       1.05 * VIDEO_MIN_PIXELS)`` pixels: the total budget is shared by the frames, so a
+       long clip gets smaller frames;
+    3. resize each frame with :func:`qwen2vl_smart_resize` to that budget;
+    4. merge each pair of consecutive frames (temporal patch 2): one token per 28x28 block
+       per pair.
+
+    Example: 60 s of 1080p at 2 fps is 120 frames; the Qwen2-VL budget leaves each frame
+    about 321k pixels, 420x728, 390 tokens per pair, 23,400 tokens. Qwen2.5-VL's larger budget
+    does not bind there, so the per-frame cap does: 560x1008, 720 per pair, 43,200 tokens.
+    """
+    rule = _video_release(release)
+    frames = qwen2vl_video_frames(seconds, fps, source_fps, release)
+    shared = float(rule["total_pixels"]) / frames * QWEN_FRAME_FACTOR
+    budget = max(min(QWEN_VIDEO_MAX_PIXELS, shared), int(QWEN_VIDEO_MIN_PIXELS * 1.05))
+    h, w = qwen2vl_smart_resize(height, width, min_pixels=QWEN_VIDEO_MIN_PIXELS, max_pixels=budget)
+    if not qwen2vl_cap_binds(height, width, budget):
+        limit = "none"
+    else:
+        limit = "shared budget" if shared < QWEN_VIDEO_MAX_PIXELS else "per-frame cap"
+    per_pair = (h // QWEN_FACTOR) * (w // QWEN_FACTOR)
+    return VideoTokens(frames, (h, w), per_pair, frames // QWEN_FRAME_FACTOR * per_pair, limit)
+
+
 def qwen2vl_video_tokens(
     height: int,
     width: int,
     seconds: float,
-    fps: float = 2.0,
-    max_pixels: int = 768 * 28 * 28,
-    min_pixels: int = 128 * 28 * 28,
+    fps: float = QWEN_VIDEO_FPS,
+    release: str = "qwen2-vl",
 ) -> int:
-    """Visual tokens Qwen2-VL / Qwen2.5-Omni spend on a video clip.
+    """Visual tokens Qwen2-VL spends on a ``seconds``-long ``height x width`` clip.
 
-    Rule (``qwen-vl-utils`` ``fetch_video``, defaults ``FPS = 2``, ``FRAME_FACTOR = 2``,
-    ``VIDEO_MIN_PIXELS = 128*28*28``, per-frame ``VIDEO_MAX_PIXELS = 768*28*28``): sample
-    ``seconds * fps`` frames rounded to an even number (at least 2), resize every frame with
-    :func:`qwen2vl_smart_resize`, and merge each pair of consecutive frames into one
-    (the ViT's temporal patch size is 2), so
-
-        ``tokens = (frames / 2) * (h / 28) * (w / 28)``.
-
-    The per-frame pixel budget also shrinks for very long videos in the reference code (a total
-    budget is shared across frames); this function ignores that, so it is an upper bound there.
+    The number of :func:`qwen2vl_video_plan` (which also says which limit bound). Examples at
+    2 fps: 1 s of 448x448 -> 4 frames -> 512 tokens; 60 s of 1080p -> 23,400 (Qwen2-VL) or
+    43,200 (``release="qwen2.5-vl"``, also Qwen2.5-Omni's rule).
     """
-    _positive("seconds", seconds)
-    _positive("fps", fps)
-    frames = max(2, 2 * round(seconds * fps / 2))
-    per_frame = qwen2vl_image_tokens(height, width, min_pixels=min_pixels, max_pixels=max_pixels)
-    return (frames // 2) * per_frame
+    return qwen2vl_video_plan(height, width, seconds, fps, release).tokens
 
 
 GPT4O_BASE_TOKENS = 85
@@ -260,14 +378,16 @@ def qwen_omni_audio_tokens(seconds: float) -> int:
     representation corresponds to approximately a 40 ms segment"; reference code
     ``_get_feat_extract_output_lengths``): 16 kHz -> 128-channel log-mel at 100 frames/s ->
     Whisper-style encoder (stride 2, 50 Hz) -> a pooling layer with stride 2 (25 Hz).
-    Unlike Whisper there is no padding to 30 s.
+    Unlike Whisper there is no padding to 30 s. Following the reference formula, a clip of
+    fewer than 3 log-mel frames (under 30 ms) gives no token at all.
     """
     _positive("seconds", seconds, allow_zero=True)
     mel_frames = round(seconds * WHISPER_SAMPLE_RATE) // WHISPER_HOP
     if mel_frames == 0:
         return 0
     after_conv = (mel_frames - 1) // 2 + 1
-    return (after_conv - 2) // 2 + 1 if after_conv >= 2 else 1
+    # The reference formula as written: fewer than 3 log-mel frames (under 30 ms) give 0.
+    return max(0, (after_conv - 2) // 2 + 1)
 
 
 def video_tokens(seconds: float, fps: float, tokens_per_frame: int, temporal_merge: int = 1) -> int:
@@ -324,6 +444,13 @@ MODEL_SHAPES: dict[str, ModelShape] = {
     "llama3-8b": ModelShape("llama3-8b", 8.0e9, 32, 4096, 32, 8, 128),
     # Qwen2 technical report, Table 1 (the 0.5B model: a "small first model").
     "qwen2-0.5b": ModelShape("qwen2-0.5b", 0.49e9, 24, 896, 14, 2, 64),
+    # The Talker of Qwen2.5-Omni-7B, the small model that writes its speech tokens from the
+    # Thinker's hidden states. The technical report (arXiv 2503.20215) describes it as a
+    # dual-track autoregressive decoder but gives no size; the shape is the released
+    # checkpoint's ``talker_config`` (Qwen/Qwen2.5-Omni-7B ``config.json``): 24 layers, width
+    # 896, 12 query and 4 KV heads of 128, MLP 18944, a codec vocabulary of 8448 embedded at
+    # width 3584. Counted layer by layer that is 1.35B parameters, a fifth of the Thinker.
+    "qwen2.5-omni-talker": ModelShape("qwen2.5-omni-talker", 1.35e9, 24, 896, 12, 4, 128),
     # DiT-XL/2 (Peebles & Xie, arXiv 2212.09748, Table 1): a diffusion transformer; 256 tokens
     # for a 256x256 image (32x32 latent, patch 2).
     "dit-xl-2": ModelShape("dit-xl-2", 675e6, 28, 1152, 16, 16, 72),
@@ -477,7 +604,9 @@ def get_device_preset(name: str) -> Device:
     return DEVICES[key]
 
 
-def calibrate_this_machine(size: int = 512, copy_mib: int = 32, repeats: int = 3) -> Device:
+def calibrate_this_machine(
+    size: int = 512, copy_mib: int = 32, repeats: int = 3, device: str | None = None
+) -> Device:
     """Measure this machine's fp32 matmul FLOP/s and memory-copy bandwidth (about a second).
 
     * compute: the best of ``repeats`` timings of a ``size x size`` fp32 matmul
@@ -485,13 +614,16 @@ def calibrate_this_machine(size: int = 512, copy_mib: int = 32, repeats: int = 3
     * bandwidth: the best of ``repeats`` copies of a ``copy_mib`` MiB tensor (each copy reads
       and writes it, ``2 * bytes``).
 
-    Uses CUDA when it is available, else the CPU with torch's current thread count.
+    ``device``: ``"cpu"`` or ``"cuda"``, where the modules you compare with will run (by
+    default CUDA when it is available, else the CPU with torch's current thread count).
     These are achievable peaks for large, simple kernels; a tiny model reaches less.
     """
     _positive("size", size)
     _positive("copy_mib", copy_mib)
     _positive("repeats", repeats)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = str(device) if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device should be 'cpu' or 'cuda'; got {device!r}")
 
     def best_time(fn) -> float:
         fn()  # warm-up: allocations, kernel selection
@@ -548,32 +680,51 @@ def predict_time(flops: float, bytes_moved: float, device: Device, dtype: str = 
     return max(flops / device.flops(dtype), bytes_moved / device.mem_bandwidth)
 
 
+# Bytes one value takes in memory, per dtype name (the same names as ``Device.peak_flops``).
+BYTES_PER_VALUE: dict[str, int] = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
+
+
+def bytes_per_value(dtype: str) -> int:
+    """Bytes of one ``dtype`` value: 4 for fp32 (and tf32, stored as fp32), 2 for bf16/fp16."""
+    if dtype not in BYTES_PER_VALUE:
+        raise ValueError(f"dtype should be one of {sorted(BYTES_PER_VALUE)}; got {dtype!r}")
+    return BYTES_PER_VALUE[dtype]
+
+
 @dataclass(frozen=True)
 class StepCost:
-    """FLOPs and bytes of one model step, and what the roofline makes of them."""
+    """FLOPs and bytes of one model step in ``dtype``, and what the roofline makes of them.
+
+    The dtype is stored once: the byte count was computed with its value size, and
+    :meth:`time` and :meth:`bound` use its peak, so the two can never disagree.
+    """
 
     flops: float
     bytes_moved: float
     tokens: int  # tokens produced or updated by the step
+    dtype: str = "bf16"
+
+    def __post_init__(self) -> None:
+        bytes_per_value(self.dtype)  # a clear error for an unknown dtype
 
     @property
     def intensity(self) -> float:
         """FLOPs per byte."""
         return arithmetic_intensity(self.flops, self.bytes_moved)
 
-    def time(self, device: Device, dtype: str = "fp32") -> float:
-        """Roofline seconds for this step on ``device``."""
-        return predict_time(self.flops, self.bytes_moved, device, dtype)
+    def time(self, device: Device) -> float:
+        """Roofline seconds for this step on ``device``, at the peak of its ``dtype``."""
+        return predict_time(self.flops, self.bytes_moved, device, self.dtype)
 
-    def bound(self, device: Device, dtype: str = "fp32") -> str:
+    def bound(self, device: Device) -> str:
         """``"memory"`` or ``"compute"``: which roof this step hits on ``device``."""
-        return "compute" if self.intensity >= device.ridge_point(dtype) else "memory"
+        return "compute" if self.intensity >= device.ridge_point(self.dtype) else "memory"
 
 
 def decode_step_cost(
-    model: ModelShape, context: int, batch: int = 1, bytes_per_value: float = 2
+    model: ModelShape, context: int, batch: int = 1, dtype: str = "bf16"
 ) -> StepCost:
-    """One autoregressive decode step: each of ``batch`` sequences adds one token.
+    """One autoregressive decode step in ``dtype``: each of ``batch`` sequences adds a token.
 
     FLOPs: ``batch * (2N + 2 * layers * context * d_model)`` (:func:`flops_per_token`).
     Bytes: every weight once (``N * bytes``, shared by the batch) plus each sequence's KV
@@ -583,18 +734,17 @@ def decode_step_cost(
     """
     _positive("context", context, allow_zero=True)
     _positive("batch", batch)
+    size = bytes_per_value(dtype)
     flops = batch * flops_per_token(
         model.n_params, n_layers=model.n_layers, context=context, d_model=model.d_model
     )
-    weights = model.n_params * bytes_per_value
-    kv = kv_cache_bytes(
-        model.n_layers, model.n_kv_heads, model.head_dim, context, batch, bytes_per_value
-    )
-    return StepCost(flops, weights + kv, tokens=batch)
+    weights = model.n_params * size
+    kv = kv_cache_bytes(model.n_layers, model.n_kv_heads, model.head_dim, context, batch, size)
+    return StepCost(flops, weights + kv, tokens=batch, dtype=dtype)
 
 
 def diffusion_step_cost(
-    model: ModelShape, n_tokens: int, batch: int = 1, bytes_per_value: float = 2
+    model: ModelShape, n_tokens: int, batch: int = 1, dtype: str = "bf16"
 ) -> StepCost:
     """One diffusion / flow-matching step that updates all ``n_tokens`` of each image at once.
 
@@ -606,6 +756,7 @@ def diffusion_step_cost(
     """
     _positive("n_tokens", n_tokens)
     _positive("batch", batch)
+    size = bytes_per_value(dtype)
     flops = (
         batch
         * n_tokens
@@ -613,9 +764,9 @@ def diffusion_step_cost(
             model.n_params, n_layers=model.n_layers, context=n_tokens, d_model=model.d_model
         )
     )
-    weights = model.n_params * bytes_per_value
-    activations = 2 * model.n_layers * batch * n_tokens * model.d_model * bytes_per_value
-    return StepCost(flops, weights + activations, tokens=batch * n_tokens)
+    weights = model.n_params * size
+    activations = 2 * model.n_layers * batch * n_tokens * model.d_model * size
+    return StepCost(flops, weights + activations, tokens=batch * n_tokens, dtype=dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -668,55 +819,58 @@ def measure_decode_step(
 ) -> float:
     """Measured seconds per decode step of ``decoder`` with a KV cache.
 
-    Prefills ``context`` random embeddings (not timed), then times ``steps`` one-token steps
-    and returns the median time per step. The weights do not matter for speed, so an
-    untrained decoder measures the same as a trained one.
+    Prefills ``context`` random embeddings (not timed), then times each of ``steps``
+    one-token steps on its own, ``repeats`` times over (after one warm-up pass), and returns
+    the median of those step times. Timing each step (rather than a whole run minus a
+    separate prefill) keeps a busy machine's hiccups out of most samples. The weights do not
+    matter for speed, so an untrained decoder measures the same as a trained one.
     """
     from omni_edu.model.transformer import KVCache
 
     _positive("context", context)
     _positive("steps", steps)
+    _positive("repeats", repeats)
     config = decoder.config
     device = next(decoder.parameters()).device
     dtype = next(decoder.parameters()).dtype
     cache = KVCache(config, batch, max_len=context + steps, device=device, dtype=dtype)
     prompt = torch.randn(batch, context, config.d_model, device=device, dtype=dtype)
     token = torch.randn(batch, 1, config.d_model, device=device, dtype=dtype)
-
-    @torch.no_grad()
-    def run() -> None:
-        cache.reset()
-        decoder(prompt, cache=cache)
-        for _ in range(steps):
-            decoder(token, cache=cache)
-
-    @torch.no_grad()
-    def prefill_only() -> None:
-        cache.reset()
-        decoder(prompt, cache=cache)
-
-    total = time_call(run, repeats=repeats)
-    prefill = time_call(prefill_only, repeats=repeats)
-    return max(total - prefill, 1e-9) / steps
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    times = []
+    with torch.no_grad():
+        for run in range(repeats + 1):  # run 0 warms up (allocations, kernel choice)
+            cache.reset()
+            decoder(prompt, cache=cache)
+            for _ in range(steps):
+                sync()
+                start = time.perf_counter()
+                decoder(token, cache=cache)
+                sync()
+                if run:
+                    times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
 
 
 def flow_sampling_cost(
-    head: torch.nn.Module, n_tokens: int, steps: int | None = None, bytes_per_value: float = 4
+    head: torch.nn.Module, n_tokens: int, steps: int | None = None, dtype: str = "fp32"
 ) -> StepCost:
     """FLOPs and bytes of sampling one image of ``n_tokens`` tokens with a flow head.
 
     Each of ``steps`` Euler steps evaluates the head's MLP once for every token at the same
     time: ``2 * P`` FLOPs per token per step (``P`` = its parameters), while the weights are
-    read once per step for all ``n_tokens`` tokens.
+    read once per step for all ``n_tokens`` tokens. ``dtype`` is the head's (fp32 for the
+    course's modules on a CPU).
     """
     _positive("n_tokens", n_tokens)
     steps = steps or head.config.sampling_steps
     _positive("steps", steps)
+    size = bytes_per_value(dtype)
     n_params = sum(p.numel() for p in head.parameters())
     flops = 2.0 * n_params * n_tokens * steps
     width = head.config.width
-    activations = 2 * (head.config.depth + 2) * n_tokens * width * bytes_per_value
-    return StepCost(flops, steps * (n_params * bytes_per_value + activations), tokens=n_tokens)
+    activations = 2 * (head.config.depth + 2) * n_tokens * width * size
+    return StepCost(flops, steps * (n_params * size + activations), n_tokens, dtype)
 
 
 def measure_flow_sampling(

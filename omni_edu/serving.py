@@ -38,13 +38,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
 from omni_edu import cost
-from omni_edu.modalities.audio import _LOG_SCALE  # log-mel = log(power) / _LOG_SCALE + const
+from omni_edu.modalities.audio import LOG_EPS
 
 STAGES = ("autoregressive", "diffusion")
 
@@ -335,18 +336,214 @@ def simulate(
 
 
 # ---------------------------------------------------------------------------------------------
+# Fair baselines and per-stage batching: the same queues, written as recursions
+# ---------------------------------------------------------------------------------------------
+#
+# The event simulation above schedules one job at a time: a colocated server puts a request's
+# second stage at the back of its queue, behind whatever arrived meanwhile. Two fairer ways to
+# run colocated hardware, and the batching a dedicated stage server can do, need the server to
+# see its whole queue at once. For first-come-first-served servers that is a short recursion
+# over the requests in the order they become ready (Lindley's for one server, Kiefer and
+# Wolfowitz's for several), so these baselines are written that way. With one server per stage
+# and no batching, :func:`simulate_stations` reproduces :func:`simulate` of
+# :func:`disaggregated` exactly (a test checks it).
+
+
+@dataclass(frozen=True)
+class Station:
+    """A group of identical servers that runs some consecutive stages of each request.
+
+    Attributes:
+        stages: the stages it runs, back to back on one server (run to completion).
+        servers: identical servers sharing one first-come-first-served queue.
+        max_batch: at most this many waiting requests run together as one batch.
+        speedup: how much faster than the reference device its servers are.
+    """
+
+    stages: tuple[int, ...]
+    servers: int = 1
+    max_batch: int = 1
+    speedup: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.stages or list(self.stages) != list(
+            range(self.stages[0], self.stages[0] + len(self.stages))
+        ):
+            raise ValueError(f"stages should be consecutive stage numbers; got {self.stages}")
+        if self.servers < 1 or self.max_batch < 1:
+            raise ValueError(
+                f"servers and max_batch should be >= 1; got {self.servers}, {self.max_batch}"
+            )
+        if not self.speedup > 0:
+            raise ValueError(f"speedup should be > 0; got {self.speedup}")
+
+
+def _unit_cost(batch: int) -> float:
+    """A batch takes as long as its longest member: the memory-bound ideal."""
+    return 1.0
+
+
+def simulate_stations(
+    requests: list[Request],
+    stations: list[Station],
+    batch_cost: tuple[Callable[[int], float], ...] | None = None,
+    transfer_time: float = 0.0,
+    name: str = "stations",
+) -> ServingResult:
+    """Serve ``requests`` through a chain of :class:`Station` s, first come first served.
+
+    Requests reach each station in the order they became ready there (arrival, or the end of
+    the previous station plus ``transfer_time``). Whenever one of its servers is free, the
+    station starts the oldest waiting request together with every other request already
+    waiting, up to ``max_batch`` (greedy batching: it never waits to fill a batch). A batch of
+    ``b`` requests occupies its server for, per stage ``k`` it runs,
+    ``max(member service[k]) * batch_cost[k](b) / speedup``. ``batch_cost[k](1)`` should be 1;
+    the default (every stage) is 1 for any batch, the ideal of a memory-bound step;
+    :func:`roofline_batch_cost` gives a device's real curve.
+
+    Examples: ``[Station((0, 1), servers=2)]`` is colocated hardware with one shared queue
+    (the M/G/2 queue) running each request to completion; ``[Station((0,)), Station((1,))]``
+    is :func:`disaggregated`; ``Station((0,), max_batch=8)`` batches the decoding stage.
+    """
+    n_stages = len(requests[0].service) if requests else 0
+    covered = [k for s in stations for k in s.stages]
+    if covered != list(range(n_stages)):
+        raise ValueError(
+            f"stations should run stages 0..{n_stages - 1} in order, each once; got {covered}"
+        )
+    costs = batch_cost or (_unit_cost,) * n_stages
+    if len(costs) != n_stages:
+        raise ValueError(f"batch_cost should have one entry per stage ({n_stages})")
+    if transfer_time < 0:
+        raise ValueError(f"transfer_time should be >= 0 seconds; got {transfer_time}")
+    service = np.array([r.service for r in requests], dtype=float)
+    arrival = np.array([r.arrival for r in requests], dtype=float)
+    ready = arrival.copy()
+    utilization = {}
+    for index, station in enumerate(stations):
+        if index:
+            ready = ready + transfer_time
+        order = sorted(range(len(requests)), key=lambda i: (ready[i], i))
+        free = [0.0] * station.servers  # when each server is next free (a heap)
+        done = np.empty(len(requests))
+        busy, i = 0.0, 0
+        while i < len(order):
+            start = max(heapq.heappop(free), ready[order[i]])
+            j = i + 1
+            while j < len(order) and j - i < station.max_batch and ready[order[j]] <= start:
+                j += 1
+            members = order[i:j]
+            seconds = sum(
+                service[members, k].max() * costs[k](len(members)) for k in station.stages
+            )
+            seconds /= station.speedup
+            busy += seconds
+            done[members] = start + seconds
+            heapq.heappush(free, start + seconds)
+            i = j
+        ready = done
+        span = float(done.max() - arrival.min()) or 1.0
+        utilization[f"station {index}"] = busy / (station.servers * span)
+    return ServingResult(name, arrival, ready, utilization)
+
+
+def shared_queue(n_stages: int = 2, servers: int = 2, max_batch: int = 1) -> list[Station]:
+    """Colocated serving on ``servers`` devices with one shared queue, run to completion.
+
+    Each request runs all its stages back to back on whichever device frees up first (the
+    M/G/c queue). With ``max_batch > 1`` a device runs several requests' stages together.
+    """
+    return [Station(tuple(range(n_stages)), servers, max_batch)]
+
+
+def pipeline(n_stages: int = 2, max_batch: tuple[int, ...] | None = None) -> list[Station]:
+    """Disaggregated serving: one device per stage; ``max_batch[k]`` batches stage ``k``."""
+    batches = max_batch or (1,) * n_stages
+    if len(batches) != n_stages:
+        raise ValueError(f"max_batch should have one entry per stage ({n_stages})")
+    return [Station((k,), 1, b) for k, b in enumerate(batches)]
+
+
+def route_randomly(
+    requests: list[Request],
+    serve: Callable[[list[Request]], ServingResult],
+    replicas: int = 2,
+    seed: int = 0,
+    name: str = "replicas",
+) -> ServingResult:
+    """Send each request to one of ``replicas`` identical copies at random; serve each copy.
+
+    ``serve`` runs one replica, e.g. ``lambda rs: simulate(rs, colocated())``. The replicas
+    share nothing, so each is simulated on its own share of the requests (renumbered
+    0..m-1, as :func:`simulate` wants) and the results are put back in request order.
+    Utilization is averaged over the replicas.
+    """
+    if replicas < 1:
+        raise ValueError(f"replicas should be >= 1; got {replicas}")
+    choice = np.random.default_rng(seed).integers(replicas, size=len(requests))
+    finish = np.empty(len(requests))
+    utilization: dict[str, float] = {}
+    for copy in range(replicas):
+        members = np.flatnonzero(choice == copy)
+        if not len(members):
+            continue
+        share = [
+            Request(i, requests[m].arrival, requests[m].service) for i, m in enumerate(members)
+        ]
+        result = serve(share)
+        finish[members] = result.finish
+        for server, u in result.utilization.items():
+            utilization[server] = utilization.get(server, 0.0) + u / replicas
+    arrival = np.array([r.arrival for r in requests])
+    return ServingResult(name, arrival, finish, utilization)
+
+
+def roofline_batch_cost(
+    step: Callable[[int], cost.StepCost], device: cost.Device
+) -> Callable[[int], float]:
+    """How much longer a batch of ``b`` takes than one request, by the roofline.
+
+    ``step(b)`` gives the :class:`~omni_edu.cost.StepCost` of one step at batch ``b``, e.g.
+    ``lambda b: cost.decode_step_cost(model, 1024, b)``. A memory-bound decode step gives a
+    curve near 1 (the batch shares each weight read); a compute-bound diffusion step a curve
+    near ``b`` (nothing to share).
+    """
+    one = step(1).time(device)
+    return lambda b: step(b).time(device) / one
+
+
+# ---------------------------------------------------------------------------------------------
 # A real run: worker processes connected by queues
 # ---------------------------------------------------------------------------------------------
 
 
+class ServedModel(Protocol):
+    """What :func:`real_run` serves: a two-stage model that each worker process builds.
+
+    It is sent to every worker (so it must pickle: a dataclass of plain fields, such as a
+    config or a checkpoint path) and built there, once per process. :class:`StageModels`
+    is the stand-in this module ships; a trained model plugs in by offering the same two
+    methods, e.g. its prefill-and-decode stage and its flow-sampling stage.
+    """
+
+    def build(self) -> tuple[Callable[[torch.Tensor], torch.Tensor], ...]:
+        """The stages, in order: each maps the previous stage's output to its own."""
+        ...
+
+    def prompt(self) -> torch.Tensor:
+        """One request's input to the first stage."""
+        ...
+
+
 @dataclass(frozen=True)
 class StageModels:
-    """Sizes of the two tiny stand-in models the real run serves (CPU, one thread each).
+    """Two tiny stand-in models the real run serves (CPU, one thread each): a :class:`ServedModel`.
 
     The autoregressive stage runs ``ar_tokens`` sequential steps of a small MLP on one
     token (one small matmul chain per step: latency-bound); the diffusion stage runs
     ``flow_steps`` steps of an MLP over ``image_tokens`` tokens at once (one big matmul per
-    step: compute-bound).
+    step: compute-bound). Only a one-token summary of the image travels back, so the
+    hand-off cost stays small.
     """
 
     d_model: int = 128
@@ -354,6 +551,14 @@ class StageModels:
     image_tokens: int = 64
     flow_steps: int = 8
     seed: int = 0
+
+    def build(self) -> tuple[Callable[[torch.Tensor], torch.Tensor], ...]:
+        torch.manual_seed(self.seed)
+        ar, flow = _ARStage(self).eval(), _FlowStage(self).eval()
+        return ar, lambda h: flow(h)[:1]
+
+    def prompt(self) -> torch.Tensor:
+        return torch.ones(1, self.d_model)
 
 
 class _ARStage(nn.Module):
@@ -395,12 +600,30 @@ class _FlowStage(nn.Module):
         return x
 
 
-def _build(cfg: StageModels) -> tuple[_ARStage, _FlowStage]:
-    torch.manual_seed(cfg.seed)
-    return _ARStage(cfg).eval(), _FlowStage(cfg).eval()
+def measure_stages(model: ServedModel, repeats: int = 5) -> tuple[float, ...]:
+    """Median seconds of each stage of ``model`` for one request, in this process.
+
+    Times what a :func:`real_run` worker runs, on one CPU thread as the workers do (the
+    thread count is restored afterwards). Feed the result to :func:`poisson_workload` as
+    ``stage_means`` to simulate serving this model.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        stages = model.build()
+        inputs = [model.prompt()]
+        with torch.no_grad():
+            for stage in stages:  # the input of each stage is the output of the one before
+                inputs.append(stage(inputs[-1]))
+            return tuple(
+                cost.time_call(lambda s=stage, x=x: s(x), repeats=repeats)
+                for stage, x in zip(stages, inputs, strict=False)
+            )
+    finally:
+        torch.set_num_threads(threads)
 
 
-def _worker(role: str, cfg: StageModels, inbox, outbox, ready) -> None:
+def _worker(role: str, model: ServedModel, inbox, outbox, ready) -> None:
     """One serving process. ``role``: ``"both"`` (colocated), ``"ar"`` or ``"flow"``.
 
     Messages are ``(rid, array, seconds)`` with NumPy arrays (torch tensors would travel as shared
@@ -408,9 +631,9 @@ def _worker(role: str, cfg: StageModels, inbox, outbox, ready) -> None:
     is passed on). Top-level so that the ``spawn`` start method can import it.
     """
     torch.set_num_threads(1)  # one "device" = one core; also stops oversubscription
-    ar, flow = _build(cfg)
-    prompt = torch.ones(1, cfg.d_model)
-    ar(prompt), flow(prompt)  # warm-up before we say we are ready
+    first, second = model.build()
+    with torch.no_grad():
+        second(first(model.prompt()))  # warm-up before we say we are ready
     ready.put(role)
     while True:
         msg = inbox.get()
@@ -419,14 +642,12 @@ def _worker(role: str, cfg: StageModels, inbox, outbox, ready) -> None:
             return
         rid, array, seconds = msg  # seconds: the stage times measured so far
         x = torch.from_numpy(array)
-        if role in ("both", "ar"):
-            start = time.perf_counter()
-            x = ar(x)
-            seconds = (*seconds, time.perf_counter() - start)
-        if role in ("both", "flow"):
-            start = time.perf_counter()
-            x = flow(x)[:1]  # only a summary travels back: the hand-off cost stays small
-            seconds = (*seconds, time.perf_counter() - start)
+        with torch.no_grad():
+            for stage, runs in ((first, ("both", "ar")), (second, ("both", "flow"))):
+                if role in runs:
+                    start = time.perf_counter()
+                    x = stage(x)
+                    seconds = (*seconds, time.perf_counter() - start)
         outbox.put((rid, x.numpy(), seconds))
 
 
@@ -442,6 +663,13 @@ class RealRunResult:
     jct: np.ndarray
     arrival: np.ndarray
     stage_seconds: np.ndarray
+    workers: int = 1
+
+    @property
+    def name(self) -> str:
+        """A label for tables and plots, e.g. ``"colocated, 2 workers"``."""
+        devices = 2 if self.mode == "disaggregated" else self.workers
+        return f"{self.mode}, {devices} worker{'s' if devices > 1 else ''}"
 
     def summary(self) -> dict[str, float]:
         return {
@@ -455,16 +683,18 @@ def real_run(
     mode: str = "disaggregated",
     n_requests: int = 20,
     rate: float = 20.0,
-    models: StageModels | None = None,
+    models: ServedModel | None = None,
     seed: int = 0,
     timeout: float = 60.0,
+    workers: int = 1,
 ) -> RealRunResult:
     """Serve ``n_requests`` Poisson arrivals with real processes and measure each JCT.
 
-    ``mode="colocated"``: one worker process runs both stages of each request.
-    ``mode="disaggregated"``: an autoregressive worker feeds a diffusion worker through a
-    ``multiprocessing`` queue. Each worker uses one CPU thread, so disaggregated uses two
-    cores where colocated uses one, as two devices versus one.
+    ``mode="colocated"``: ``workers`` processes take requests from one shared queue, each
+    running both stages of a request back to back (``workers=2`` is the real M/G/2 queue:
+    two devices, colocated). ``mode="disaggregated"``: an autoregressive worker feeds a
+    diffusion worker through a ``multiprocessing`` queue (two devices). Each worker uses one
+    CPU thread: one worker is one "device".
 
     Arrival and completion are both timed by the main process (completion by a collector
     thread), so no clock is shared across processes. Workers start with the ``spawn``
@@ -477,17 +707,21 @@ def real_run(
         raise ValueError(f"n_requests should be between 1 and 1000; got {n_requests}")
     if not rate > 0:
         raise ValueError(f"rate should be > 0 requests per second; got {rate}")
-    cfg = models or StageModels()
+    if mode == "disaggregated" and workers != 1:
+        raise ValueError("workers applies to mode='colocated' (disaggregated has one per stage)")
+    if not 1 <= workers <= 8:
+        raise ValueError(f"workers should be between 1 and 8; got {workers}")
+    model = models or StageModels()
     gaps = np.random.default_rng(seed).exponential(1.0 / rate, size=n_requests)
     ctx = mp.get_context("spawn")
     ready, inbox, outbox = ctx.Queue(), ctx.Queue(), ctx.Queue()
     if mode == "colocated":
-        roles = [("both", inbox, outbox)]
+        roles = [("both", inbox, outbox)] * workers
     else:
         middle = ctx.Queue()
         roles = [("ar", inbox, middle), ("flow", middle, outbox)]
     procs = [
-        ctx.Process(target=_worker, args=(role, cfg, src, dst, ready), daemon=True)
+        ctx.Process(target=_worker, args=(role, model, src, dst, ready), daemon=True)
         for role, src, dst in roles
     ]
     deadline = time.monotonic() + timeout
@@ -496,13 +730,15 @@ def real_run(
     stage_seconds: dict[int, tuple[float, ...]] = {}
 
     def collect() -> None:
-        while True:
+        finished = 0  # each last-stage worker sends one None when it shuts down
+        while finished < workers:
             try:
                 msg = outbox.get(timeout=max(0.01, deadline - time.monotonic()))
             except queue.Empty:
                 return
             if msg is None:
-                return
+                finished += 1
+                continue
             done[msg[0]] = time.perf_counter()
             stage_seconds[msg[0]] = msg[2]
 
@@ -514,12 +750,13 @@ def real_run(
         collector = threading.Thread(target=collect, daemon=True)
         collector.start()
         start = time.perf_counter()
-        prompt = np.ones((1, cfg.d_model), dtype=np.float32)
+        prompt = model.prompt().numpy()
         for rid, t_arrive in enumerate(np.cumsum(gaps)):
             time.sleep(max(0.0, start + t_arrive - time.perf_counter()))
             sent[rid] = time.perf_counter()
             inbox.put((rid, prompt, ()))
-        inbox.put(None)
+        for _ in range(workers):  # one shutdown message per worker reading the inbox
+            inbox.put(None)
         collector.join(timeout=max(0.01, deadline - time.monotonic()))
     except queue.Empty as err:
         raise TimeoutError(f"workers did not start within {timeout} s") from err
@@ -534,7 +771,7 @@ def real_run(
     arrival = np.array([sent[i] for i in range(n_requests)])
     jct = np.array([done[i] - sent[i] for i in range(n_requests)])
     stages = np.array([stage_seconds[i] for i in range(n_requests)])
-    return RealRunResult(mode, jct, arrival - arrival[0], stages)
+    return RealRunResult(mode, jct, arrival - arrival[0], stages, workers)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -595,33 +832,41 @@ def measure_generation(
 class GenerationStage:
     """One model call of a serving pipeline, for the roofline estimate.
 
-    It reads ``prompt_tokens`` at once (the prefill: compute-bound), then writes
-    ``output_tokens`` one at a time (decode steps: memory-bound).
+    It reads ``prompt_tokens`` new tokens at once (the prefill: compute-bound), then writes
+    ``output_tokens`` one at a time (decode steps: memory-bound). ``cached_tokens`` are
+    already in the model's KV cache from an earlier call (they cost no prefill, but every
+    new token attends to them).
     """
 
     name: str
     model: cost.ModelShape
     prompt_tokens: int
     output_tokens: int
+    cached_tokens: int = 0
 
-    def seconds(
-        self, device: cost.Device, dtype: str = "bf16", bytes_per_value: float = 2
-    ) -> float:
-        """Roofline seconds of the whole call on ``device``."""
+    def seconds(self, device: cost.Device, dtype: str = "bf16") -> float:
+        """Roofline seconds of the whole call on ``device`` with ``dtype`` weights and cache."""
         m = self.model
+        size = cost.bytes_per_value(dtype)
         total = 0.0
         if self.prompt_tokens:
-            # every prompt token attends to about half of the prompt on average
+            # every new prompt token attends to the cache and about half of the prompt
+            context = self.cached_tokens + self.prompt_tokens // 2
             flops = self.prompt_tokens * cost.flops_per_token(
-                m.n_params, n_layers=m.n_layers, context=self.prompt_tokens // 2, d_model=m.d_model
+                m.n_params, n_layers=m.n_layers, context=context, d_model=m.d_model
             )
             kv = cost.kv_cache_bytes(
-                m.n_layers, m.n_kv_heads, m.head_dim, self.prompt_tokens, 1, bytes_per_value
+                m.n_layers,
+                m.n_kv_heads,
+                m.head_dim,
+                self.cached_tokens + self.prompt_tokens,
+                1,
+                size,
             )
-            total += cost.predict_time(flops, m.n_params * bytes_per_value + kv, device, dtype)
+            total += cost.predict_time(flops, m.n_params * size + kv, device, dtype)
+        start = self.cached_tokens + self.prompt_tokens
         for k in range(self.output_tokens):
-            step = cost.decode_step_cost(m, self.prompt_tokens + k, 1, bytes_per_value)
-            total += step.time(device, dtype)
+            total += cost.decode_step_cost(m, start + k, 1, dtype).time(device)
         return total
 
 
@@ -631,6 +876,10 @@ class GenerationStage:
 # to write 25 Hz speech tokens (arXiv 2412.10117); we give it the Qwen2-0.5B shape.
 WHISPER_ENCODER = cost.ModelShape("whisper-large encoder", 0.64e9, 32, 1280, 20, 20, 64)
 WHISPER_DECODER = cost.ModelShape("whisper-large decoder", 0.91e9, 32, 1280, 20, 20, 64)
+# Speech tokens per second of answer, for both systems: CosyVoice 2's documented 25 Hz.
+# Qwen2.5-Omni's report does not state its Talker's codec rate in what we read; a 50 Hz
+# codec would double the speech steps of the native column.
+SPEECH_TOKENS_PER_SECOND = 25
 
 
 def voice_assistant_estimate(
@@ -648,45 +897,53 @@ def voice_assistant_estimate(
     *Cascade*: Whisper-large transcribes the question (its encoder always reads a padded
     30 s window, 1500 tokens), a 7B text model (Qwen2-7B shape) writes the **whole** answer
     of ``answer_tokens`` before a 0.5B speech model can start, which then writes
-    ``first_audio_seconds`` of 25 Hz speech tokens.
+    ``first_audio_seconds`` of speech tokens.
 
-    *Native*: one 7B model (the Qwen2.5-Omni Thinker shape) reads the question as 25 Hz audio
-    tokens and starts speaking after ``first_text_tokens`` of its answer, streaming its own
-    speech tokens.
+    *Native* (Qwen2.5-Omni's Thinker-Talker design): the 7B Thinker reads the question as
+    25 Hz audio tokens and writes ``first_text_tokens`` of its answer; the Talker
+    (:data:`~omni_edu.cost.MODEL_SHAPES` ``"qwen2.5-omni-talker"``, about 1.35B) reads the
+    Thinker's hidden states of that context and writes the speech tokens. The speech tokens
+    never pass through the 7B model.
 
     Returns seconds per stage for each, plus ``"total"``. These are lower bounds at batch 1:
-    no network, no voice-activity detection waiting for the end of the question, no queueing.
+    no network, no voice-activity detection waiting for the end of the question, no queueing,
+    and neither system's vocoder (speech tokens -> waveform) is counted.
     """
     llm = cost.get_model_shape("qwen2-7b")
     tts = cost.get_model_shape("qwen2-0.5b")
+    talker = cost.get_model_shape("qwen2.5-omni-talker")
     audio_in = cost.qwen_omni_audio_tokens(question_seconds)
-    audio_out = cost.qwen_omni_audio_tokens(first_audio_seconds)
+    speech = math.ceil(SPEECH_TOKENS_PER_SECOND * first_audio_seconds)
+    heard = system_tokens + audio_in
     cascade = [
         GenerationStage(
             "ASR encoder", WHISPER_ENCODER, cost.whisper_audio_tokens(question_seconds), 0
         ),
         GenerationStage("ASR decoder", WHISPER_DECODER, 4, transcript_tokens),
         GenerationStage("text model", llm, system_tokens + transcript_tokens, answer_tokens),
-        GenerationStage("speech model", tts, answer_tokens, audio_out),
+        GenerationStage("speech model", tts, answer_tokens, speech),
     ]
     native = [
-        GenerationStage("read question", llm, system_tokens + audio_in, 0),
-        GenerationStage(
-            "first words + speech", llm, system_tokens + audio_in, first_text_tokens + audio_out
-        ),
+        GenerationStage("Thinker reads question", llm, heard, 0),
+        GenerationStage("Thinker first words", llm, 0, first_text_tokens, cached_tokens=heard),
+        GenerationStage("Talker speaks", talker, heard + first_text_tokens, speech),
     ]
     out = {}
     for name, stages in (("cascade", cascade), ("native", native)):
         times = {s.name: s.seconds(device, dtype) for s in stages}
-        if name == "native":  # the second call reuses the first one's KV cache: no new prefill
-            stage = stages[1]
-            times[stage.name] = GenerationStage(stage.name, llm, 0, 0).seconds(device, dtype) + sum(
-                cost.decode_step_cost(llm, stage.prompt_tokens + k).time(device, dtype)
-                for k in range(stage.output_tokens)
-            )
         times["total"] = sum(times.values())
         out[name] = times
     return out
+
+
+def mel_log_power(mels: torch.Tensor) -> torch.Tensor:
+    """The natural log of each mel band's power, up to one constant, from log-mel features.
+
+    :func:`~omni_edu.modalities.audio.log_mel` maps log power linearly so that silence (power
+    ``LOG_EPS``) becomes -1 and power 1 becomes +1; undoing that slope gives
+    ``log(power) = mels * (-log(LOG_EPS) / 2) + constant``. Shape-preserving.
+    """
+    return mels * (-math.log(LOG_EPS) / 2)
 
 
 def handoff_loss(batch, train_fraction: float = 0.5) -> dict[str, float]:
@@ -720,7 +977,7 @@ def handoff_loss(batch, train_fraction: float = 0.5) -> dict[str, float]:
     residual = loudness - class_mean[size]  # the part no transcript carries
     # The clip's total mel energy: undo the log-mel scaling and sum the power over frames
     # and channels (one value per size class as well, as the transcript gets).
-    energy = torch.logsumexp(batch.mels.double() * _LOG_SCALE, dim=(1, 2))
+    energy = torch.logsumexp(mel_log_power(batch.mels.double()), dim=(1, 2))
     features = torch.cat([energy[:, None], nn.functional.one_hot(size).double()], dim=1)
     weights = torch.linalg.lstsq(features[:n_train], residual[:n_train, None]).solution
     test = residual[n_train:]

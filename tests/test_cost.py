@@ -22,6 +22,14 @@ def test_qwen2vl_image_tokens_known_values(height, width, tokens):
     assert cost.qwen2vl_image_tokens(height, width) == tokens
 
 
+def test_qwen2vl_cap_binds_where_the_token_count_stops_growing():
+    # 993 px rounds to 980 (35 blocks, within 1280 tokens); 994 rounds to 1008 (36 blocks): capped
+    assert not cost.qwen2vl_cap_binds(993, 993)
+    assert cost.qwen2vl_cap_binds(994, 994)
+    assert cost.qwen2vl_image_tokens(994, 994) == cost.qwen2vl_image_tokens(4000, 4000) == 1225
+    assert not cost.qwen2vl_cap_binds(994, 994, max_pixels=cost.QWEN_PROCESSOR_MAX_PIXELS)
+
+
 def test_qwen2vl_released_processor_allows_more_tokens():
     big = cost.qwen2vl_image_tokens(1080, 1920, max_pixels=cost.QWEN_PROCESSOR_MAX_PIXELS)
     assert big == (1092 // 28) * (1932 // 28) == 2691
@@ -45,6 +53,37 @@ def test_qwen2vl_video_merges_two_frames():
     assert cost.qwen2vl_video_tokens(336, 336, seconds=10) == 10 * per_frame
     # halving the frame rate halves the cost
     assert cost.qwen2vl_video_tokens(336, 336, 10, fps=1.0) == 5 * per_frame
+
+
+def test_qwen2vl_video_takes_at_least_four_frames():
+    # qwen-vl-utils' FPS_MIN_FRAMES = 4: a 1 s clip at 2 fps takes 4 frames (2 pairs), not 2
+    per_pair = cost.qwen2vl_image_tokens(448, 448)
+    assert cost.qwen2vl_video_frames(1.0) == 4
+    assert cost.qwen2vl_video_tokens(448, 448, 1.0) == 2 * per_pair == 512
+    assert cost.qwen2vl_video_frames(0.2, source_fps=10) == 2  # only 2 frames in the file
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        cost.qwen2vl_video_frames(0.05, source_fps=30)
+
+
+def test_qwen2vl_video_shares_one_pixel_budget_across_frames():
+    # 60 s of 1080p: 120 frames share VIDEO_TOTAL_PIXELS = 24576 * 28 * 28, about 321k
+    # pixels a frame: 420x728 -> 15 x 26 = 390 tokens per pair, 60 pairs
+    plan = cost.qwen2vl_video_plan(1080, 1920, 60)
+    assert (plan.frames, plan.frame_hw, plan.tokens_per_pair) == (120, (420, 728), 390)
+    assert plan.tokens == cost.qwen2vl_video_tokens(1080, 1920, 60) == 23_400
+    assert plan.limit == "shared budget"
+    # Qwen2.5-VL's budget (128000 * 28 * 28 * 0.9) does not bind here: the per-frame cap does
+    later = cost.qwen2vl_video_plan(1080, 1920, 60, release="qwen2.5-vl")
+    assert (later.tokens, later.limit) == (43_200, "per-frame cap")
+    # a small clip is not resized at all
+    assert cost.qwen2vl_video_plan(448, 448, 60).limit == "none"
+    # ten minutes at 2 fps would be 1200 frames: capped at FPS_MAX_FRAMES = 768
+    assert cost.qwen2vl_video_plan(360, 640, 600).frames == 768
+    # the releases round the frame count differently: 3.5 s x 2 fps = 7 frames
+    assert cost.qwen2vl_video_frames(3.5) == 8
+    assert cost.qwen2vl_video_frames(3.5, release="qwen2.5-vl") == 6
+    with pytest.raises(ValueError, match="release"):
+        cost.qwen2vl_video_frames(3.0, release="qwen3")
 
 
 @pytest.mark.parametrize(
@@ -86,6 +125,13 @@ def test_audio_rates():
     assert cost.qwen_omni_audio_tokens(30) == 750  # 25 Hz
     assert cost.qwen_omni_audio_tokens(1) == 25
     assert cost.qwen_omni_audio_tokens(0) == 0
+
+
+def test_qwen_omni_audio_under_30_ms_is_no_token():
+    # the reference _get_feat_extract_output_lengths: fewer than 3 log-mel frames -> 0 tokens
+    assert [cost.qwen_omni_audio_tokens(s) for s in (0.005, 0.01, 0.019, 0.029)] == [0] * 4
+    assert cost.qwen_omni_audio_tokens(0.03) == 1
+    assert cost.qwen_omni_audio_tokens(0.07) == 2
 
 
 def test_video_tokens_by_frame_rate():
@@ -152,14 +198,45 @@ def test_decode_is_memory_bound_and_big_diffusion_is_compute_bound():
     diffuse = cost.diffusion_step_cost(model, n_tokens=1024, batch=1)
     for name in cost.DEVICES:
         device = cost.get_device_preset(name)
-        dtype = "fp16"
-        assert decode.bound(device, dtype) == "memory"
-        assert diffuse.bound(device, dtype) == "compute"
+        fp16 = cost.decode_step_cost(model, 4096, dtype="fp16")
+        assert fp16.bound(device) == "memory"
+        assert cost.diffusion_step_cost(model, 1024, dtype="fp16").bound(device) == "compute"
     # decode intensity ~ 2 * batch / bytes_per_value (~1 FLOP/byte in bf16)
     assert 0.5 < decode.intensity < 1.5
     assert diffuse.intensity > 300
     # batching decode raises its intensity almost linearly (weights are shared)
     assert cost.decode_step_cost(model, context=0, batch=64).intensity == pytest.approx(64.0)
+
+
+def test_step_cost_derives_bytes_and_peak_from_one_dtype():
+    # A step stores its dtype: the bytes use its value size and the time uses its peak.
+    model = cost.get_model_shape("qwen2-7b")
+    a100 = cost.get_device_preset("A100")
+    bf16 = cost.diffusion_step_cost(model, n_tokens=1024)  # compute-bound
+    assert bf16.dtype == "bf16"
+    assert bf16.time(a100) == pytest.approx(bf16.flops / 312e12)  # the bf16 peak, not fp32's
+    fp32 = cost.diffusion_step_cost(model, n_tokens=1024, dtype="fp32")
+    assert fp32.bytes_moved == pytest.approx(2 * bf16.bytes_moved)
+    assert fp32.time(a100) == pytest.approx(fp32.flops / 19.5e12)
+    decode = cost.decode_step_cost(model, context=0)  # memory-bound: the weights, 2 bytes each
+    assert decode.bytes_moved == pytest.approx(2 * model.n_params)
+    assert decode.time(a100) == pytest.approx(2 * model.n_params / a100.mem_bandwidth)
+    with pytest.raises(ValueError, match="no peak for dtype 'bf16'"):
+        decode.time(cost.get_device_preset("T4"))  # a T4 has no bf16
+    with pytest.raises(ValueError, match="dtype should be one of"):
+        cost.StepCost(1.0, 1.0, 1, dtype="int4")
+
+
+def test_the_talker_shape_counts_its_config():
+    # Qwen2.5-Omni-7B's talker_config: 24 layers, width 896, 12 query / 4 KV heads of 128,
+    # MLP 18944 (SwiGLU: three matrices), codec vocabulary 8448 embedded at width 3584.
+    talker = cost.get_model_shape("qwen2.5-omni-talker")
+    d, heads, kv, hd, ff = 896, 12, 4, 128, 18944
+    attention = d * heads * hd * 2 + d * kv * hd * 2 + (heads + 2 * kv) * hd  # with q/k/v bias
+    layer = attention + 3 * d * ff + 2 * d
+    total = 24 * layer + 8448 * 3584 + 3584 * d + 896 * 8448 + 2 * d
+    assert talker.n_params == pytest.approx(total, rel=0.01)
+    assert talker.n_params < cost.get_model_shape("qwen2-7b").n_params / 5
 
 
 def test_ridge_points_of_presets():
@@ -203,6 +280,7 @@ def test_measured_helpers_on_the_course_modules():
     head = FlowHead(FlowHeadConfig(token_dim=6, cond_dim=32, width=16, depth=1)).eval()
     sample = cost.flow_sampling_cost(head, n_tokens=10, steps=4)
     assert sample.flops == 2 * head.num_parameters() * 10 * 4
+    assert sample.dtype == "fp32"  # the course's modules run in fp32
     # more tokens per step reuse the same weights: intensity grows with the image size
     assert cost.flow_sampling_cost(head, 1000, 4).intensity > 3 * sample.intensity
     assert 0 < cost.measure_flow_sampling(head, n_tokens=10, steps=4, repeats=1) < 10

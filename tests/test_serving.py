@@ -1,13 +1,18 @@
 """The serving simulation and the small real run of omni_edu.serving."""
 
+import ast
 import heapq
+import inspect
+import math
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from omni_edu import serving
+from omni_edu import cost, serving
 
 
 def test_one_request_without_contention_takes_the_sum_of_its_stages():
@@ -144,6 +149,37 @@ def test_bad_inputs(call, match):
         call()
 
 
+@dataclass(frozen=True)
+class _Doubler:
+    """A served model other than StageModels: two stages that double their input."""
+
+    width: int = 4
+
+    def build(self):
+        return (lambda x: 2 * x, lambda x: 2 * x)
+
+    def prompt(self):
+        return torch.ones(1, self.width)
+
+
+def test_measure_stages_times_each_stage_of_a_served_model():
+    small = serving.StageModels(d_model=16, ar_tokens=2, image_tokens=8, flow_steps=2)
+    seconds = serving.measure_stages(small, repeats=2)
+    assert len(seconds) == 2 and all(0 < s < 5 for s in seconds)
+    assert len(serving.measure_stages(_Doubler(), repeats=1)) == 2
+
+
+def test_real_run_serves_any_served_model_from_a_shared_queue():
+    # two colocated workers read one queue (the real M/G/2 run); every request comes back
+    result = serving.real_run(
+        "colocated", n_requests=6, rate=50, models=_Doubler(), timeout=120, workers=2
+    )
+    assert result.jct.shape == (6,) and result.stage_seconds.shape == (6, 2)
+    assert result.name == "colocated, 2 workers"
+    with pytest.raises(ValueError, match="workers"):
+        serving.real_run("disaggregated", workers=2)
+
+
 def test_real_run_returns_one_positive_jct_per_request():
     small = serving.StageModels(d_model=32, ar_tokens=4, image_tokens=16, flow_steps=2)
     result = serving.real_run("disaggregated", n_requests=4, rate=50, models=small, timeout=120)
@@ -166,9 +202,134 @@ def test_the_transcript_loses_what_only_the_audio_carries():
         serving.handoff_loss(OmniWorld("train", seed=0, n_objects=2).sample(32, seed=0))
 
 
-def test_voice_assistant_estimate_structure():
-    from omni_edu import cost
+def test_stations_reproduce_the_event_simulation():
+    # One FIFO server per stage, no batching: the recursion and the event loop agree exactly.
+    requests = serving.poisson_workload(2000, 8, (0.05, 0.04), jitter=0.5, seed=3)
+    events = serving.simulate(requests, serving.disaggregated(transfer_time=0.003))
+    stations = serving.simulate_stations(requests, serving.pipeline(), transfer_time=0.003)
+    np.testing.assert_allclose(stations.finish, events.finish, rtol=0, atol=1e-12)
+    # one server running both stages back to back is the one-stage queue of their sum
+    merged = [serving.Request(r.rid, r.arrival, (sum(r.service),)) for r in requests]
+    one = serving.simulate(merged, serving.Deployment("one", ("gpu0",)))
+    together = serving.simulate_stations(requests, serving.shared_queue(servers=1))
+    np.testing.assert_allclose(together.finish, one.finish, atol=1e-12)
 
+
+def test_shared_queue_runs_a_request_on_the_first_free_device():
+    # two devices, three requests at once, 1 s of work each: two start, the third waits 1 s
+    requests = [serving.Request(i, 0.0, (0.4, 0.6)) for i in range(3)]
+    result = serving.simulate_stations(requests, serving.shared_queue(servers=2))
+    np.testing.assert_allclose(result.jct, [1.0, 1.0, 2.0])
+    assert result.utilization["station 0"] == pytest.approx(3 / 4)
+
+
+def test_the_colocated_baseline_decides_the_verdict():
+    # Equal hardware, equal stages, 60 % load: colocated with a stage re-queued behind others
+    # (two replicas, random routing) loses to disaggregation; run to completion ties; one
+    # shared queue over both devices (M/G/2) wins.
+    requests = serving.poisson_workload(6000, 12, (0.05, 0.05), jitter=0.5, seed=0)
+    requeue = serving.route_randomly(requests, lambda rs: serving.simulate(rs, serving.colocated()))
+    rtc = serving.route_randomly(
+        requests, lambda rs: serving.simulate_stations(rs, serving.shared_queue(servers=1))
+    )
+    shared = serving.simulate_stations(requests, serving.shared_queue(servers=2))
+    split = serving.simulate_stations(requests, serving.pipeline(), transfer_time=0.002)
+    assert split.mean < 0.9 * requeue.mean
+    assert split.mean == pytest.approx(rtc.mean, rel=0.1)
+    assert shared.mean < 0.85 * split.mean
+
+
+def test_route_randomly_splits_the_requests_between_replicas():
+    requests = serving.poisson_workload(500, 10, (0.03, 0.03), seed=4)
+
+    def serve(rs):
+        return serving.simulate(rs, serving.colocated())
+
+    alone = serving.route_randomly(requests, serve, replicas=1)
+    np.testing.assert_allclose(alone.finish, serve(requests).finish)
+    two = serving.route_randomly(requests, serve, replicas=2, seed=1)
+    np.testing.assert_allclose(two.finish, serving.route_randomly(requests, serve, 2, 1).finish)
+    assert two.mean < alone.mean  # half the load each
+    assert np.all(two.jct >= np.array([sum(r.service) for r in requests]) - 1e-12)
+    with pytest.raises(ValueError, match="replicas"):
+        serving.route_randomly(requests, serve, replicas=0)
+
+
+def test_batching_the_decode_stage():
+    # Requests arriving together share one decode batch: with a memory-bound cost curve
+    # (about 1 for any batch) two of them finish decoding together.
+    requests = [serving.Request(i, 0.0, (1.0, 0.1)) for i in range(2)]
+    unbatched = serving.simulate_stations(requests, serving.pipeline())
+    batched = serving.simulate_stations(requests, serving.pipeline(max_batch=(2, 1)))
+    np.testing.assert_allclose(unbatched.jct, [1.1, 2.1])
+    np.testing.assert_allclose(batched.jct, [1.1, 1.2])
+    # with a compute-bound curve (a batch of b costs b) batching saves nothing
+    linear = (lambda b: float(b), lambda b: float(b))
+    same = serving.simulate_stations(requests, serving.pipeline(max_batch=(2, 1)), linear)
+    np.testing.assert_allclose(same.jct, [2.1, 2.2])
+    # under load, batching a stage that costs little more per extra request lowers the JCT
+    load = serving.poisson_workload(3000, 15, (0.06, 0.02), jitter=0.3, seed=2)
+    curve = (lambda b: 1 + 0.02 * (b - 1), lambda b: float(b))
+    plain = serving.simulate_stations(load, serving.pipeline(), curve)
+    eight = serving.simulate_stations(load, serving.pipeline(max_batch=(8, 1)), curve)
+    assert eight.mean < 0.5 * plain.mean
+
+
+def test_roofline_batch_cost_tells_memory_from_compute_bound():
+    a100 = cost.get_device_preset("A100")
+    llm, dit = cost.get_model_shape("qwen2-7b"), cost.get_model_shape("dit-xl-2")
+    decode = serving.roofline_batch_cost(lambda b: cost.decode_step_cost(llm, 1024, b), a100)
+    diffuse = serving.roofline_batch_cost(lambda b: cost.diffusion_step_cost(dit, 256, b), a100)
+    assert decode(1) == diffuse(1) == 1.0
+    assert 1.0 < decode(8) < 1.1  # eight sequences share each weight read
+    assert diffuse(8) == pytest.approx(8.0, rel=0.01)  # nothing to share
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: serving.Station(()), "consecutive"),
+        (lambda: serving.Station((0, 2)), "consecutive"),
+        (lambda: serving.Station((0,), servers=0), "servers"),
+        (lambda: serving.pipeline(2, max_batch=(1,)), "one entry per stage"),
+        (
+            lambda: serving.simulate_stations(
+                serving.poisson_workload(3, 1.0), [serving.Station((0,))]
+            ),
+            "stations should run stages",
+        ),
+    ],
+)
+def test_bad_station_inputs(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_serving_imports_no_private_name_from_another_module():
+    tree = ast.parse(inspect.getsource(serving))
+    private = [
+        f"{node.module}.{alias.name}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+        if alias.name.startswith("_") and alias.name != "__future__"
+    ]
+    assert private == []
+
+
+def test_mel_log_power_undoes_the_log_mel_scaling():
+    from omni_edu.modalities.audio import MelConfig, log_mel
+
+    config = MelConfig.from_profile()
+    t = torch.arange(config.sample_rate // 2) / config.sample_rate
+    tone = torch.sin(2 * math.pi * 440 * t)
+    quiet, loud = serving.mel_log_power(log_mel(torch.stack([0.25 * tone, 0.5 * tone]), config))
+    band = loud.mean(0).argmax()
+    # twice the amplitude is four times the power: + log 4 in the tone's band
+    assert (loud - quiet)[:, band].mean().item() == pytest.approx(math.log(4), abs=0.01)
+
+
+def test_voice_assistant_estimate_structure():
     for name in cost.DEVICES:
         device = cost.get_device_preset(name)
         estimate = serving.voice_assistant_estimate(device, "fp16")
@@ -182,13 +343,40 @@ def test_voice_assistant_estimate_structure():
         )
 
 
-def test_generation_stage_is_prefill_plus_decode_steps():
-    from omni_edu import cost
+def test_native_speech_runs_on_the_small_talker():
+    # Qwen2.5-Omni writes its speech tokens with the Talker, not the 7B Thinker.
+    a100 = cost.get_device_preset("A100")
+    native = serving.voice_assistant_estimate(a100)["native"]
+    assert set(native) == {
+        "Thinker reads question",
+        "Thinker first words",
+        "Talker speaks",
+        "total",
+    }
+    heard = 100 + cost.qwen_omni_audio_tokens(5.0) + 10
+    speech = serving.SPEECH_TOKENS_PER_SECOND
+    talker = cost.get_model_shape("qwen2.5-omni-talker")
+    thinker = cost.get_model_shape("qwen2-7b")
+    assert native["Talker speaks"] == pytest.approx(
+        serving.GenerationStage("t", talker, heard, speech).seconds(a100)
+    )
+    through_thinker = serving.GenerationStage("t", thinker, heard, speech).seconds(a100)
+    assert native["Talker speaks"] < through_thinker / 3
 
+
+def test_generation_stage_reuses_cached_tokens():
+    a100 = cost.get_device_preset("A100")
+    model = cost.get_model_shape("qwen2-7b")
+    cached = serving.GenerationStage("c", model, 0, 5, cached_tokens=300).seconds(a100)
+    steps = sum(cost.decode_step_cost(model, 300 + k).time(a100) for k in range(5))
+    assert cached == pytest.approx(steps)  # no prefill for what the cache already holds
+
+
+def test_generation_stage_is_prefill_plus_decode_steps():
     device = cost.get_device_preset("A100")
     model = cost.get_model_shape("qwen2-0.5b")
     decode_only = serving.GenerationStage("d", model, 0, 5).seconds(device)
-    steps = sum(cost.decode_step_cost(model, k).time(device, "bf16") for k in range(5))
+    steps = sum(cost.decode_step_cost(model, k).time(device) for k in range(5))
     assert decode_only == pytest.approx(steps)
     longer = serving.GenerationStage("d", model, 0, 10).seconds(device)
     assert longer > decode_only

@@ -16,6 +16,8 @@ shares each weight read among them and charges less per request.
 
 from __future__ import annotations
 
+import html
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -37,6 +39,7 @@ class Request:
     video_seconds: float = 0.0
     video_fps: float = 2.0
     video_side: int = 448
+    video_rule: str = "qwen2-vl"  # or "qwen2.5-vl": a larger pixel budget shared by the frames
     audio_seconds: float = 10.0
     text_tokens: int = 50
     output_tokens: int = 200
@@ -45,8 +48,56 @@ class Request:
     price_per_hour: float | None = None  # None: the device preset's typical price
 
 
+# The language models a request can be sent to (the other presets are a diffusion model and
+# a speech Talker, which take no such prompt).
+PLANNER_MODELS = ("qwen2-7b", "llama3-8b", "qwen2-0.5b")
+
+
 def _dtype(device: cost.Device) -> str:
     return "bf16" if "bf16" in device.peak_flops else "fp16"
+
+
+def token_caps(request: Request) -> list[str]:
+    """Sentences naming every token cap that binds on ``request`` (empty when none does).
+
+    The Qwen rules stop charging for pixels past a budget: an image above ``max_pixels``
+    (1280 tokens by default, about 1000x1000 px) is shrunk to it, so a larger picture costs
+    the same; video frames share a total budget (and each has a cap), and a clip gives at
+    most 768 frames. Past a cap the slider still moves but the price does not.
+    """
+    notes = []
+    side = request.image_side
+    if side and request.n_images:
+        if cost.qwen2vl_cap_binds(side, side):
+            h, w = cost.qwen2vl_smart_resize(side, side)
+            # the smallest side whose rounding to 28-px blocks exceeds the budget
+            blocks = math.isqrt(cost.QWEN_MAX_PIXELS) // cost.QWEN_FACTOR + 1
+            threshold = round((blocks - 0.5) * cost.QWEN_FACTOR)
+            notes.append(
+                f"image capped at {cost.qwen2vl_image_tokens(side, side):,} tokens "
+                f"(max_pixels): a {side}px photo is shrunk to {w}x{h}; from about "
+                f"{threshold}px up, a larger square photo costs no more"
+            )
+    if request.video_seconds > 0:
+        video = cost.qwen2vl_video_plan(
+            request.video_side,
+            request.video_side,
+            request.video_seconds,
+            request.video_fps,
+            request.video_rule,
+        )
+        if video.limit != "none":
+            h, w = video.frame_hw
+            notes.append(
+                f"video frames shrunk to {w}x{h} by the {video.limit} "
+                f"({video.frames} frames, {video.tokens_per_pair} tokens per pair of frames)"
+            )
+        if video.frames == cost.QWEN_FPS_MAX_FRAMES:
+            notes.append(
+                f"video capped at {cost.QWEN_FPS_MAX_FRAMES} frames: a longer clip is sampled "
+                "more sparsely, not charged more"
+            )
+    return notes
 
 
 def plan(request: Request) -> dict[str, Any]:
@@ -54,7 +105,8 @@ def plan(request: Request) -> dict[str, Any]:
 
     Returns a dict with ``tokens`` (per modality and ``"prompt"``), ``prefill_s``,
     ``decode_s``, ``latency_s``, ``weights_gb``, ``kv_cache_gb``, ``fits`` (in the device's
-    memory), ``usd_per_request`` and ``usd_per_1k_requests``.
+    memory), ``usd_per_request``, ``usd_per_1k_requests`` and ``caps`` (the token caps that
+    bind, as sentences: :func:`token_caps`).
     """
     model = cost.get_model_shape(request.model)
     device = cost.get_device_preset(request.device)
@@ -67,7 +119,11 @@ def plan(request: Request) -> dict[str, Any]:
         if request.image_side and request.n_images
         else 0,
         "video": cost.qwen2vl_video_tokens(
-            request.video_side, request.video_side, request.video_seconds, request.video_fps
+            request.video_side,
+            request.video_side,
+            request.video_seconds,
+            request.video_fps,
+            request.video_rule,
         )
         if request.video_seconds > 0
         else 0,
@@ -85,8 +141,9 @@ def plan(request: Request) -> dict[str, Any]:
         model.n_kv_heads,
         model.head_dim,
         tokens["prompt"] + request.output_tokens,
+        bytes_per_value=cost.bytes_per_value(dtype),
     )
-    weights = 2 * model.n_params
+    weights = cost.bytes_per_value(dtype) * model.n_params
     return {
         "tokens": tokens,
         "prefill_s": prefill,
@@ -97,6 +154,7 @@ def plan(request: Request) -> dict[str, Any]:
         "fits": weights + kv <= device.memory_bytes,
         "usd_per_request": whole * price / 3600,
         "usd_per_1k_requests": 1000 * whole * price / 3600,
+        "caps": token_caps(request),
     }
 
 
@@ -168,7 +226,7 @@ def cost_tips(request: Request, questions_per_image: int = 10, easy_fraction: fl
 
 def _summary_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     t = result["tokens"]
-    return [
+    rows = [
         {
             "quantity": "prompt tokens (image / video / audio / text)",
             "value": f"{t['prompt']:,} "
@@ -186,6 +244,22 @@ def _summary_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
         },
         {"quantity": "price", "value": f"${result['usd_per_1k_requests']:.2f} per 1k requests"},
     ]
+    rows += [{"quantity": "token cap", "value": note} for note in result["caps"]]
+    return rows
+
+
+def planner_html(request: Request) -> str:
+    """The planner's result panel for ``request``: the numbers, the binding caps, the tips."""
+    result = plan(request)
+    caps = "".join(
+        f"<p style='color:#a0522d;margin:4px 0'><b>Cap reached:</b> {html.escape(note)}.</p>"
+        for note in result["caps"]
+    )
+    return (
+        table_html(_summary_rows(result), title="One request")
+        + caps
+        + table_html(cost_tips(request), floatfmt=".3g", title="Cost tips")
+    )
 
 
 def planner_figure(request: Request | None = None) -> Figure:
@@ -210,6 +284,9 @@ def planner_figure(request: Request | None = None) -> Figure:
     ax_tips.set_xlabel("USD per 1,000 requests")
     ax_tips.set_title("the chapter's cost tips")
     fig.tight_layout()
+    if result["caps"]:  # say when a slider has stopped mattering
+        text = "\n".join(f"Cap reached: {note}." for note in result["caps"])
+        fig.text(0.01, 0.0, text, fontsize=8, color="#a0522d", va="top", wrap=True)
     return fig
 
 
@@ -231,67 +308,71 @@ def cost_planner(**defaults: Any) -> Any:
 def planner_widget(start: Request | None = None) -> Any:
     """The planner as an ipywidgets box (built even without a display).
 
-    Uses only ``IntSlider``, ``FloatSlider``, ``Dropdown``, ``FloatText``, ``VBox``/``HBox``
-    and ``interactive_output``, which behave the same on ipywidgets 7.7 and 8.x.
+    One control per row, each as wide as the notebook (``Layout(width="100%")``) with a
+    label column wide enough for the longest label, and a result panel (an ``HTML``
+    widget) that every change rewrites, including the token caps that bind. Uses only
+    ``IntSlider``, ``FloatSlider``, ``Dropdown``, ``FloatText``, ``HTML``, ``VBox`` and
+    ``observe``, which behave the same on ipywidgets 7.7 (Colab) and 8.x (JupyterLab 4).
     """
     import ipywidgets as widgets
-    from IPython.display import HTML, display
 
     start = start or Request()
-    style = {"description_width": "150px"}
+    style = {"description_width": "230px"}
+
+    def row() -> Any:
+        return widgets.Layout(width="100%")
+
     controls = {
         "image_side": widgets.IntSlider(
-            value=start.image_side,
-            min=0,
-            max=4096,
-            step=64,
-            description="image side (px)",
-            style=style,
+            value=start.image_side, min=0, max=4096, step=64, description="image side (px)"
+        ),
+        "n_images": widgets.IntSlider(
+            value=start.n_images, min=0, max=16, description="images per request"
         ),
         "video_seconds": widgets.FloatSlider(
-            value=start.video_seconds, min=0, max=600, step=5, description="video (s)", style=style
+            value=start.video_seconds, min=0, max=600, step=5, description="video length (s)"
         ),
         "video_fps": widgets.Dropdown(
-            options=[0.5, 1.0, 2.0, 4.0],
-            value=start.video_fps,
-            description="video fps",
-            style=style,
+            options=[0.5, 1.0, 2.0, 4.0], value=start.video_fps, description="video frames per s"
+        ),
+        "video_rule": widgets.Dropdown(
+            options=[("Qwen2-VL", "qwen2-vl"), ("Qwen2.5-VL / Qwen2.5-Omni", "qwen2.5-vl")],
+            value=start.video_rule,
+            description="video token rule",
         ),
         "audio_seconds": widgets.FloatSlider(
-            value=start.audio_seconds, min=0, max=600, step=5, description="audio (s)", style=style
+            value=start.audio_seconds, min=0, max=600, step=5, description="audio length (s)"
         ),
         "output_tokens": widgets.IntSlider(
-            value=start.output_tokens,
-            min=1,
-            max=2000,
-            step=10,
-            description="output tokens",
-            style=style,
+            value=start.output_tokens, min=1, max=2000, step=10, description="output tokens"
         ),
         "model": widgets.Dropdown(
-            options=[m for m in cost.MODEL_SHAPES if m != "dit-xl-2"],
+            options=[m for m in cost.MODEL_SHAPES if m in PLANNER_MODELS],
             value=start.model,
             description="model",
-            style=style,
         ),
         "device": widgets.Dropdown(
-            options=sorted(cost.DEVICES), value=start.device, description="device", style=style
+            options=sorted(cost.DEVICES), value=start.device, description="device"
         ),
         # 0 means "the device preset's typical price", so switching devices updates it
         "price_per_hour": widgets.FloatText(
-            value=start.price_per_hour or 0.0, description="USD/GPU-hour (0=preset)", style=style
+            value=start.price_per_hour or 0.0, description="USD per GPU-hour (0 = preset)"
         ),
     }
+    for control in controls.values():
+        control.style = style
+        control.layout = row()
+    panel = widgets.HTML(layout=row())
 
-    def show(**values: Any) -> None:
+    def update(_change: Any = None) -> None:
+        values = {name: control.value for name, control in controls.items()}
         values["price_per_hour"] = values["price_per_hour"] or None
-        request = replace(start, **values)
-        display(HTML(table_html(_summary_rows(plan(request)), title="One request")))
-        display(HTML(table_html(cost_tips(request), floatfmt=".3g", title="Cost tips")))
+        panel.value = planner_html(replace(start, **values))
 
-    output = widgets.interactive_output(show, controls)
-    items = list(controls.values())
-    return widgets.VBox([widgets.HBox([widgets.VBox(items[:4]), widgets.VBox(items[4:])]), output])
+    for control in controls.values():
+        control.observe(update, names="value")
+    update()
+    return widgets.VBox([widgets.VBox(list(controls.values()), layout=row()), panel], layout=row())
 
 
 def roofline_figure(
@@ -353,6 +434,8 @@ __all__ = [
     "jct_figure",
     "plan",
     "planner_figure",
+    "planner_html",
     "planner_widget",
     "roofline_figure",
+    "token_caps",
 ]

@@ -1,0 +1,60 @@
+"""The cost planner of lesson 08: the token caps it reports, and its widget's behaviour."""
+
+import matplotlib.pyplot as plt
+import pytest
+
+from omni_edu import cost
+from omni_edu.viz import cost_planner as cp
+
+
+def test_image_cap_is_reported_exactly_when_it_binds():
+    # Below about 994 px a square photo is priced by its size; from there on the 1280-token
+    # max_pixels shrinks it, so the image slider stops changing the price.
+    assert cp.token_caps(cp.Request(image_side=980)) == []
+    for side in (994, 1024, 4096):
+        (note,) = cp.token_caps(cp.Request(image_side=side))
+        assert "image capped at 1,225 tokens" in note and "994px" in note
+        assert cp.plan(cp.Request(image_side=side))["tokens"]["image"] == 1225
+    assert cp.token_caps(cp.Request(image_side=0)) == []  # no image, no cap
+
+
+def test_video_caps_name_the_limit_that_binds():
+    (note,) = cp.token_caps(cp.Request(image_side=448, video_seconds=60, video_side=1080))
+    assert "shared budget" in note and "120 frames" in note
+    later = cp.Request(image_side=448, video_seconds=60, video_side=1080, video_rule="qwen2.5-vl")
+    (note,) = cp.token_caps(later)
+    assert "per-frame cap" in note
+    long = cp.token_caps(cp.Request(image_side=448, video_seconds=600))
+    assert any("768 frames" in note for note in long)
+    square = cost.qwen2vl_video_tokens(1080, 1080, 60, release="qwen2.5-vl")
+    assert cp.plan(later)["tokens"]["video"] == square
+
+
+def test_widget_panel_follows_its_controls_and_shows_caps():
+    pytest.importorskip("ipywidgets")
+    box = cp.planner_widget(cp.Request(image_side=1024))
+    controls, panel = box.children
+    assert "Cap reached" in panel.value and "1,225 tokens" in panel.value
+    image = controls.children[0]
+    assert image.description == "image side (px)"
+    image.value = 448  # below the cap: the note goes away and the price falls
+    assert "Cap reached" not in panel.value
+    assert "256" in panel.value  # 448x448 -> 256 tokens
+    # every control spans the notebook, with a label column wide enough for its label
+    for control in controls.children:
+        assert control.layout.width == "100%"
+        width = int(control.style.description_width.removesuffix("px"))
+        assert width >= 7 * len(control.description)  # about 7 px per character
+    controls.children[-2].value = "H100"  # device: the panel is rewritten for the new request
+    assert controls.children[-2].description == "device"
+    assert panel.value == cp.planner_html(cp.Request(image_side=448, device="H100"))
+    assert panel.value != cp.planner_html(cp.Request(image_side=448))
+
+
+def test_static_figure_states_the_caps():
+    fig = cp.planner_figure(cp.Request(image_side=2048))
+    assert any("Cap reached" in t.get_text() for t in fig.texts)
+    plt.close(fig)
+    fig = cp.planner_figure(cp.Request(image_side=448))
+    assert not fig.texts
+    plt.close(fig)
