@@ -7,6 +7,7 @@ from omni_edu.experiments import rope_position
 from omni_edu.modalities import Modality
 from omni_edu.model.documents import InterleavedCorpus, check_order, loss_fn, order_name
 from omni_edu.model.omni_lm import OmniLM
+from omni_edu.profiles import get_profile
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +85,10 @@ def test_fast_width_moves_width_to_the_fast_section():
     assert torch.equal(moved.mrope_positions[2], packed.mrope_positions[0])
     with pytest.raises(ValueError, match="rope should be one of"):
         rope_position.model_config("2d")
+
+
+def test_a_dry_run_cuts_the_rope_budget():
+    dry = get_profile("gpu-dry")
+    run = rope_position.train_rope("1d", seed=0, steps=500, profile=dry, progress=False)
+    assert run.history.steps[-1] < 2  # 2 updates (steps 0 and 1), not 500
+    assert set(run.errors) == {"rows below (copy)", "first row"}

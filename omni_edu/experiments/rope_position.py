@@ -162,9 +162,11 @@ def train_rope(
 
     ``rope``: ``"1d"``, ``"mrope"`` or ``"mrope_fast_width"`` (see the module docstring).
     All variants of one ``seed`` start from the same weights (the positions have no
-    parameters) and see the same batches, so only the positions differ.
+    parameters) and see the same batches, so only the positions differ. ``steps`` and
+    ``eval_size`` go through the profile's budget (a dry run cuts them).
     """
     profile = profile or get_profile()
+    steps, eval_size = profile.budget(steps), profile.budget(eval_size, dry=16)
     batch_size = batch_size or profile.batch_size
     torch.manual_seed(seed)
     model = OmniLM(model_config(rope, profile))
