@@ -232,12 +232,10 @@ class AnyToAnyData:
             for name, tok in (("image", image_tokenizer), ("audio", audio_tokenizer))
             if tok is not None
         }
-        self.codes = {}
-        with torch.no_grad():
-            if image_tokenizer is not None:
-                self.codes["image"] = _in_chunks(image_tokenizer, self.batch.images)
-            if audio_tokenizer is not None:
-                self.codes["audio"] = _in_chunks(audio_tokenizer, self.batch.mels)
+        self.codes = {
+            name: self.tokens(name, self.batch.images if name == "image" else self.batch.mels)
+            for name in self.tokenizers
+        }
         for name, ids in self.codes.items():
             expected = (self.patches if name == "image" else self.audio).shape[1]
             if ids.shape != (len(self), expected):
@@ -268,6 +266,17 @@ class AnyToAnyData:
         """``(mean, std)`` of ``modality``'s token features over the pool (for the heads)."""
         x = self.patches if modality == "image" else self.audio
         return float(x.mean()), float(x.std())
+
+    def tokens(self, modality: str, raw: Tensor) -> Tensor:
+        """Pictures ``(n, 3, H, W)`` or log-mels ``(n, frames, n_mels)`` as this pool's
+        tokens: code ids ``(n, n_tokens)`` for a tokenized modality, else patch or frame
+        features ``(n, n_tokens, dim)``."""
+        if modality in self.tokenizers:
+            with torch.no_grad():
+                return _in_chunks(self.tokenizers[modality], raw)
+        if modality == "image":
+            return patchify(raw, self.profile.patch_size)
+        return frame_audio(raw, self.frames_per_token)
 
     def item(self, modality: str, i: int) -> str | Tensor:
         """Scene ``i`` in one modality: its caption, its code ids (a tokenized modality),
@@ -735,6 +744,25 @@ def score_directions(
 
 
 @torch.no_grad()
+def text_log_likelihood(model: OmniLM, packed: PackedBatch) -> Tensor:
+    """Log-probability ``(batch,)`` the model gives each row's *trained* text tokens.
+
+    Sums ``log p(token | everything before it)`` over the positions whose next token is
+    trained text (``predict=True`` segments and the markers around them): for a question
+    document, the answer's words and the ``<eos>`` that ends it. Scoring every option of
+    a multiple-choice question this way turns a generative model into a chooser.
+    """
+    model.eval()
+    packed = packed.to(model.text_head.weight.device)
+    hidden = model(packed)
+    here = packed.loss_mask(Modality.TEXT)
+    logp = torch.log_softmax(model.text_head(hidden[here]).float(), dim=-1)
+    picked = logp.gather(1, packed.text_targets[here][:, None])[:, 0]
+    rows = here.nonzero()[:, 0]
+    return torch.zeros(packed.batch_size, device=picked.device).index_add_(0, rows, picked).cpu()
+
+
+@torch.no_grad()
 def answer_accuracy(model: OmniLM, data: AnyToAnyData, n: int = 128) -> float:
     """Fraction of ``data``'s questions (first ``n``) answered exactly right."""
     model.eval()
@@ -755,6 +783,11 @@ def answer_chance(questions: Sequence[Question]) -> float:
 
 
 # ------------------------------------------------------------------------------- capstone
+
+# Lesson 04's text -> image race: optimizer steps of each model, per profile. (In the ci
+# profile the decoder reads colour words only after ~500 steps; 900 leaves room for every
+# head to learn the task, and the lesson says how the ranking looked at half the budget.)
+RACE_STEPS = {"ci": 900, "cpu": 1500, "gpu": 3000}
 
 
 @dataclass(frozen=True)

@@ -411,6 +411,53 @@ def compare(
     return rows
 
 
+def omnilm_answerer(model: torch.nn.Module, data, batch_size: int = 64) -> Answerer:
+    """Lesson 06's OmniLM as an answerer: each option scored by the model itself.
+
+    Every option becomes a document in the format the model learned its questions in
+    (``<answer>``, the picture and/or the sound the question is about, the question,
+    ``<sep>``, then the option's words), and its score is the log-probability the model
+    gives those words and the ``<eos>`` that ends them
+    (:func:`omni_edu.any_to_any.text_log_likelihood`). The option letters never enter:
+    such a model cannot prefer a slot.
+
+    Args:
+        model: an :class:`~omni_edu.model.omni_lm.OmniLM` trained with questions.
+        data: the :class:`~omni_edu.any_to_any.AnyToAnyData` it was trained on (its
+            tokenizer, markers and picture/sound tokens).
+    """
+    from omni_edu.any_to_any import text_log_likelihood
+    from omni_edu.model.interleave import audio_segment, image_segment, text_segment
+
+    tok = data.tokenizer
+
+    def documents(item: MCItem) -> list[list]:
+        prompt = [text_segment([tok["<answer>"]], predict=False)]
+        if item.modality in ("image", "image+audio"):
+            prompt.append(image_segment(data.tokens("image", item.image[None])[0], predict=False))
+        if item.modality in ("audio", "image+audio"):
+            prompt.append(audio_segment(data.tokens("audio", item.mel[None])[0], predict=False))
+        prompt.append(text_segment([*tok.encode(item.question), tok["<sep>"]], predict=False))
+        return [[*prompt, text_segment(tok.encode(option))] for option in item.options]
+
+    def answer(items: Sequence[MCItem]) -> torch.Tensor:
+        docs = [doc for item in items for doc in documents(item)]
+        scores = torch.cat(
+            [
+                text_log_likelihood(model, data.pack(docs[i : i + batch_size]))
+                for i in range(0, len(docs), batch_size)
+            ]
+        )
+        out = torch.full((len(items), MAX_OPTIONS), float("-inf"))
+        start = 0
+        for row, item in enumerate(items):
+            out[row, : len(item.options)] = scores[start : start + len(item.options)]
+            start += len(item.options)
+        return out
+
+    return answer
+
+
 # --- a small model that looks -----------------------------------------------------------
 
 
@@ -534,28 +581,39 @@ def train_answerer(
     Whatever pattern the training items carry (a letter that is often right, say), the
     model is free to learn it: that is the point of lesson 09.
     """
-    from tqdm.auto import trange
+    from omni_edu.train import fit
 
     profile = profile or get_profile()
-    steps = steps or ANSWERER_BUDGET.get(profile.name, (0, 3 * profile.train_steps))[1]
-    device = get_device(profile)
+    steps = steps or profile.budget(ANSWERER_BUDGET.get(profile.name, (0, 450))[1])
     torch.manual_seed(seed)
-    model = OmniAnswerer(AnswererConfig.from_profile(profile)).to(device)
-    data = {k: v.to(device) for k, v in model.encode(list(items)).items()}
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.1)
-    g = torch.Generator().manual_seed(seed)
-    losses = []
-    for _ in trange(steps, desc="training the answerer", disable=not progress):
-        idx = torch.randint(len(items), (profile.batch_size * 4,), generator=g).to(device)
-        batch = {k: v[idx] for k, v in data.items()}
-        loss = F.cross_entropy(model(**batch), batch["answer"])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        schedule.step()
-        losses.append(loss.item())
-    return model.eval(), losses
+    model = OmniAnswerer(AnswererConfig.from_profile(profile))
+    data = model.encode(list(items))
+    size = profile.batch_size * 4
+
+    def batches(step: int) -> dict[str, torch.Tensor]:
+        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        idx = torch.randint(len(items), (size,), generator=g)
+        return {k: v[idx] for k, v in data.items()}
+
+    def loss_fn(m: OmniAnswerer, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"loss": F.cross_entropy(m(**batch), batch["answer"])}
+
+    # AdamW with a short warm-up and a cosine decay to zero (a one-cycle schedule).
+    history = fit(
+        model,
+        loss_fn,
+        batches,
+        steps,
+        lr,
+        seed,
+        "training the answerer",
+        progress,
+        device=str(get_device(profile)),
+        weight_decay=0.01,
+        warmup_steps=0.1,
+        min_lr_ratio=0.0,
+    )
+    return model, history.losses["loss"]
 
 
 __all__ = [
@@ -580,6 +638,7 @@ __all__ = [
     "compare",
     "evaluate",
     "first_option",
+    "omnilm_answerer",
     "plant_cue",
     "random_answerer",
     "rotate",

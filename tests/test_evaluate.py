@@ -202,3 +202,32 @@ def test_bootstrap_mean_interval_covers_the_mean_and_shrinks_with_n():
     assert bootstrap_mean(torch.full((7,), 0.25)) == (0.25, 0.25, 0.25)
     with pytest.raises(ValueError, match="at least one value"):
         bootstrap_mean([])
+
+
+def test_omnilm_answerer_scores_option_content_not_letters():
+    """An OmniLM scores each option by its words: rotating the options rotates the scores,
+    so the model cannot prefer a letter, and the score is the model's own likelihood."""
+    from omni_edu import any_to_any as a2a
+    from omni_edu.data import OmniWorld
+    from omni_edu.evaluate import build_benchmark, omnilm_answerer, rotate
+    from omni_edu.modalities import Modality
+    from omni_edu.model.interleave import text_segment
+
+    world = OmniWorld("train", seed=0, n_objects=1, caption_style="canonical")
+    data = a2a.AnyToAnyData(world, 8)
+    model = a2a.build_model(data, seed=0)
+    bench = build_benchmark(2, seed=3)
+    answer = omnilm_answerer(model, data, batch_size=5)
+    scores = answer(list(bench))
+    assert scores.shape == (len(bench), 4)
+    for item, row in zip(bench, scores, strict=True):
+        n = len(item.options)
+        assert torch.isfinite(row[:n]).all() and torch.isinf(row[n:]).all()
+        turned = answer([rotate(item, 1)])[0, :n]
+        torch.testing.assert_close(turned, row[:n].roll(-1), rtol=1e-4, atol=1e-4)
+    # The score is the log-likelihood of the trained tokens: -(mean CE) x (their count).
+    doc = [[text_segment([data.tokenizer["<answer>"]], predict=False), text_segment([7, 8, 9])]]
+    packed = data.pack(doc)
+    n_trained = int(packed.loss_mask(Modality.TEXT).sum())
+    expected = -model.loss(packed)["text"].item() * n_trained
+    assert a2a.text_log_likelihood(model, packed).item() == pytest.approx(expected, rel=1e-4)
