@@ -55,7 +55,7 @@ def test_staging_lays_out_every_executed_lesson_and_the_exercises(tmp_path):
     stage = tmp_path / "stage"
     assert (stage / "index.md").exists() and not (stage / "conf.py").exists()
     assert sorted(p.name for p in (stage / "notebooks").iterdir()) == ["00_a.ipynb", "01_b.ipynb"]
-    assert any((stage / "exercises").glob("*.ipynb"))
+    assert any((stage / "exercises").glob("*.ipynb")) and any((stage / "solutions").glob("*.ipynb"))
     about = (stage / "about_this_build.md").read_text()
     assert "`ci` profile" in about and "| 00_a | 12 s |" in about
     with pytest.raises(ValueError, match="no executed lessons"):

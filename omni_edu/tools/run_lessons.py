@@ -165,7 +165,7 @@ def _current_env_kernel_manager() -> Any:
     ``--nbval-current-env``), whatever kernel specs the machine has installed."""
     import ipykernel.kernelspec
     from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
-    from jupyter_client.manager import KernelManager
+    from jupyter_client.manager import AsyncKernelManager
 
     class CurrentEnv(KernelSpecManager):
         def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
@@ -174,32 +174,28 @@ def _current_env_kernel_manager() -> Any:
                 **ipykernel.kernelspec.get_kernel_dict(),
             )
 
-    return KernelManager(kernel_name="python3", kernel_spec_manager=CurrentEnv())
+    # Asynchronous, as nbclient expects: with a blocking client, waiting for a cell's output
+    # blocks nbclient's event loop, and a cell's time limit never fires.
+    return AsyncKernelManager(kernel_name="python3", kernel_spec_manager=CurrentEnv())
 
 
 def _strip_ansi(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", text)
 
 
-def describe_failure(nb: dict[str, Any], fallback: str) -> str:
-    """The first cell whose output is an error: its number, first lines and traceback."""
-    code_number = 0
-    for index, cell in enumerate(nb["cells"]):
-        if cell.get("cell_type") != "code":
-            continue
-        code_number += 1
-        for output in cell.get("outputs", []):
-            if output.get("output_type") == "error":
-                source = cell_source(cell).splitlines()
-                shown = "\n".join(f"    {line}" for line in source[:6])
-                more = f"\n    ... ({len(source) - 6} more lines)" if len(source) > 6 else ""
-                trace = _strip_ansi("\n".join(output.get("traceback", [])))
-                tail = "\n".join(trace.splitlines()[-25:])
-                return (
-                    f"cell {index} (code cell {code_number}) raised "
-                    f"{output.get('ename')}: {output.get('evalue')}\n{shown}{more}\n{tail}"
-                )
-    return fallback
+def describe_failure(nb: dict[str, Any], index: int, ename: str, evalue: str) -> str:
+    """Which cell failed (its number, first lines) and how (the traceback's last lines)."""
+    cell = nb["cells"][index]
+    code_number = sum(1 for c in nb["cells"][: index + 1] if c.get("cell_type") == "code")
+    source = cell_source(cell).splitlines()
+    shown = "\n".join(f"    {line}" for line in source[:6])
+    more = f"\n    ... ({len(source) - 6} more lines)" if len(source) > 6 else ""
+    trace = ""
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "error":
+            trace = _strip_ansi("\n".join(output.get("traceback", [])))
+    tail = "\n".join(trace.splitlines()[-25:])
+    return f"cell {index} (code cell {code_number}) raised {ename}: {evalue}\n{shown}{more}\n{tail}"
 
 
 def execute_notebook(
@@ -210,44 +206,88 @@ def execute_notebook(
     figures_file: str | Path | None = None,
     inline_figures: bool = False,
     timeout: int = 900,
+    limit_s: float | None = None,
     extra_env: dict[str, str] | None = None,
 ) -> LessonRun:
     """Run one notebook top to bottom in a fresh kernel with ``OMNI_PROFILE=profile``.
 
-    The kernel starts in the notebook's folder. ``inline_figures`` makes matplotlib draw
-    PNGs into the outputs (for the site; the tests keep the faster Agg backend). With
-    ``out_path`` the executed notebook is saved there, outputs included, minus the stats
-    cell. Never raises for a failing notebook: the result says what failed.
+    The kernel starts in the notebook's folder. ``timeout`` bounds each cell, ``limit_s``
+    the whole notebook: a cell still running then is interrupted and the run counts as
+    failed, with the time limit as its error (the stats cell still runs, so the partial
+    run's memory and MFU are kept). ``inline_figures`` makes matplotlib draw PNGs into the
+    outputs (for the site; the tests keep the faster Agg backend). With ``out_path`` the
+    executed notebook is saved there, outputs included, minus the stats cell. Never raises
+    for a failing notebook: the result says what failed.
     """
     import nbformat
+    from jupyter_core.utils import run_sync
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+    from nbclient.exceptions import CellExecutionError, DeadKernelError
 
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
-    nb.cells.append(nbformat.v4.new_code_cell(STATS_CELL))
+    stats_cell = nbformat.v4.new_code_cell(STATS_CELL)
     env = {**os.environ, "OMNI_PROFILE": profile, **(extra_env or {})}
     if figures_file is not None:
         env[FIGURES_ENV] = str(Path(figures_file).resolve())
     if inline_figures:
         env["MPLBACKEND"] = INLINE_BACKEND
+    start = time.perf_counter()
+    deadline = start + limit_s if limit_s else None
+
+    def cell_timeout(cell: Any) -> int:
+        if cell is stats_cell:
+            return min(timeout, 120)  # past the limit too: the partial run's numbers count
+        if deadline is None:
+            return timeout
+        return max(1, min(timeout, int(deadline - time.perf_counter())))
+
+    km = _current_env_kernel_manager()
     client = NotebookClient(
         nb,
-        km=_current_env_kernel_manager(),
+        km=km,
         timeout=timeout,
+        timeout_func=cell_timeout,
+        interrupt_on_timeout=True,  # keep the kernel, so that the stats cell can still run
+        error_on_timeout={"ename": "TimeoutError", "evalue": "the cell ran past its time limit"},
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent.resolve())}},
     )
-    start = time.perf_counter()
     error = None
-    try:
-        client.execute(env=env)
-    except (CellExecutionError, CellTimeoutError, DeadKernelError) as exc:
-        first_line = str(exc).strip().splitlines()[-1:] or [type(exc).__name__]
-        error = describe_failure(nb, f"{type(exc).__name__}: {first_line[0]}")
-    wall = time.perf_counter() - start
     stats: dict[str, Any] = {}
-    stats_cell = nb.cells.pop()
+    client.reset_execution_trackers()
+    try:
+        with client.setup_kernel(env=env):
+            info = client.wait_for_reply(client.kc.kernel_info())
+            if info is not None and "language_info" in info["content"]:
+                nb.metadata["language_info"] = info["content"]["language_info"]
+            for index, cell in enumerate(nb.cells):
+                if deadline is not None and time.perf_counter() >= deadline:
+                    error = f"stopped before cell {index}: the notebook ran past {limit_s:.0f} s"
+                    break
+                try:
+                    client.execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
+                except CellExecutionError as exc:
+                    if exc.ename == "TimeoutError" and deadline is not None:
+                        exc.evalue = f"the notebook ran past its limit of {limit_s:.0f} s"
+                    error = describe_failure(nb, index, exc.ename, exc.evalue)
+                    break
+            nb.cells.append(stats_cell)
+            try:
+                client.execute_cell(stats_cell, len(nb.cells) - 1)
+            except CellExecutionError:
+                pass  # a lesson that broke before importing omni_edu: no stats, error kept
+            client.set_widgets_metadata()
+    except DeadKernelError as exc:
+        error = error or f"the kernel died ({exc}); out of memory is the usual cause"
+    finally:
+        if nb.cells and nb.cells[-1] is stats_cell:
+            nb.cells.pop()
+        if client.kc is not None:
+            client.kc.stop_channels()
+        if km.has_kernel:
+            run_sync(km.shutdown_kernel)(now=True)
+    wall = time.perf_counter() - start
     for output in stats_cell.get("outputs", []):
         for line in str(output.get("text", "")).splitlines():
             if line.startswith(STATS_MARKER):
@@ -274,19 +314,32 @@ def run_lessons(
     figures_file: str | Path | None = None,
     inline_figures: bool = False,
     timeout: int = 900,
+    lesson_limit_s: float | None = None,
+    total_limit_s: float | None = None,
     measured_peak: float | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Run every notebook; return a report with the machine and one entry per notebook."""
+    """Run every notebook; return a report with the machine and one entry per notebook.
+
+    ``lesson_limit_s`` bounds each notebook; ``total_limit_s`` the whole run: each lesson
+    then gets an equal share of the time left for the lessons not yet run, so a lesson
+    that finishes early leaves more to the ones after it, and every lesson gets a start.
+    """
     from omni_edu.profiles import get_profile
 
     get_profile(profile)  # a clear error for a typo, before any kernel starts
     notebooks = lesson_notebooks(paths)
     runs = []
     start = time.perf_counter()
-    for path in notebooks:
+    for number, path in enumerate(notebooks):
+        limit = lesson_limit_s
+        if total_limit_s is not None:
+            left = total_limit_s - (time.perf_counter() - start)
+            share = max(1.0, left / (len(notebooks) - number))
+            limit = min(limit, share) if limit else share
         if progress:
-            print(f"{path.name}: running in {profile} ...", flush=True)
+            within = f" (limit {limit:.0f} s)" if limit else ""
+            print(f"{path.name}: running in {profile}{within} ...", flush=True)
         out = Path(out_dir) / path.parent.name / path.name if out_dir else None
         run = execute_notebook(
             path,
@@ -295,6 +348,7 @@ def run_lessons(
             figures_file=figures_file,
             inline_figures=inline_figures,
             timeout=timeout,
+            limit_s=limit,
         )
         add_mfu(run.stats, measured_peak)
         runs.append(run)
@@ -388,8 +442,8 @@ SITE_BUILD = ROOT / "docs" / "_build"
 
 def stage_site(executed: Path, stage: Path, report: dict[str, Any] | None) -> list[str]:
     """Lay out Sphinx's source folder: the pages of ``docs/``, the executed lessons, the
-    exercise notebooks (read-only pages; lessons link to them) and a page saying how the
-    lessons were run. Returns the lessons' page names (``notebooks/00_welcome``...)."""
+    exercise and solution notebooks as committed (pages to read; lessons and exercises
+    link to them) and a page saying how the lessons were run. Returns the lessons' page names (``notebooks/00_welcome``...)."""
     if stage.exists():
         shutil.rmtree(stage)
     shutil.copytree(SITE_SOURCE, stage, ignore=shutil.ignore_patterns("_build", "conf.py"))
@@ -399,11 +453,12 @@ def stage_site(executed: Path, stage: Path, report: dict[str, Any] | None) -> li
     (stage / "notebooks").mkdir()
     for path in lessons:
         shutil.copy(path, stage / "notebooks" / path.name)
-    exercises = iter_notebooks([ROOT / "exercises"])
-    if exercises:
-        (stage / "exercises").mkdir()
-        for path in exercises:
-            shutil.copy(path, stage / "exercises" / path.name)
+    for folder in ("exercises", "solutions"):  # as committed: pages to read, not run here
+        notebooks = iter_notebooks([ROOT / folder])
+        if notebooks:
+            (stage / folder).mkdir()
+            for path in notebooks:
+                shutil.copy(path, stage / folder / path.name)
     about = ["# How these pages were made", ""]
     if report:
         about += [
@@ -540,6 +595,8 @@ def _run_command(args: argparse.Namespace) -> int:
         figures_file=figures,
         inline_figures=args.inline_figures,
         timeout=args.timeout,
+        lesson_limit_s=args.lesson_limit,
+        total_limit_s=args.total_limit,
         measured_peak=args.measured_peak,
     )
     if args.json:
@@ -579,6 +636,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--readme-path", default=str(ROOT / "README.md"))
     run.add_argument("--inline-figures", action="store_true", help="store figures as PNGs")
     run.add_argument("--timeout", type=int, default=900, help="seconds per cell")
+    run.add_argument("--lesson-limit", type=float, help="seconds per notebook")
+    run.add_argument("--total-limit", type=float, help="seconds for all (shared fairly)")
     run.add_argument(
         "--measured-peak",
         type=float,
