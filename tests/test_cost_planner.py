@@ -34,7 +34,11 @@ def test_widget_panel_follows_its_controls_and_shows_caps():
     pytest.importorskip("ipywidgets")
     box = cp.planner_widget(cp.Request(image_side=1024))
     controls, panel = box.children
-    assert "Cap reached" in panel.value and "1,225 tokens" in panel.value
+    assert panel.value.count("Cap reached") == 1 and "1,225 tokens" in panel.value
+    output = controls.children[6]
+    # the browser snaps a slider to min + k * step: the start value must lie on that grid
+    assert output.description == "output tokens"
+    assert (output.value - output.min) % output.step == 0
     image = controls.children[0]
     assert image.description == "image side (px)"
     image.value = 448  # below the cap: the note goes away and the price falls

@@ -226,7 +226,7 @@ def cost_tips(request: Request, questions_per_image: int = 10, easy_fraction: fl
 
 def _summary_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     t = result["tokens"]
-    rows = [
+    return [
         {
             "quantity": "prompt tokens (image / video / audio / text)",
             "value": f"{t['prompt']:,} "
@@ -244,8 +244,6 @@ def _summary_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
         },
         {"quantity": "price", "value": f"${result['usd_per_1k_requests']:.2f} per 1k requests"},
     ]
-    rows += [{"quantity": "token cap", "value": note} for note in result["caps"]]
-    return rows
 
 
 def planner_html(request: Request) -> str:
@@ -344,7 +342,7 @@ def planner_widget(start: Request | None = None) -> Any:
             value=start.audio_seconds, min=0, max=600, step=5, description="audio length (s)"
         ),
         "output_tokens": widgets.IntSlider(
-            value=start.output_tokens, min=1, max=2000, step=10, description="output tokens"
+            value=start.output_tokens, min=10, max=2000, step=10, description="output tokens"
         ),
         "model": widgets.Dropdown(
             options=[m for m in cost.MODEL_SHAPES if m in PLANNER_MODELS],
