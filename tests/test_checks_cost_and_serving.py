@@ -197,3 +197,12 @@ def step_always_transfers(state):
 def test_step_check_rejects_a_transfer_on_a_shared_server():
     with grading.lenient():
         assert check_step(step_always_transfers).status == grading.FAILED
+
+
+def test_the_boundary_case_gets_the_off_by_one_hint():
+    grading.reset_attempts()
+    with grading.lenient():
+        result = check_qwen2vl_image_tokens(QWEN_MISTAKES[">= instead of > at max_pixels"])
+    assert "exactly max_pixels" in result.first_failure().label
+    assert "Off by one" in result.hint and "recipe" not in str(result).split("more help")[0]
+    grading.reset_attempts()

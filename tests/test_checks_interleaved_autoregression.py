@@ -201,3 +201,12 @@ def test_kv_check_shows_the_learners_own_line_when_it_raises():
     assert result.status == grading.ERROR
     assert "test_checks_interleaved_autoregression.py" in text
     assert "k_cache = torch.cat([k_cache, k], dim=3)" in text
+
+
+def test_the_left_padding_case_gets_its_own_hint():
+    grading.reset_attempts()
+    with grading.lenient():
+        result = check_attention_mask(mask_assumes_padding_at_the_end)
+    assert "START of a row" in result.first_failure().label
+    assert "anywhere in a row" in result.hint
+    grading.reset_attempts()

@@ -62,3 +62,19 @@ def test_an_image_whose_range_equals_eps_tells_adding_from_clamping():
     with grading.lenient():
         for wrong in (range_clamped_at_eps, eps_only_when_constant, eps_ignored):
             assert check_to_unit_range(wrong).status == grading.FAILED, wrong.__name__
+
+
+def flattened(images, eps=1e-8):
+    # Plausible mistake: flattens each image to find its range and returns it flat.
+    flat = images.flatten(1)
+    low, high = flat.amin(dim=1, keepdim=True), flat.amax(dim=1, keepdim=True)
+    return (flat - low) / (high - low + eps)
+
+
+def test_hints_are_aimed_at_the_failure():
+    grading.reset_attempts()
+    with grading.lenient():
+        assert "keepdim" in check_to_unit_range(flattened).hint  # the shape hint
+        assert "clamp" in check_to_unit_range(range_clamped_at_eps).hint  # that case's hint
+        assert "per image" in check_to_unit_range(stub).hint  # the nudge
+    grading.reset_attempts()

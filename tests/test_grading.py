@@ -304,3 +304,120 @@ def test_a_bad_return_value_names_what_was_returned_not_the_wrapper(lenient):
     assert result.status == grading.FAILED
     text = str(result)
     assert "'twice'" in text and "return fn(x) + 1" not in text and "line" not in text
+
+
+# --- item 14: graduated hints ----------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_attempts(monkeypatch):
+    """No failed runs counted yet, and checks report instead of raising."""
+    monkeypatch.setenv(grading.STRICT_ENV, "0")
+    grading.reset_attempts()
+    yield
+    grading.reset_attempts()
+
+
+DEMO_HINTS = grading.Hints(
+    "demo_double",
+    nudge="NUDGE: twice the input.",
+    failed="FAILED-HINT: multiply by two.",
+    on={"shape": "SHAPE-HINT: keep the input's shape."},
+    recipe="RECIPE: return 2 * x",
+)
+DEMO_CASES = [
+    Case((torch.arange(3.0),), label="three numbers"),
+    Case((torch.tensor(-1.0),), label="the boundary", hint="BOUNDARY-HINT: negatives too."),
+]
+
+
+def demo_check(fn, **options):
+    return check_function(
+        "demo_double", fn, reference_double, DEMO_CASES, hints=DEMO_HINTS, **options
+    )
+
+
+def test_a_stub_gets_the_nudge_not_the_recipe(fresh_attempts):
+    result = demo_check(exercise_stub)
+    assert result.status == grading.NOT_IMPLEMENTED
+    assert result.hint == DEMO_HINTS.nudge and "NUDGE" in str(result)
+    assert "RECIPE" not in str(result) and "RECIPE" not in result._repr_html_()
+    assert "grading.recipe('demo_double')" in str(result)  # how to ask for it
+    assert grading.failed_runs("demo_double") == 0  # an untouched stub is no failed attempt
+
+
+def test_a_failure_gets_the_hint_aimed_at_it(fresh_attempts):
+    def flattened(x):
+        return (2 * x).reshape(1, -1)
+
+    def wrong_on_negatives(x):
+        return 2 * x.abs()
+
+    def off_everywhere(x):
+        return 3 * x
+
+    assert "SHAPE-HINT" in demo_check(flattened).hint  # the kind of difference
+    assert "BOUNDARY-HINT" in demo_check(wrong_on_negatives).hint  # the case that failed
+    assert "FAILED-HINT" in demo_check(off_everywhere).hint  # nothing more specific
+
+
+def test_the_recipe_comes_after_repeated_failures_or_on_request(fresh_attempts):
+    first, second, third = (demo_check(lambda x: 3 * x) for _ in range(3))
+    assert "RECIPE" not in str(first) and "RECIPE" not in str(second)
+    assert "failed runs so far: 2" in str(second)
+    assert third.recipe == DEMO_HINTS.recipe and "recipe: RECIPE" in str(third)
+    assert "RECIPE" in third._repr_html_()
+    grading.reset_attempts()
+    assert "RECIPE" in str(demo_check(lambda x: 3 * x, show_recipe=True))
+    assert "RECIPE" in str(demo_check(exercise_stub, show_recipe=True))
+    shown = grading.recipe("demo_double")
+    assert "RECIPE: return 2 * x" in str(shown) and "RECIPE" in shown._repr_html_()
+    with pytest.raises(ValueError, match="no check named"):
+        grading.recipe("no_such_check")
+
+
+def test_an_error_gets_the_nudge_and_a_time_out_its_own_hint(fresh_attempts):
+    assert demo_check(lambda x: x.nonexistent()).hint == DEMO_HINTS.nudge
+    assert "loop" in demo_check(endless, time_limit=0.2).hint
+
+
+def test_a_single_hint_string_still_works(fresh_attempts):
+    """Checks written before graduated hints (hint="...") show that text at every stage."""
+    stub = check_function("legacy", exercise_stub, reference_double, CASES, hint="OLD")
+    wrong = check_function("legacy", lambda x: x, reference_double, CASES, hint="OLD")
+    assert stub.hint == wrong.hint == "OLD" and "more help" not in str(wrong)
+    assert str(grading.recipe("legacy")).endswith("OLD")
+
+
+def course_checks() -> list:
+    """Every check_* of omni_edu.checks with graduated hints (lesson 05's still has one string)."""
+    import importlib
+    import pkgutil
+
+    import omni_edu.checks
+
+    found = []
+    for info in pkgutil.iter_modules(omni_edu.checks.__path__):
+        if info.name == "fusion_strategies":
+            continue
+        module = importlib.import_module(f"omni_edu.checks.{info.name}")
+        for name in sorted(dir(module)):
+            fn = getattr(module, name)
+            if name.startswith("check_") and getattr(fn, "__module__", "") == module.__name__:
+                found.append(pytest.param(fn, id=f"{info.name}.{name}"))
+    return found
+
+
+@pytest.mark.parametrize("check", course_checks())
+def test_every_course_check_nudges_a_stub_and_keeps_its_recipe_for_later(check, fresh_attempts):
+    def stub(*args, **kwargs):
+        raise NotImplementedError(grading.STUB_MESSAGE)
+
+    result = check(stub)
+    hints = grading._HINTS[result.name]
+    assert result.status == grading.NOT_IMPLEMENTED
+    assert result.hint == hints.nudge != hints.recipe
+    assert hints.nudge and hints.failed and hints.recipe
+    assert hints.recipe not in str(result)
+    assert hints.recipe in str(check(stub, show_recipe=True))
+    assert str(grading.recipe(result.name)).endswith(hints.recipe)

@@ -1,5 +1,6 @@
 import pytest
 
+from omni_edu import grading
 from omni_edu.tools import make_exercises
 from omni_edu.tools.make_exercises import STUB, MarkerError, make_exercise
 from omni_edu.tools.notebook_io import build_notebook, cell_source, read_notebook, write_notebook
@@ -45,6 +46,20 @@ def test_stub_raises_not_implemented():
     exec(cell_source(ex["cells"][3]).replace("print(double(3))", ""), namespace)
     with pytest.raises(NotImplementedError):
         namespace["double"](1)
+
+
+def test_the_generated_stub_is_what_the_checks_call_not_implemented(monkeypatch):
+    """make_exercises and grading agree on the stub: a check reports the generated stub as
+    "not implemented yet", even in strict mode, with the check's nudge."""
+    monkeypatch.setenv(grading.STRICT_ENV, "1")
+    ex = make_exercise(solution_notebook(), "solutions/00_x.ipynb")
+    namespace = {}
+    exec(cell_source(ex["cells"][3]).replace("print(double(3))", ""), namespace)
+    result = grading.check_function(
+        "double", namespace["double"], lambda x: 2 * x, [grading.Case((1,))], hint="x + x"
+    )
+    assert result.status == grading.NOT_IMPLEMENTED and "x + x" in str(result)
+    assert grading.STUB_MESSAGE in STUB
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,8 @@ inside a function body::
         # END SOLUTION
 
 The exercise version replaces each block with a stub that raises
-``NotImplementedError`` (which the checks report as "not implemented yet"), drops any
+``NotImplementedError(grading.STUB_MESSAGE)``: that exact stub - and no other
+``NotImplementedError`` - is what the checks report as "not implemented yet". It drops any
 ``# BEGIN HIDDEN`` / ``# END HIDDEN`` block, strips outputs and adds a banner that says
 where the solution lives.
 
@@ -29,6 +30,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from omni_edu.grading import STUB_MESSAGE
 from omni_edu.tools.notebook_io import (
     cell_source,
     dumps_notebook,
@@ -39,7 +41,7 @@ from omni_edu.tools.notebook_io import (
 
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "# BEGIN HIDDEN", "# END HIDDEN"
-STUB = 'raise NotImplementedError("Exercise: write your code here")'
+STUB = f'raise NotImplementedError("{STUB_MESSAGE}")'
 BANNER_TAG = "omni-exercise-banner"
 
 
