@@ -79,7 +79,12 @@ def test_readme_commands_are_where_ci_reads_them():
     script = (ROOT / ".ci" / "run").read_text()
     start = script.index("readme_command() {")
     function = script[start : script.index("\n}\n", start) + 3]
-    for marker, expected in (("course-command", "jupyter lab"), ("test-command", "pytest")):
+    commands = (
+        ("course-command", "jupyter lab"),
+        ("test-command", "pytest"),
+        ("site-command", "run_lessons site"),
+    )
+    for marker, expected in commands:
         out = subprocess.run(
             ["bash", "-c", f"{function}\nreadme_command {marker}"],
             cwd=ROOT,
