@@ -256,8 +256,11 @@ def execute_notebook(
     error = None
     stats: dict[str, Any] = {}
     client.reset_execution_trackers()
+    # The kernel's own stderr (start-up chatter; a crash's last words) goes to a file,
+    # quoted when the kernel dies.
+    kernel_log = tempfile.TemporaryFile("w+", encoding="utf-8")
     try:
-        with client.setup_kernel(env=env):
+        with client.setup_kernel(env=env, stderr=kernel_log):
             info = client.wait_for_reply(client.kc.kernel_info())
             if info is not None and "language_info" in info["content"]:
                 nb.metadata["language_info"] = info["content"]["language_info"]
@@ -279,8 +282,11 @@ def execute_notebook(
                 pass  # a lesson that broke before importing omni_edu: no stats, error kept
             client.set_widgets_metadata()
     except DeadKernelError as exc:
-        error = error or f"the kernel died ({exc}); out of memory is the usual cause"
+        kernel_log.seek(0)
+        last_words = "\n".join(kernel_log.read().strip().splitlines()[-10:])
+        error = error or f"the kernel died ({exc}); out of memory is the usual cause\n{last_words}"
     finally:
+        kernel_log.close()
         if nb.cells and nb.cells[-1] is stats_cell:
             nb.cells.pop()
         if client.kc is not None:
@@ -443,7 +449,8 @@ SITE_BUILD = ROOT / "docs" / "_build"
 def stage_site(executed: Path, stage: Path, report: dict[str, Any] | None) -> list[str]:
     """Lay out Sphinx's source folder: the pages of ``docs/``, the executed lessons, the
     exercise and solution notebooks as committed (pages to read; lessons and exercises
-    link to them) and a page saying how the lessons were run. Returns the lessons' page names (``notebooks/00_welcome``...)."""
+    link to them) and a page saying how the lessons were run. Returns the lessons' page
+    names (``notebooks/00_welcome``, ...)."""
     if stage.exists():
         shutil.rmtree(stage)
     shutil.copytree(SITE_SOURCE, stage, ignore=shutil.ignore_patterns("_build", "conf.py"))
