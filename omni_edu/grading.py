@@ -151,8 +151,10 @@ class Hints:
     * ``nudge``: for an untouched stub - what to compute and where to start, not the code;
     * ``failed``: for a wrong answer when nothing more specific applies;
     * ``on``: hints by kind of failure: ``"shape"``, ``"dtype"``, ``"values"``, ``"nan"``,
-      ``"type"``, ``"length"``, ``"keys"`` (the kinds :func:`compare` reports), ``"error"``
-      (the learner's code raised) and ``"timeout"``;
+      ``"type"``, ``"length"``, ``"keys"`` (the kinds :func:`compare` reports), ``"return"``
+      (the check could not use what the function returned), ``"error"`` (the learner's
+      code raised), ``"timeout"``, and any kind a check's own property reports with
+      :class:`Difference` or :class:`LearnerMistake`;
     * ``recipe``: the full code-level recipe, shown after :data:`RECIPE_AFTER` failed runs
       or on request.
 

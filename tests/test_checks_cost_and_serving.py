@@ -53,19 +53,30 @@ def patches_not_merged(
     return 4 * cost.qwen2vl_image_tokens(height, width, min_pixels, max_pixels)
 
 
-def step_without_transfer(state):
-    at, _, kind, rid, stage = heapq.heappop(state.events)
-    state.now = at
-    server = state.deployment.placement[stage]
-    if kind == serving.ARRIVE:
-        state.waiting[server].append((rid, stage))
-    else:
-        state.busy[server] = False
-        if stage + 1 < state.deployment.n_stages:
-            state.push(at, serving.ARRIVE, rid, stage + 1)  # forgets the hand-off time
+def step_with_handoff(handoff):
+    """The reference step, but the next stage arrives ``handoff(deployment, stage)`` later."""
+
+    def wrong_step(state):
+        at, _, kind, rid, stage = heapq.heappop(state.events)
+        state.now = at
+        server = state.deployment.placement[stage]
+        if kind == serving.ARRIVE:
+            state.waiting[server].append((rid, stage))
         else:
-            state.finish[rid] = at
-    state.start_next(server)
+            state.busy[server] = False
+            if stage + 1 < state.deployment.n_stages:
+                delay = handoff(state.deployment, stage)
+                state.push(at + delay, serving.ARRIVE, rid, stage + 1)
+            else:
+                state.finish[rid] = at
+        state.start_next(server)
+
+    return wrong_step
+
+
+# Plausible mistakes: no hand-off time at all, or transfer_time even on one shared server.
+step_without_transfer = step_with_handoff(lambda deployment, stage: 0.0)
+step_always_transfers = step_with_handoff(lambda deployment, stage: deployment.transfer_time)
 
 
 def step_that_never_restarts(state):
@@ -178,20 +189,9 @@ def test_qwen_check_rejects_each_wrong_rule(mistake):
         assert check_qwen2vl_image_tokens(QWEN_MISTAKES[mistake]).status == grading.FAILED
 
 
-def step_always_transfers(state):
-    # Plausible mistake: deployment.transfer_time even when both stages share one server.
-    at, _, kind, rid, stage = heapq.heappop(state.events)
-    state.now = at
-    server = state.deployment.placement[stage]
-    if kind == serving.ARRIVE:
-        state.waiting[server].append((rid, stage))
-    else:
-        state.busy[server] = False
-        if stage + 1 < state.deployment.n_stages:
-            state.push(at + state.deployment.transfer_time, serving.ARRIVE, rid, stage + 1)
-        else:
-            state.finish[rid] = at
-    state.start_next(server)
+def test_the_step_builder_with_the_right_hand_off_passes():
+    right = step_with_handoff(lambda deployment, stage: deployment.handoff_time(stage))
+    assert check_step(right).passed
 
 
 def test_step_check_rejects_a_transfer_on_a_shared_server():

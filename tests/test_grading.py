@@ -251,30 +251,37 @@ def test_the_time_limit_works_outside_the_main_thread(lenient):
     assert results[1] is None
 
 
-def test_the_time_limit_works_in_a_jupyter_kernel():
-    """ipykernel runs cells in the main thread, so the alarm works there too."""
+def test_the_time_limit_and_the_learners_cell_line_work_in_a_jupyter_kernel():
+    """ipykernel runs cells in the main thread, so the alarm works there too; an error
+    names the learner's cell and line."""
     manager = pytest.importorskip("jupyter_client.manager")
     km, kc = manager.start_new_kernel(kernel_name="python3")
     code = (
-        "from omni_edu import grading\n"
         "import os\n"
+        "import torch\n"
+        "from omni_edu import grading\n"
         "os.environ['OMNI_STRICT_CHECKS'] = '0'  # report, as in a learner's notebook\n"
         "def endless(x):\n"
         "    while True:\n"
         "        pass\n"
-        "print(grading.check_function('double', endless, lambda x: 2 * x,\n"
-        "      [grading.Case((1,))], time_limit=0.5))\n"
+        "def float_and(x):\n"
+        "    return x & x\n"
+        "cases = [grading.Case((torch.ones(2),))]\n"
+        "print(grading.check_function('double', endless, lambda x: 2 * x, cases,\n"
+        "      time_limit=0.5))\n"
+        "print(grading.check_function('double', float_and, lambda x: 2 * x, cases))\n"
         "print('the notebook goes on')\n"
     )
     out = []
     try:
-        reply = kc.execute_interactive(code, timeout=60, output_hook=out.append)
+        reply = kc.execute_interactive(code, timeout=120, output_hook=out.append)
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
     text = "".join(m["content"].get("text", "") for m in out if m["msg_type"] == "stream")
-    assert reply["content"]["status"] == "ok"
+    assert reply["content"]["status"] == "ok", text
     assert "took longer than 0.5 s" in text and "the notebook goes on" in text
+    assert "your line: cell In[1], line 9: return x & x" in text
 
 
 # --- item 11: NumPy scalars and 0-d tensors are numbers --------------------------------------
