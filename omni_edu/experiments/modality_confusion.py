@@ -255,28 +255,46 @@ def train_and_evaluate(
     across runs. The held-out accuracy is also recorded before training and
     ``n_curve_points`` times during it.
     """
+    from omni_edu.train import TrainConfig, Trainer
+
     profile = profile or get_profile()
     config = config.sized(profile)
     device = get_device(profile)
     data = (data or ConfusionData.generate(config, profile)).to(device)
     torch.manual_seed(config.seed)
-    model = ConfusionModel(config, profile).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
-    generator = torch.Generator().manual_seed(config.seed)
-    every = max(1, config.steps // n_curve_points)
+    model = ConfusionModel(config, profile)
     # The curve reads a quarter of the held-out documents: cheaper, and only a guide.
     curve_docs = max(1, config.n_eval // 4)
-    curve = [(0, _score(model, data, config.n_symbols, curve_docs)[0])]
-    for step in range(1, config.steps + 1):
-        rows = torch.randint(data.train.batch_size, (config.batch_size,), generator=generator)
+
+    def batches(step: int) -> Tensor:  # which training documents make batch `step`
+        g = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
+        return torch.randint(data.train.batch_size, (config.batch_size,), generator=g)
+
+    def loss_fn(m: ConfusionModel, rows: Tensor) -> dict[str, Tensor]:
         content = data.train_content[rows]
-        logits = model(data.train.select(rows), content)
-        loss = F.cross_entropy(logits, data.train_labels[rows][content])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if step % every == 0 or step == config.steps:
-            curve.append((step, _score(model, data, config.n_symbols, curve_docs)[0]))
+        logits = m(data.train.select(rows), content)
+        return {"loss": F.cross_entropy(logits, data.train_labels[rows][content])}
+
+    def eval_fn(m: ConfusionModel) -> dict[str, float]:
+        return {"accuracy": _score(m, data, config.n_symbols, curve_docs)[0]}
+
+    # Plain AdamW at a constant rate, no clipping: the task is easy and short.
+    settings = TrainConfig(
+        steps=config.steps,
+        lr=config.lr,
+        weight_decay=0.0,
+        betas=(0.9, 0.999),
+        warmup_steps=0,
+        min_lr_ratio=1.0,
+        grad_clip=None,
+        eval_every=max(1, config.steps // n_curve_points),
+        log_every=max(1, min(10, config.steps)),
+        seed=config.seed,
+        device=str(device),
+        progress=False,
+    )
+    history = Trainer(model, loss_fn, batches, settings, eval_fn).fit()
+    curve = list(zip(history.eval_steps, history.evals["accuracy"], strict=True))
     accuracy, confusion = _score(model, data, config.n_symbols)
     return ConfusionResult(
         config.layout, config.modality_embeddings, config.seed, accuracy, confusion, curve
