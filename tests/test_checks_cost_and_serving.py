@@ -206,3 +206,13 @@ def test_the_boundary_case_gets_the_off_by_one_hint():
     assert "exactly max_pixels" in result.first_failure().label
     assert "Off by one" in result.hint and "recipe" not in str(result).split("more help")[0]
     grading.reset_attempts()
+
+
+def test_numpy_and_tensor_numbers_are_accepted():
+    import numpy as np
+    import torch
+
+    assert check_kv_cache_bytes(lambda *args: np.int64(kv_cache_bytes(*args))).passed
+    assert check_qwen2vl_image_tokens(
+        lambda *a, **k: torch.tensor(qwen2vl_image_tokens(*a, **k))
+    ).passed
