@@ -94,3 +94,49 @@ def test_a_real_build_renders_an_executed_lesson(tmp_path, monkeypatch):
     # A broken link fails the build's check.
     shutil.rmtree(html / "exercises")
     assert any("broken link" in p for p in run_lessons.check_site(html, ["notebooks/00_tiny"]))
+
+
+def test_nbval_runs_can_keep_their_outputs_and_figures_for_the_site(tmp_path):
+    """With OMNI_EXECUTED_DIR set, the notebooks nbval ran are saved with their outputs,
+    figures drawn inline, so CI renders the site without running every lesson twice."""
+    import os
+    import subprocess
+    import sys
+
+    import nbformat
+
+    lesson = build_notebook(
+        [
+            ("markdown", "# 00 · Tiny"),
+            (
+                "code",
+                "import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()\nprint('drawn')",
+            ),
+        ]
+    )
+    write_notebook(lesson, tmp_path / "notebooks" / "00_tiny.ipynb")
+    env = {**os.environ, "OMNI_EXECUTED_DIR": str(tmp_path / "executed"), "MPLBACKEND": "Agg"}
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--rootdir",
+        str(tmp_path),
+    ]
+    command += ["--nbval-lax", "--nbval-current-env", "-p", "omni_edu.tools.nbval_executed"]
+    done = subprocess.run(
+        [*command, str(tmp_path / "notebooks")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    nb = nbformat.read(tmp_path / "executed" / "notebooks" / "00_tiny.ipynb", as_version=4)
+    outputs = nb.cells[-1].outputs
+    assert any("image/png" in o.get("data", {}) for o in outputs), outputs
+    assert any("drawn" in o.get("text", "") for o in outputs)
+    assert nb.cells[0].cell_type == "markdown"  # the whole notebook, not only its code
