@@ -3,20 +3,23 @@
 An any-to-any model that answers with an image runs two very different stages per request:
 an **autoregressive** stage (the decoder writes the text/plan tokens one at a time,
 memory-bound) and a **diffusion** stage (a flow head refines all image tokens at once,
-compute-bound). vLLM-Omni (arXiv 2602.02204) reports up to 91% lower job completion time
-(JCT) when the stages are *disaggregated*: each runs on its own device and requests flow
-between them, like an assembly line.
+compute-bound). vLLM-Omni (arXiv 2602.02204) *disaggregates* them: each stage runs on its
+own engine and devices, with its own request batching, and requests flow between them like
+an assembly line; its abstract reports up to 91.4 % lower job completion time (JCT)
+"compared to baseline methods".
 
-This module measures that idea twice:
+This module measures that idea, against baselines chosen to be fair:
 
 * :func:`simulate` - a discrete-event simulation (a ``heapq`` event queue) of a chain of stages
   under a Poisson stream of requests. Each device is a server that runs one job at a time,
-  first come first served (no batching: the simplest policy that shows the effect).
-  *Colocated*: every stage shares one server, so a request's diffusion work queues behind
-  other requests' decoding. *Disaggregated*: one server per stage (each may be faster at its
-  stage), plus a transfer time at every hand-off between servers.
-* :func:`real_run` - the same two layouts with real worker processes connected by queues,
-  serving tiny torch models on the CPU.
+  first come first served. *Colocated*: every stage shares one server, so a request's
+  diffusion work queues behind other requests' decoding. *Disaggregated*: one server per
+  stage (each may be faster at its stage), plus a transfer time at every hand-off.
+* :func:`simulate_stations` - the same queues as a recursion, which also runs colocated
+  devices that finish each request before the next (one shared queue over several devices,
+  the M/G/c queue) and servers that batch; :func:`route_randomly` runs replicas.
+* :func:`real_run` - real worker processes connected by queues, serving any
+  :class:`ServedModel` (by default :class:`StageModels`, two tiny torch models) on the CPU.
 
 It also compares a **cascade** (speech recognition -> text model -> speech synthesis, three
 models, each waiting for the previous one's whole output) with one **native** any-to-any
