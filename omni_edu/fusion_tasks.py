@@ -12,21 +12,28 @@ The two tasks pull in opposite directions:
 Both tasks are about the same attribute, so they differ only in how tightly the two
 modalities must be combined. (``FusionTask.mismatch`` can make the near misses change
 other attributes too: shape <-> timbre, size <-> loudness, position <-> timing. Measured
-on the ``ci`` model: with colour and shape mismatches no variant left chance within 1000
-steps, so the lesson keeps colour.)
+on the ``ci`` model, one seed, before the layout had markers between picture and sound:
+with colour and shape mismatches no variant left chance within 1000 steps, so the lesson
+keeps colour.)
 
 Every example is laid out the same way, one interleaved order for all variants::
 
-    <bos> | image patches | audio tokens | question words <answer>
+    <bos> <boi> | image patches | <eoi> <boa> | audio tokens | <eoa> question words <answer>
 
-and the class is read from the hidden state of ``<answer>``.
+and the class is read from the hidden state of ``<answer>``. The markers between the
+picture and the sound matter to cross-attention fusion under Flamingo's rule (a text
+token reads only the most recent media item before it): ``<eoi>`` and ``<boa>`` read the
+picture, the question reads the sound, and the picture reaches ``<answer>`` only through
+the markers' hidden states.
 
 The harness measures what a practitioner weighs when choosing a fusion strategy:
-accuracy against training steps (:func:`train_variant`), forward FLOPs per example
+accuracy against training steps over several seeds, with a depth-matched control
+(:func:`run_fusion_experiment`, :func:`fusion_setups`), forward FLOPs per example
 (:func:`count_flops`, counted from the shapes of every matmul), training memory
 (:func:`training_memory`: weights, gradients, optimizer state and the activations kept
-for the backward pass), trainable parameters and inference latency
-(:func:`inference_latency`).
+for the backward pass; :func:`frozen_memory` for the freezing recipes), trainable
+parameters and inference latency (:func:`inference_latency`). Every run trains through
+the course's :class:`~omni_edu.train.Trainer`.
 """
 
 from __future__ import annotations
@@ -140,8 +147,8 @@ def make_fusion_data(
 ) -> FusionBatch:
     """``n`` examples of ``task`` as a :class:`FusionBatch` (deterministic in ``seed``).
 
-    Text ``<bos>`` comes first, then the image patches, the audio tokens, and the
-    question ending in ``<answer>``; positions number that order 0, 1, 2, ...
+    The layout is ``<bos> <boi> | image | <eoi> <boa> | audio | <eoa> question <answer>``;
+    positions number that order 0, 1, 2, ...
     """
     spec = get_task(task)
     profile = profile or get_profile()
@@ -163,19 +170,36 @@ def make_fusion_data(
     audio = frame_audio(mels + 1.0, FRAMES_PER_TOKEN)
     question = [*tokenizer.encode(spec.question), tokenizer["<answer>"]]
     n_image, n_audio = image.shape[1], audio.shape[1]
-    after = 1 + n_image + n_audio
-    text_positions = torch.tensor([0, *range(after, after + len(question))])
+    # <bos> <boi> = 0, 1 | image | <eoi> <boa> | audio | <eoa> question <answer>
+    image_start = 2
+    audio_start = image_start + n_image + 2
+    after = audio_start + n_audio
+    text_ids = [
+        tokenizer.bos_id,
+        tokenizer["<boi>"],
+        tokenizer["<eoi>"],
+        tokenizer["<boa>"],
+        tokenizer["<eoa>"],
+        *question,
+    ]
+    text_positions = [
+        0,
+        1,
+        audio_start - 2,
+        audio_start - 1,
+        *range(after, after + 1 + len(question)),
+    ]
 
-    def rows(x: Tensor) -> Tensor:
-        return x.expand(n, -1).contiguous()
+    def rows(values: list[int] | Tensor) -> Tensor:
+        return torch.as_tensor(values).expand(n, -1).contiguous()
 
     return FusionBatch(
-        text_ids=rows(torch.tensor([tokenizer.bos_id, *question])),
+        text_ids=rows(text_ids),
         text_positions=rows(text_positions),
         image=image,
-        image_positions=rows(torch.arange(1, 1 + n_image)),
+        image_positions=rows(torch.arange(image_start, image_start + n_image)),
         audio=audio,
-        audio_positions=rows(torch.arange(1 + n_image, after)),
+        audio_positions=rows(torch.arange(audio_start, after)),
         labels=labels,
     )
 
@@ -395,127 +419,217 @@ def inference_latency(model: FusionModel, batch: FusionBatch, repeats: int = 5) 
 # ----------------------------------------------------------------------------- the experiment
 
 # Per-profile sizes of the comparison. Steps are per task: the tight task sits on a
-# plateau for hundreds of steps before any variant finds it (ci, measured: early fusion
-# at chance after 400 steps, 0.82 after 1000), the loose one is learned in tens. The ci
-# numbers keep the lesson within about two minutes on a 2-core CPU; the gpu profile takes
-# its own budget, and at least 1000 steps for the tight task.
+# plateau for hundreds of steps before a variant finds it, the loose one is learned in
+# tens. The ci numbers keep the lesson within about two minutes on a 2-core CPU.
 EXPERIMENT: dict[str, dict] = {
-    "ci": {"steps": {"match": 1000, "colour": 100}, "batch_size": 32, "n_train": 2048},
+    "ci": {"steps": {"match": 600, "colour": 100}, "batch_size": 32, "n_train": 2048},
     # Measured at the cpu model size: with batch 64 and 1200 steps no variant left chance;
     # with batch 32, early fusion left it after about 1300 steps and reached 0.93 at 2000.
     "cpu": {"steps": {"match": 2000, "colour": 200}, "batch_size": 32, "n_train": 8192},
+    # Not measured on a GPU: a guess at a budget that leaves the plateau at gpu sizes.
+    "gpu": {"steps": {"match": 3000, "colour": 300}},
 }
 
 
 def experiment_settings(profile: Profile | None = None) -> dict:
-    """Steps per task, batch size and data sizes of the lesson's comparison."""
+    """Steps per task, batch size, data sizes and seeds of the lesson's comparison.
+
+    Every count goes through :meth:`Profile.budget`, so the gpu dry run takes a couple of
+    steps of each run at the gpu sizes.
+    """
     profile = profile or get_profile()
     settings = {
         "steps": {"match": max(1000, 2 * profile.train_steps), "colour": profile.train_steps},
         "batch_size": profile.batch_size,
         "n_train": profile.n_train,
         "n_eval": profile.n_eval,
+        "seeds": max(3, profile.n_seeds),
     }
-    return {**settings, **EXPERIMENT.get(profile.name, {})}
+    settings.update(EXPERIMENT.get(profile.name, {}))
+    # The dry run keeps the gpu shapes but a CPU must get through it in seconds: a forward
+    # and backward pass of 128 gpu-sized examples alone takes minutes on a CPU.
+    settings["batch_size"] = profile.budget(settings["batch_size"], dry=4)
+    settings["steps"] = {t: profile.budget(n, dry=2) for t, n in settings["steps"].items()}
+    settings["n_train"] = profile.budget(settings["n_train"], dry=32)
+    settings["n_eval"] = profile.budget(settings["n_eval"], dry=16)
+    settings["seeds"] = profile.budget(settings["seeds"], dry=1)
+    settings["evals"] = profile.budget(6, dry=1)  # test-accuracy points along each run
+    settings["n_probe"] = profile.budget(64, dry=4)  # examples per latency / FLOPs probe
+    return settings
+
+
+def fusion_setups(config: FusionConfig) -> dict[str, tuple[str, dict[str, object]]]:
+    """The models the lesson trains: ``label -> (variant, FusionConfig overrides)``.
+
+    The three variants at the matched budget, and the depth-matched control: early
+    fusion with only as many blocks as late fusion's decoder, the layers where late
+    fusion's picture and sound meet. (It has fewer parameters than late fusion.)
+    """
+    mixing = config.late_decoder_layers
+    return {
+        "early": ("early", {}),
+        "late": ("late", {}),
+        "cross": ("cross", {}),
+        f"early, {mixing} blocks": ("early", {"decoder_layers": mixing}),
+    }
+
+
+def chance_margin(n_classes: int, n_eval: int, z: float = 3.0) -> float:
+    """How far above chance an accuracy on ``n_eval`` examples must be to count as learned:
+    ``z`` binomial standard errors of a model that guesses."""
+    chance = 1 / n_classes
+    return z * (chance * (1 - chance) / n_eval) ** 0.5
 
 
 @dataclass
 class FusionResults:
     """What :func:`run_fusion_experiment` measured.
 
-    ``rows``: one dict per (task, variant) with the final accuracy and the costs.
-    ``histories[(task, variant)]``: the training run (accuracy at ``eval_steps``).
+    ``runs``: one dict per (task, setup, seed) with the final test accuracy.
+    ``rows``: one dict per (task, setup): mean and spread over seeds, how many seeds left
+    chance, and the costs. ``histories[(task, setup, seed)]``: the training run.
     """
 
+    runs: list[dict[str, object]]
     rows: list[dict[str, object]]
-    histories: dict[tuple[str, str], History]
-    settings: dict[str, int]
+    histories: dict[tuple[str, str, int], History]
+    settings: dict
 
-    def row(self, task: str, variant: str) -> dict[str, object]:
-        return next(r for r in self.rows if r["task"] == task and r["variant"] == variant)
+    def row(self, task: str, setup: str) -> dict[str, object]:
+        return next(r for r in self.rows if r["task"] == task and r["setup"] == setup)
+
+    def accuracies(self, task: str, setup: str) -> list[float]:
+        """Final test accuracy of each seed."""
+        return [
+            float(r["accuracy"]) for r in self.runs if r["task"] == task and r["setup"] == setup
+        ]
+
+
+def _summary(values: list[float]) -> dict[str, float]:
+    t = torch.tensor(values)
+    spread = t.std().item() if len(values) > 1 else 0.0
+    return {"mean": round(t.mean().item(), 3), "std": round(spread, 3)}
 
 
 def run_fusion_experiment(
     tasks: tuple[str, ...] = ("match", "colour"),
-    variants: tuple[str, ...] = ("early", "late", "cross"),
-    seed: int = 0,
+    setups: dict[str, tuple[str, dict[str, object]]] | None = None,
+    seeds: int | None = None,
     progress: bool = True,
 ) -> FusionResults:
-    """Train every variant on every task at the same budget and measure it.
+    """Train every setup on every task, over several seeds, at the same budget.
 
-    Each run starts from the same seed and sees the same batches in the same order.
-    Costs are measured on the trained model: FLOPs per example (forward), memory of one
-    training step at the training batch size, trainable parameters, and latency per
-    example of a forward pass over a batch.
+    Seed ``s`` of every setup starts from ``torch.manual_seed(s)`` and sees the same
+    batches in the same order. Costs are measured once per setup, on its last trained
+    model: FLOPs per example (forward), memory of one training step at the training
+    batch size, trainable parameters, and latency per example of a forward pass.
     """
     from tqdm.auto import tqdm
 
     profile = get_profile()
     settings = experiment_settings(profile)
-    rows, histories = [], {}
-    bar = tqdm(total=len(tasks) * len(variants), desc="fusion runs", disable=not progress)
+    n_seeds = settings["seeds"] if seeds is None else seeds
+    setups = setups or fusion_setups(task_config(tasks[0], profile))
+    runs, rows, histories = [], [], {}
+    bar = tqdm(total=len(tasks) * len(setups) * n_seeds, desc="fusion runs", disable=not progress)
     for task in tasks:
-        train = make_fusion_data(task, settings["n_train"], "train", seed=seed)
-        test = make_fusion_data(task, settings["n_eval"], "test", seed=seed)
-        for kind in variants:
-            bar.set_postfix_str(f"{task} / {kind}")
-            torch.manual_seed(seed)
-            model = build_fusion_model(kind, task_config(task, profile))
-            history = train_variant(
-                model,
-                train,
-                test,
-                steps=settings["steps"][task],
-                seed=seed,
-                batch_size=settings["batch_size"],
-            )
-            histories[(task, kind)] = history
+        train = make_fusion_data(task, settings["n_train"], "train", seed=0)
+        test = make_fusion_data(task, settings["n_eval"], "test", seed=0)
+        probe, repeats = test[: settings["n_probe"]], profile.budget(5, dry=1)
+        n_classes = len(get_task(task).classes)
+        margin = chance_margin(n_classes, len(test))
+        for label, (kind, overrides) in setups.items():
+            for seed in range(n_seeds):
+                bar.set_postfix_str(f"{task} / {label} / seed {seed}")
+                torch.manual_seed(seed)
+                model = build_fusion_model(kind, task_config(task, profile, **overrides))
+                history = train_variant(
+                    model,
+                    train,
+                    test,
+                    steps=settings["steps"][task],
+                    evals=settings["evals"],
+                    seed=seed,
+                    batch_size=settings["batch_size"],
+                )
+                histories[(task, label, seed)] = history
+                accuracy_ = history.evals["accuracy"][-1]
+                runs.append({"task": task, "setup": label, "seed": seed, "accuracy": accuracy_})
+                bar.update(1)
+            finals = [float(r["accuracy"]) for r in runs[-n_seeds:]]
+            summary = _summary(finals)
             memory = training_memory(model, train[: settings["batch_size"]])
             rows.append(
                 {
                     "task": task,
-                    "variant": kind,
-                    "accuracy": round(history.evals["accuracy"][-1], 3),
-                    "MFLOPs/example": round(count_flops(model, test[:8]) / 1e6, 2),
+                    "setup": label,
+                    "accuracy (mean)": summary["mean"],
+                    "accuracy (std)": summary["std"],
+                    "seeds above chance": sum(a > 1 / n_classes + margin for a in finals),
+                    "MFLOPs/example": round(count_flops(model, probe[:8]) / 1e6, 2),
                     "train memory (MiB)": round(memory.total / 2**20, 2),
-                    "activations (MiB)": round(memory.activations / 2**20, 2),
                     "trainable params": model.num_parameters(trainable_only=True),
-                    "latency (ms/example)": round(inference_latency(model, test[:64]), 3),
+                    "latency (ms/example)": round(inference_latency(model, probe, repeats), 3),
                 }
             )
             if memory.device_peak is not None:  # on a GPU: the allocator's own peak too
                 rows[-1]["CUDA peak (MiB)"] = round(memory.device_peak / 2**20, 2)
-            bar.update(1)
     bar.close()
-    return FusionResults(rows, histories, settings)
+    return FusionResults(runs, rows, histories, {**settings, "seeds": n_seeds})
 
 
-def frozen_encoder_memory(
+# The chapter's recipe and the LLaVA-style encoder-only freeze: label -> (variant, config).
+FREEZE_RECIPES: dict[str, tuple[str, dict[str, object]]] = {
+    "cross-attention, encoders + language model frozen": (
+        "cross",
+        {"frozen_encoders": MEDIA, "frozen_decoder": True},
+    ),
+    "late fusion, image encoder frozen": ("late", {"frozen_encoders": ("image",)}),
+}
+
+
+def frozen_memory(
     batch_sizes: tuple[int, ...] = (1, 16, 64),
     task: str = "colour",
     profile: Profile | None = None,
+    recipes: dict[str, tuple[str, dict[str, object]]] | None = None,
+    device: torch.device | str | None = None,
 ) -> list[dict[str, object]]:
-    """Training memory of late fusion trained end to end versus with frozen encoders.
+    """Training memory of each freezing recipe against the same model trained end to end.
 
-    For each batch size: the total bytes of one training step (weights, gradients, AdamW
-    moments, saved activations) end to end, with the image encoder frozen, and with both
-    encoders frozen, and the saving of each in percent of end to end.
+    One row per (recipe, batch size): the bytes of one training step (weights, gradients,
+    AdamW moments, saved activations) end to end and frozen, the saving in percent of
+    end to end, and where the frozen step's memory goes. Weights do not change; the
+    saving is the gradients, moments and activations the frozen parts no longer need.
+    ``device``: where to measure (default: the profile's).
     """
     profile = profile or get_profile()
+    recipes = recipes or FREEZE_RECIPES
+    device = device or get_device(profile)
     data = make_fusion_data(task, max(batch_sizes), "train", profile=profile)
-    setups = {"end to end": (), "frozen image": ("image",), "frozen image+audio": MEDIA}
     rows = []
-    for size in batch_sizes:
-        row: dict[str, object] = {"batch": size}
-        totals = {}
-        for name, frozen in setups.items():
-            torch.manual_seed(0)
-            model = build_fusion_model("late", task_config(task, profile, frozen_encoders=frozen))
-            totals[name] = training_memory(model.to(get_device(profile)), data[:size]).total
-            row[f"{name} (MiB)"] = round(totals[name] / 2**20, 2)
-        for name in list(setups)[1:]:
-            row[f"saving {name} (%)"] = round(100 * (1 - totals[name] / totals["end to end"]), 1)
-        rows.append(row)
+    for label, (kind, frozen) in recipes.items():
+        for size in batch_sizes:
+            reports = {}
+            for name, overrides in (("end to end", {}), ("frozen", frozen)):
+                torch.manual_seed(0)
+                model = build_fusion_model(kind, task_config(task, profile, **overrides))
+                reports[name] = training_memory(model.to(device), data[:size])
+                trainable = model.num_parameters(trainable_only=True)
+            full, cut = reports["end to end"], reports["frozen"]
+            rows.append(
+                {
+                    "recipe": label,
+                    "batch": size,
+                    "end to end (MiB)": round(full.total / 2**20, 3),
+                    "frozen (MiB)": round(cut.total / 2**20, 3),
+                    "saving (%)": round(100 * (1 - cut.total / full.total), 1),
+                    "trainable params": trainable,
+                    "weights (MiB)": round(cut.weights / 2**20, 3),
+                    "grads + AdamW (MiB)": round((cut.gradients + cut.optimizer) / 2**20, 3),
+                    "activations (MiB)": round(cut.activations / 2**20, 3),
+                }
+            )
     return rows
 
 
@@ -617,55 +731,66 @@ VARIANT_STYLE: dict[str, dict[str, str]] = {
     "early": {"color": "#219ebc", "marker": "o", "ls": "-"},
     "late": {"color": "#fb8500", "marker": "s", "ls": "--"},
     "cross": {"color": "#8338ec", "marker": "^", "ls": ":"},
+    "control": {"color": "#023047", "marker": "D", "ls": "-."},
 }
 
 
+def setup_style(label: str) -> dict[str, str]:
+    """The look of a setup: its variant's, or the control's for a modified variant."""
+    return VARIANT_STYLE.get(label, VARIANT_STYLE["control"])
+
+
 def plot_accuracy_curves(results: FusionResults):
-    """Test accuracy against training steps, one panel per task, chance as a grey line."""
+    """Test accuracy against training steps, one panel per task: each seed as a thin line,
+    the mean over seeds as a thick one, chance as a grey line."""
     import matplotlib.pyplot as plt
 
-    tasks = list(dict.fromkeys(task for task, _ in results.histories))
-    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 3.8), squeeze=False)
+    tasks = list(dict.fromkeys(task for task, _, _ in results.histories))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6.5 * len(tasks), 4), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
         spec = get_task(task)
-        for (t, kind), history in results.histories.items():
-            if t == task:
-                style = VARIANT_STYLE.get(kind, {"marker": "o"})
-                ax.plot(history.eval_steps, history.evals["accuracy"], label=kind, **style)
+        setups = dict.fromkeys(label for t, label, _ in results.histories if t == task)
+        for label in setups:
+            style = setup_style(label)
+            runs = [h for (t, s, _), h in results.histories.items() if t == task and s == label]
+            steps = runs[0].eval_steps
+            curves = torch.tensor([h.evals["accuracy"] for h in runs])
+            for curve in curves:
+                ax.plot(steps, curve, color=style["color"], ls=style["ls"], lw=0.8, alpha=0.35)
+            ax.plot(steps, curves.mean(0), lw=2, label=f"{label} (mean of {len(runs)})", **style)
         ax.axhline(1 / len(spec.classes), ls="-", lw=0.8, c="grey", label="chance")
         ax.set_title(f"{task} ({spec.coupling} coupling)")
         ax.set_xlabel("training step")
         ax.set_ylabel("test accuracy (fraction)")
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle("Accuracy against training steps at a matched parameter budget")
+        ax.legend(fontsize=8)
+    fig.suptitle("Accuracy against training steps at a matched parameter budget (thin: one seed)")
     fig.tight_layout()
     return fig
 
 
 def plot_costs(results: FusionResults, task: str = "colour"):
-    """Bar charts of FLOPs, training memory and latency per variant (on ``task``)."""
+    """Bar charts of FLOPs, training memory and latency per setup (on ``task``)."""
     import matplotlib.pyplot as plt
 
     rows = [r for r in results.rows if r["task"] == task]
-    names = [str(r["variant"]) for r in rows]
+    names = [str(r["setup"]) for r in rows]
     metrics = [
         ("MFLOPs/example", "forward FLOPs per example", "MFLOPs"),
         ("train memory (MiB)", "memory of one training step", "MiB"),
         ("latency (ms/example)", "inference latency", "ms per example"),
     ]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(13, 3.5))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(14, 3.8))
     for ax, (key, title, unit) in zip(axes, metrics, strict=True):
         values = [float(r[key]) for r in rows]
-        ax.bar(names, values, color=[VARIANT_STYLE.get(n, {}).get("color") for n in names])
+        ax.bar(names, values, color=[setup_style(n)["color"] for n in names])
         for i, v in enumerate(values):
             ax.text(i, v, f"{v:.3g}", ha="center", va="bottom", fontsize=9)
         ax.set_title(title)
-        ax.set_xlabel("variant")
+        ax.set_xlabel("setup")
         ax.set_ylabel(unit)
-    fig.suptitle(
-        f"What each variant costs ({task} task, batch of {results.settings['batch_size']})"
-    )
+        ax.tick_params(axis="x", labelrotation=20, labelsize=8)
+    fig.suptitle(f"What each setup costs ({task} task, batch of {results.settings['batch_size']})")
     fig.tight_layout()
     return fig

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from omni_edu import grading
@@ -16,20 +17,42 @@ def stub(*args):
 # ----------------------------------------------------------------------------- the mask
 
 
-def mask_including_padding(text_positions, media_positions):
+def mask_every_earlier_item(text_positions, media_positions, media_items):
+    # Plausible mistake (the rule before Flamingo's): every media token before the text.
+    return media_visibility_mask(text_positions, media_positions, rule="all")
+
+
+def mask_including_padding(text_positions, media_positions, media_items):
     # Plausible mistake: forgets that position -1 marks padding (-1 is "before" everything).
-    return media_positions[:, None, :] < text_positions[:, :, None]
+    before = media_positions[:, None, :] < text_positions[:, :, None]
+    latest = torch.where(before, media_positions[:, None, :], -2).argmax(-1)
+    return before & (media_items[:, None, :] == media_items.gather(1, latest)[:, :, None])
 
 
-def mask_transposed(text_positions, media_positions):
+def mask_transposed(text_positions, media_positions, media_items):
     # Plausible mistake: (batch, n_media, n_text) instead of queries x keys.
-    return media_visibility_mask(text_positions, media_positions).transpose(1, 2)
+    return media_visibility_mask(text_positions, media_positions, media_items).transpose(1, 2)
 
 
-def mask_future(text_positions, media_positions):
+def mask_future(text_positions, media_positions, media_items):
     # Plausible mistake: the comparison the wrong way round (media *after* the text).
     valid = (media_positions >= 0)[:, None, :]
     return (media_positions[:, None, :] > text_positions[:, :, None]) & valid
+
+
+def mask_latest_token_only(text_positions, media_positions, media_items):
+    # Plausible mistake: the most recent media *token* instead of the whole item.
+    before = media_visibility_mask(text_positions, media_positions, rule="all")
+    latest = torch.where(before, media_positions[:, None, :], -1).argmax(-1, keepdim=True)
+    return before & torch.zeros_like(before).scatter(-1, latest, True)
+
+
+def mask_first_item(text_positions, media_positions, media_items):
+    # Plausible mistake: the first item before the text instead of the most recent one.
+    before = media_visibility_mask(text_positions, media_positions, rule="all")
+    big = torch.iinfo(media_positions.dtype).max
+    first = torch.where(before, media_positions[:, None, :], big).argmin(-1)
+    return before & (media_items[:, None, :] == media_items.gather(1, first)[:, :, None])
 
 
 def test_mask_reference_passes():
@@ -40,10 +63,20 @@ def test_mask_stub_is_not_implemented():
     assert check_media_visibility_mask(stub).status == grading.NOT_IMPLEMENTED
 
 
-def test_mask_mistakes_are_rejected():
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        mask_every_earlier_item,
+        mask_including_padding,
+        mask_transposed,
+        mask_future,
+        mask_latest_token_only,
+        mask_first_item,
+    ],
+)
+def test_mask_mistakes_are_rejected(wrong):
     with grading.lenient():
-        for wrong in (mask_including_padding, mask_transposed, mask_future):
-            assert check_media_visibility_mask(wrong).status == grading.FAILED, wrong.__name__
+        assert check_media_visibility_mask(wrong).status == grading.FAILED, wrong.__name__
 
 
 # ----------------------------------------------------------------------------- the layer

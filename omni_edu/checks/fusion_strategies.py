@@ -1,5 +1,5 @@
-"""Checks for lesson 05's exercises: the media-visibility mask and the gated cross-attention
-layer of Flamingo-style fusion."""
+"""Checks for lesson 05's exercises: the media-visibility mask (Flamingo's rule: a text token
+reads only the most recent media item before it) and the gated cross-attention layer."""
 
 from __future__ import annotations
 
@@ -27,27 +27,51 @@ def gated_cross_attention(
     return layer(x, media, visible)
 
 
-def check_media_visibility_mask(learner_fn: Callable[[Tensor, Tensor], Tensor]) -> CheckResult:
-    """Does ``learner_fn(text_positions, media_positions)`` show each text token exactly the
-    media tokens placed before it, and never padding (position -1)?"""
+def check_media_visibility_mask(
+    learner_fn: Callable[[Tensor, Tensor, Tensor], Tensor],
+) -> CheckResult:
+    """Does ``learner_fn(text_positions, media_positions, media_items)`` follow Flamingo's
+    rule: each text token sees exactly the tokens of the most recent media item placed
+    before it, nothing when no media came before it, and never padding (position -1)?"""
     g = torch.Generator().manual_seed(0)
-    shuffled = torch.randperm(12, generator=g)
+    order = torch.randperm(14, generator=g)
+    text, media = order[:4].sort().values, order[4:].sort().values
     cases = [
         Case(
-            (torch.tensor([[0, 5, 6]]), torch.tensor([[1, 2, 3, 4]])),
-            label="text <bos> | 4 media tokens | 2 text tokens",
+            (torch.tensor([[0, 5, 6]]), torch.tensor([[1, 2, 3, 4]]), torch.tensor([[0] * 4])),
+            label="<bos> | one image of 4 patches | 2 text tokens",
         ),
         Case(
-            (torch.tensor([[2, 5, 9]]), torch.tensor([[0, 1, 3, 4, 6, 7, 8]])),
-            label="media and text interleaved: image, text, sound, text, image, text",
+            (
+                torch.tensor([[2, 5, 9]]),
+                torch.tensor([[0, 1, 3, 4, 6, 7, 8]]),
+                torch.tensor([[0, 0, 1, 1, 2, 2, 2]]),
+            ),
+            label="image, text, sound, text, image, text: three items",
         ),
         Case(
-            (torch.tensor([[4, 8], [1, 9]]), torch.tensor([[0, 5, -1], [2, 3, 4]])),
-            label="two examples; the first has a padding media slot (position -1)",
+            (
+                torch.tensor([[0, 7, 8]]),
+                torch.tensor([[1, 2, 3, 4, 5, 6]]),
+                torch.tensor([[0] * 3 + [1] * 3]),
+            ),
+            label="an image then a sound with no text between: two items side by side",
         ),
         Case(
-            (shuffled[:4].sort().values[None], shuffled[4:].sort().values[None]),
-            label="random layout of 4 text and 8 media tokens",
+            (
+                torch.tensor([[0, 4], [3, 9]]),
+                torch.tensor([[1, 2, -1], [5, 6, 7]]),
+                torch.tensor([[0, 0, 0], [0, 0, 1]]),
+            ),
+            label="two examples; the first has a padding slot (position -1) in item 0",
+        ),
+        Case(
+            (torch.tensor([[0, 6]]), torch.tensor([[-1, 3, 4]]), torch.tensor([[1, 1, 1]])),
+            label="padding before everything: the first text token has no media before it",
+        ),
+        Case(
+            (text[None], media[None], torch.tensor([[0, 0, 0, 1, 1, 1, 2, 2, 2, 2]])),
+            label="a random layout of 4 text tokens and 3 media items",
         ),
     ]
     return check_function(
@@ -55,9 +79,11 @@ def check_media_visibility_mask(learner_fn: Callable[[Tensor, Tensor], Tensor]) 
         learner_fn,
         media_visibility_mask,
         cases,
-        hint="Compare every (text, media) pair at once by broadcasting: give the media "
-        "positions a text axis and the text positions a media axis (None indexing). Then "
-        "make sure no text token can see a padding slot (position -1).",
+        hint="Three steps, by broadcasting over (batch, n_text, n_media): (1) `before`: the "
+        "media token's position is smaller than the text token's, and it is not padding "
+        "(position >= 0); (2) for each text token, the index of the latest media token "
+        "it has `before` (torch.where(before, positions, -1).argmax(-1)) and that "
+        "token's item (gather); (3) visible = before & (item == that item).",
     )
 
 
@@ -82,7 +108,9 @@ def check_gated_cross_attention(
     x = torch.randn(2, 4, 16, generator=g) * 3
     media = torch.randn(2, 5, 16, generator=g)
     visible = media_visibility_mask(
-        torch.tensor([[0, 6, 7, 9], [3, 6, 8, 9]]), torch.tensor([[1, 2, 3, 4, 5]] * 2)
+        torch.tensor([[0, 6, 7, 9], [3, 6, 8, 9]]),
+        torch.tensor([[1, 2, 3, 4, 5]] * 2),
+        torch.tensor([[0, 0, 0, 1, 1]] * 2),  # an image of 3 patches, a sound of 2 tokens
     )
     cases = [
         Case((_layer(0.0, 0), x, media, visible), label="a fresh layer (gates at 0)"),
