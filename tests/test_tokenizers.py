@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from test_vq import boxes  # coloured rectangles: a tiny picture set
 
 from omni_edu import tokenizers
 from omni_edu.data import OmniWorld
@@ -20,17 +21,6 @@ from omni_edu.tokenizers import (
     shift_along,
     train_autoencoder,
 )
-
-
-def boxes(n: int, size: int = 16, seed: int = 0) -> torch.Tensor:
-    """Coloured rectangles on a grey background, ``(n, 3, size, size)`` in [0, 1]."""
-    g = torch.Generator().manual_seed(seed)
-    images = torch.full((n, 3, size, size), 0.5)
-    for i in range(n):
-        x0, y0 = torch.randint(0, size - 6, (2,), generator=g).tolist()
-        w, h = torch.randint(3, 7, (2,), generator=g).tolist()
-        images[i, :, y0 : y0 + h, x0 : x0 + w] = torch.rand(3, 1, 1, generator=g)
-    return images
 
 
 @pytest.mark.parametrize("quantizer", ["vq", "fsq", "none"])
