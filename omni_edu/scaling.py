@@ -381,9 +381,10 @@ def _lbfgs(
 def _one_thread():
     """Run torch on one thread inside the block.
 
-    A fit works on tensors of a few dozen numbers: threads only add synchronisation, and on
-    a busy machine each tiny operation can wait for a descheduled thread (measured: one
-    thread fits three times faster on a shared 2-core CPU).
+    A fit works on tensors of a few dozen numbers, a sweep trains small models: threads
+    only add synchronisation, and on a busy machine each tiny operation can wait for a
+    descheduled thread (measured: one thread fits three times faster on a shared 2-core
+    CPU).
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -1258,15 +1259,17 @@ def sweep_config(profile: str | None = None) -> SweepConfig:
     """
     p = get_profile(profile)
     base = SWEEPS[p.name]
+    # A dry run evaluates 4 times (the fits keep the last two of each run: 8 points per
+    # modality), at steps 2, 3, 4, 5: still increasing, and past a one-step warm-up.
+    evaluations = base.eval_steps[: p.budget(len(base.eval_steps), dry=4)]
     return replace(
         base,
         profile=p.key,
-        # 2, 3, 4, ... in a dry run: still increasing, and past a one-step warm-up.
-        eval_steps=tuple(p.budget(s, dry=2 + k) for k, s in enumerate(base.eval_steps)),
+        eval_steps=tuple(p.budget(s, dry=2 + k) for k, s in enumerate(evaluations)),
         warmup_steps=p.budget(base.warmup_steps, dry=1),
-        batch_size=p.budget(base.batch_size, dry=8),
-        n_eval=p.budget(base.n_eval, dry=16),
-        pool=p.budget(base.pool, dry=128),
+        batch_size=p.budget(base.batch_size, dry=4),
+        n_eval=p.budget(base.n_eval, dry=8),
+        pool=p.budget(base.pool, dry=64),
     )
 
 
@@ -1612,7 +1615,12 @@ def _run_all(
         spec = _run_spec(config, setting, size, steps)
         found = cache.get(spec)
         if found is None:
-            found = _train_run(_sweep_data(config, progress), setting, size, steps)
+            data = _sweep_data(config, progress)
+            # The sweep's models are small: on a CPU, torch's threads only add waiting
+            # (on a busy 2-core machine a step took several times longer with two).
+            on_cpu = get_device(get_profile(config.profile)).type == "cpu"
+            with _one_thread() if on_cpu else contextlib.nullcontext():
+                found = _train_run(data, setting, size, steps)
             cache.put(spec, found)
         records += found
     return records

@@ -297,10 +297,19 @@ def test_shipped_cache_holds_every_run_lesson_07_needs_in_ci(monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("notebooks/data/scaling_sweeps.json lacks a run of the ci sweep")
 
+    def no_measuring(*args, **kwargs):
+        raise AssertionError("notebooks/data/scaling_sweeps.json lacks the ci sweep's baselines")
+
     monkeypatch.setattr(scaling, "_train_run", no_training)
+    monkeypatch.setattr(scaling, "_measure_baselines", no_measuring)
     config = scaling.sweep_config("ci")
     cache = scaling.SweepCache(scaling.default_cache_path())
     records = run_sweep(config, cache=cache, progress=False)
+    assert set(scaling.modality_baselines(config, cache=cache, progress=False)) == {
+        "text",
+        "image",
+        "audio",
+    }
     assert len(records) == len(config.sizes) * len(config.settings) * len(config.eval_steps)
     for setting in ("text", "image", "audio"):
         held = scaling.run_heldout(config, setting=setting, cache=cache, progress=False)
@@ -319,6 +328,12 @@ def test_shipped_cache_is_what_this_code_trains(tmp_path):
     for new, old in zip(fresh, shipped, strict=True):
         assert new["tokens"] == old["tokens"] and new["params"] == old["params"]
         assert new["loss"]["text"] == pytest.approx(old["loss"]["text"], abs=0.02)
+    # The baselines come from the same data, already generated for the run above.
+    shipped_baselines = scaling.modality_baselines(
+        one, cache=scaling.SweepCache(scaling.default_cache_path()), progress=False
+    )
+    fresh_baselines = scaling.modality_baselines(one, cache=tmp_path / "fresh.json", progress=False)
+    assert fresh_baselines == pytest.approx(shipped_baselines, rel=1e-5)
 
 
 def test_other_profiles_never_write_the_shipped_cache():
@@ -554,8 +569,12 @@ def test_ci_sweep_is_the_table_and_the_dry_run_cuts_every_budget():
     dry, gpu = scaling.sweep_config("gpu-dry"), scaling.sweep_config("gpu")
     assert dry.profile == "gpu-dry" and gpu.profile == "gpu"
     assert dry.sizes == gpu.sizes and dry.settings == gpu.settings  # gpu shapes
-    assert max(dry.eval_steps) <= 10 and dry.batch_size <= 8 and dry.n_eval <= 16
-    assert dry.pool <= 128 and scaling.bootstrap_resamples("gpu-dry") <= 2
+    assert len(dry.eval_steps) == 4 and max(dry.eval_steps) <= 5
+    assert dry.batch_size <= 4 and dry.n_eval <= 8 and dry.pool <= 64
+    assert scaling.bootstrap_resamples("gpu-dry") <= 2
+    # Enough evaluations past the transient for a five-parameter fit per modality.
+    kept = [s for s in dry.eval_steps if s >= dry.eval_steps[2]]
+    assert len(kept) * len(dry.sizes) >= 6
     size, steps = scaling.heldout_size("gpu-dry")
     assert size == scaling.heldout_size("gpu")[0] and steps == 2 * max(dry.eval_steps)
     assert scaling.heldout_size("ci") == scaling.HELDOUT["ci"]
