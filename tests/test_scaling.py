@@ -46,6 +46,10 @@ def _runs(params: dict, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray
     return n, d, loss
 
 
+# Well-spread runs for the input checks: 25 runs over three decades of N and of D.
+GOOD_N, GOOD_D, GOOD_L = _runs(TRUE, noise=0.002, seed=2)
+
+
 @pytest.fixture(scope="module")
 def fitted() -> FitResult:
     n, d, loss = _runs(TRUE, noise=0.002, seed=0)
@@ -195,7 +199,7 @@ def test_bimodal_fit_recovers_a_planted_interaction():
 
 def test_bimodal_fit_checks_token_lengths():
     with pytest.raises(ValueError, match="D_j"):
-        fit_bimodal([1e6] * 6, [1e9] * 6, [1e9] * 5, [3.0] * 6, LAW_TEXT, LAW_IMAGE)
+        fit_bimodal(GOOD_N[:6], GOOD_D[:6], GOOD_D[:5], GOOD_L[:6], LAW_TEXT, LAW_IMAGE)
 
 
 def test_hand_written_gradients_match_autograd():
@@ -355,8 +359,6 @@ def test_other_profiles_never_write_the_shipped_cache():
 
 
 # --- input checks (issue 14.7): each raised nothing, or the wrong error, before --------
-
-GOOD_N, GOOD_D, GOOD_L = _runs(TRUE, noise=0.002, seed=2)
 
 
 @pytest.mark.parametrize("delta", [0.0, -1e-3, float("nan"), float("inf")])
