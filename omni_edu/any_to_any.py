@@ -545,15 +545,18 @@ def stage_trainer(
     lr: float = 3e-3,
     batch_size: int | None = None,
     progress: bool = True,
+    eval_fn: Callable[[OmniLM], Mapping[str, float]] | None = None,
+    eval_every: int = 0,
 ) -> Trainer:
     """A :class:`~omni_edu.train.Trainer` for one stage: ``steps`` updates on batches drawn
     by ``mix``, with its own warm-up and cosine schedule. ``trainer.fit(until=k)`` stops
-    at step ``k`` (to look at the model) and a later ``fit()`` carries on exactly."""
+    at step ``k`` (to look at the model) and a later ``fit()`` carries on exactly.
+    ``eval_fn`` (run every ``eval_every`` steps and at the end) records a learning curve."""
     config = TrainConfig.from_profile(
-        data.profile, steps=steps, lr=lr, seed=seed, eval_every=0, progress=progress
+        data.profile, steps=steps, lr=lr, seed=seed, eval_every=eval_every, progress=progress
     )
     batches = data.batches(mix, batch_size or data.profile.batch_size, seed=seed)
-    return Trainer(model, loss_fn, batches, config)
+    return Trainer(model, loss_fn, batches, config, eval_fn)
 
 
 def train_stage(
@@ -565,13 +568,19 @@ def train_stage(
     lr: float = 3e-3,
     batch_size: int | None = None,
     progress: bool = True,
+    eval_fn: Callable[[OmniLM], Mapping[str, float]] | None = None,
+    eval_every: int = 0,
 ) -> History:
     """Train ``model`` in place for ``steps`` updates on batches drawn by ``mix``.
 
     Each stage of a curriculum is one call: its own data mix and learning-rate schedule
-    (warm-up, then cosine), the weights carried over from the stage before.
+    (warm-up, then cosine), the weights carried over from the stage before. With
+    ``eval_fn``, the history's ``evals`` hold its metrics every ``eval_every`` steps.
     """
-    return stage_trainer(model, data, mix, steps, seed, lr, batch_size, progress).fit()
+    trainer = stage_trainer(
+        model, data, mix, steps, seed, lr, batch_size, progress, eval_fn, eval_every
+    )
+    return trainer.fit()
 
 
 @dataclass(frozen=True)
