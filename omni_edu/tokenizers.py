@@ -172,16 +172,17 @@ def tokenizer_budget(profile: Profile | str | None = None) -> dict[str, int]:
     }
 
 
-def image_tokenizer_config(profile: Profile | str | None = None) -> VQVAEConfig:
-    """The course's image tokenizer: one code per patch, K = 256, EMA, k-means, restart."""
-    return VQVAEConfig.from_profile(_profile(profile), **TOKENIZER_SETTINGS)
+def image_tokenizer_config(profile: Profile | str | None = None, **overrides) -> VQVAEConfig:
+    """The course's image tokenizer: one code per patch, K = 256, EMA, k-means, restart.
+    ``overrides`` change single fields (e.g. ``quantizer="none"`` for the continuous twin)."""
+    return VQVAEConfig.from_profile(_profile(profile), **{**TOKENIZER_SETTINGS, **overrides})
 
 
-def audio_tokenizer_config(profile: Profile | str | None = None) -> AudioVQVAEConfig:
-    """The course's audio tokenizer: one code per audio token of four log-mel frames."""
-    return AudioVQVAEConfig.from_profile(
-        _profile(profile), frames_per_token=FRAMES_PER_TOKEN, **TOKENIZER_SETTINGS
-    )
+def audio_tokenizer_config(profile: Profile | str | None = None, **overrides) -> AudioVQVAEConfig:
+    """The course's audio tokenizer: one code per audio token of four log-mel frames.
+    ``overrides`` change single fields (e.g. ``quantizer="none"`` for the continuous twin)."""
+    settings = {**TOKENIZER_SETTINGS, "frames_per_token": FRAMES_PER_TOKEN, **overrides}
+    return AudioVQVAEConfig.from_profile(_profile(profile), **settings)
 
 
 def _tokenizer(

@@ -143,3 +143,12 @@ def test_representation_change_counts_changed_tokens():
     assert result["latent_change"] > 0 and math.isnan(result["token_change"])
     with pytest.raises(ValueError, match="one shape"):
         representation_change(model, images, images[:3])
+
+
+def test_tokenizer_configs_follow_the_profile_and_take_overrides():
+    image = tokenizers.image_tokenizer_config("gpu")
+    assert (image.image_size, image.grid_size, image.codebook_size) == (32, 8, 256)
+    assert image.ema and image.kmeans_init and image.dead_code_steps > 0
+    audio = tokenizers.audio_tokenizer_config("ci", quantizer="none")
+    assert (audio.n_mels, audio.frames_per_token, audio.quantizer) == (32, 4, "none")
+    assert tokenizers.audio_tokenizer_config("ci").quantizer == "vq"
