@@ -1,5 +1,7 @@
 """OmniLM: per-modality losses fall on a tiny interleaved task; generation is consistent."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -310,3 +312,15 @@ def test_bidirectional_span_in_the_prompt_keeps_cache_and_recompute_equal(traine
     # Writing a two-way span token by token is refused (each token would see the future).
     with pytest.raises(ValueError, match="bidirectional"):
         model.generate(prompts, Modality.IMAGE, grid=(2, 2), bidirectional=two_way)
+
+
+def test_fast_width_mrope_is_mrope_with_its_rows_reversed():
+    torch.manual_seed(0)
+    packed = pack([[text_segment([7]), image_segment(IMAGES[0], (2, 2)), text_segment([9])]])
+    fast = OmniLM(tiny_config(rope="mrope_fast_width")).eval()
+    qwen = OmniLM(tiny_config(rope="mrope")).eval()
+    qwen.load_state_dict(fast.state_dict())
+    assert torch.equal(fast.positions(packed), packed.mrope_positions[[2, 1, 0]])
+    assert not torch.allclose(fast(packed), qwen(packed), atol=1e-5)  # width now turns fastest
+    flipped = dataclasses.replace(packed, mrope_positions=packed.mrope_positions.flip(0))
+    torch.testing.assert_close(fast(packed), qwen(flipped))

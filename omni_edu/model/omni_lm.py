@@ -50,13 +50,17 @@ from omni_edu.model.transformer import Decoder, DecoderConfig, KVCache
 from omni_edu.profiles import Profile, get_profile
 
 CONTINUOUS = (Modality.IMAGE, Modality.AUDIO)
+ROPES = ("1d", "mrope", "mrope_fast_width")
 
 
 @dataclass
 class OmniLMConfig:
     """Sizes and choices of the whole model.
 
-    ``rope``: ``"1d"`` (one running index) or ``"mrope"`` (time, height, width).
+    ``rope``: ``"1d"`` (one running index), ``"mrope"`` (time, height, width, Qwen2-VL's
+    layout: time on the fastest rotary pairs) or ``"mrope_fast_width"`` (the same
+    coordinates with width on the fastest pairs and time on the slowest; lesson 02
+    measures all three).
     ``image_head``, ``audio_head``: how pictures and sounds are written, one of
     ``"linear"`` (linear regression, MSE: the baseline), ``"regression"`` (an MLP as large
     as the flow head, MSE), ``"flow"`` (a per-token flow-matching head) or ``"codes"``
@@ -92,8 +96,8 @@ class OmniLMConfig:
                 f"projector and decoder should share d_model; got {self.projector.d_model} "
                 f"and {self.decoder.d_model}."
             )
-        if self.rope not in ("1d", "mrope"):
-            raise ValueError(f"rope should be '1d' or 'mrope'; got {self.rope!r}.")
+        if self.rope not in ROPES:
+            raise ValueError(f"rope should be one of {ROPES}; got {self.rope!r}.")
         for name in ("image", "audio"):
             kind = getattr(self, f"{name}_head")
             if kind not in HEAD_KINDS:
@@ -182,6 +186,14 @@ class OmniLM(nn.Module):
             Modality.AUDIO: self.audio_head,
         }[Modality(modality)]
 
+    def positions(self, packed: PackedBatch) -> Tensor:
+        """The rotary positions of ``packed`` for this model's ``rope``: ``(B, T)`` or
+        ``(3, B, T)``. ``"mrope_fast_width"`` reorders M-RoPE's rows to (width, height,
+        time), so that width turns the fastest pairs."""
+        if self.config.rope == "mrope_fast_width":
+            return packed.mrope_positions.flip(0)
+        return packed.rope_positions(self.config.rope)
+
     def forward(
         self, packed: PackedBatch, return_attention: bool = False
     ) -> Tensor | tuple[Tensor, list[Tensor]]:
@@ -190,7 +202,7 @@ class OmniLM(nn.Module):
         With ``return_attention``, also each layer's weights ``(batch, heads, seq, seq)``.
         """
         x = self.projector(packed)
-        positions = packed.rope_positions(self.config.rope)
+        positions = self.positions(packed)
         return self.decoder(x, positions, packed.attn_mask, return_attention=return_attention)
 
     def loss(self, packed: PackedBatch) -> dict[str, Tensor]:
@@ -330,7 +342,7 @@ class OmniLM(nn.Module):
         cache = KVCache(
             self.config.decoder, packed.batch_size, max_len=start + n, device=packed.modality.device
         )
-        positions = packed.rope_positions(self.config.rope)
+        positions = self.positions(packed)
 
         def run(cols: slice) -> Tensor:
             x = self.projector.embed(
