@@ -78,11 +78,12 @@ def test_predictable_marks_the_positions_before_rows_below_the_first():
     assert mask[0, span.start + 2] and not mask[0, span.start + 1]
 
 
-def test_fast_width_moves_width_to_the_fast_section():
+def test_fast_width_is_the_models_own_layout():
     packed = rope_position.stripes(1, torch.Generator().manual_seed(2))
-    moved = rope_position.fast_width(packed)
-    assert torch.equal(moved.mrope_positions[0], packed.mrope_positions[2])
-    assert torch.equal(moved.mrope_positions[2], packed.mrope_positions[0])
+    model = OmniLM(rope_position.model_config("mrope_fast_width"))
+    moved = model.positions(packed)
+    assert torch.equal(moved[0], packed.mrope_positions[2])
+    assert torch.equal(moved[2], packed.mrope_positions[0])
     with pytest.raises(ValueError, match="rope should be one of"):
         rope_position.model_config("2d")
 

@@ -30,7 +30,6 @@ row as a yardstick.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from torch import Tensor
 from omni_edu.data.render import RGB
 from omni_edu.modalities import Modality, patchify, unpatchify
 from omni_edu.model.interleave import PackedBatch, SpecialTokens, image_segment, pack
+from omni_edu.model.omni_lm import ROPES as OMNI_ROPES
 from omni_edu.model.omni_lm import OmniLM, OmniLMConfig
 from omni_edu.model.projector import ProjectorConfig
 from omni_edu.model.transformer import DecoderConfig
@@ -52,7 +52,7 @@ from omni_edu.train import History, TrainConfig, Trainer
 # A tiny vocabulary: the stripes task only needs the markers around the picture.
 VOCAB = {"<pad>": 0, "<bos>": 1, "<boi>": 2, "<eoi>": 3}
 SPECIALS = SpecialTokens(bos=VOCAB["<bos>"], boi=VOCAB["<boi>"], eoi=VOCAB["<eoi>"])
-ROPES = ("1d", "mrope", "mrope_fast_width")
+ROPES = OMNI_ROPES  # "1d", "mrope", "mrope_fast_width": the layouts OmniLM offers
 
 
 @dataclass(frozen=True)
@@ -103,19 +103,13 @@ def predictable(packed: PackedBatch) -> Tensor:
     return out & packed.loss_mask(Modality.IMAGE)
 
 
-def fast_width(packed: PackedBatch) -> PackedBatch:
-    """M-RoPE positions reordered (width, height, time): width gets the fastest pairs."""
-    return dataclasses.replace(packed, mrope_positions=packed.mrope_positions[[2, 1, 0]])
-
-
 def model_config(rope: str, profile: Profile | None = None) -> OmniLMConfig:
     """The profile's decoder with ``rope`` (one of :data:`ROPES`), sized for stripes."""
     if rope not in ROPES:
         raise ValueError(f"rope should be one of {ROPES}; got {rope!r}.")
     profile = profile or get_profile()
     projector = ProjectorConfig.from_profile(len(VOCAB), 1, profile, audio_dim=1)
-    kind = "1d" if rope == "1d" else "mrope"
-    return OmniLMConfig(projector=projector, decoder=DecoderConfig.from_profile(profile), rope=kind)
+    return OmniLMConfig(projector=projector, decoder=DecoderConfig.from_profile(profile), rope=rope)
 
 
 @torch.no_grad()
@@ -170,10 +164,9 @@ def train_rope(
     batch_size = batch_size or profile.batch_size
     torch.manual_seed(seed)
     model = OmniLM(model_config(rope, profile))
-    arrange = fast_width if rope == "mrope_fast_width" else (lambda packed: packed)
 
     def batches(step: int) -> PackedBatch:
-        return arrange(_training_batch(seed, step, batch_size, config, profile))
+        return _training_batch(seed, step, batch_size, config, profile)
 
     def loss_fn(m: OmniLM, packed: PackedBatch) -> dict[str, Tensor]:
         return {"loss": m.loss(packed)["image"]}
@@ -182,7 +175,7 @@ def train_rope(
         profile, steps=steps, seed=seed, eval_every=0, progress=progress
     )
     history = Trainer(model, loss_fn, batches, train).fit()
-    held_out = arrange(stripes(eval_size, torch.Generator().manual_seed(123_456), config, profile))
+    held_out = stripes(eval_size, torch.Generator().manual_seed(123_456), config, profile)
     return RopeRun(rope, seed, patch_errors(model, held_out.to(train.device)), history)
 
 
