@@ -73,7 +73,8 @@ class ClaimCheck:
             lines += [">", f"> *Rule, fixed before the run.* {self.rule}"]
         lines += [">", f"> *Result.* {self.result}", ">", f"> *Verdict:* **{self.verdict}**"]
         if self.note:
-            lines[-1] += f". {self.note}"
+            note = self.note.strip()
+            lines[-1] += f". {note[:1].upper()}{note[1:]}" + ("" if note.endswith(".") else ".")
         return "\n".join(lines)
 
     def _repr_markdown_(self) -> str:
