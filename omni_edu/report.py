@@ -7,8 +7,8 @@ from those values, and a test of the course refuses a notebook whose ``claim_che
 passes a literal verdict or a result without a measured number in it.
 
 A **headline** is one sentence a lesson measured that the README quotes. The README's
-figures are not typed in either: ``python -m omni_edu.tools.lesson_figures`` runs the
-lessons with ``OMNI_FIGURES`` pointing at a file, every :func:`claim_check` and
+figures are not typed in either: ``python -m omni_edu.tools.run_lessons run --readme`` runs
+the lessons with ``OMNI_FIGURES`` pointing at a file, every :func:`claim_check` and
 :func:`headline` appends its sentence there, and the tool writes them into the README with
 the profile and the machine they came from.
 """

@@ -134,10 +134,13 @@ def run_stats() -> dict[str, float]:
 def batch_tokens(batch: Any) -> int:
     """Tokens one training batch holds, for the FLOP estimate of :func:`run_stats`.
 
-    A packed batch of documents counts its real (non-padding) tokens; a tensor, tuple or
-    dict counts the rows of its first tensor (one "token" per example).
+    A packed batch of documents counts its real (non-padding) tokens; a tensor of token
+    ids ``(batch, seq)`` counts them all; any other tensor, tuple or dict counts the rows
+    of its first tensor (one "token" per example).
     """
     if isinstance(batch, torch.Tensor):
+        if batch.dim() >= 2 and not torch.is_floating_point(batch):
+            return batch.numel()  # token ids: every entry is a token
         return batch.shape[0] if batch.dim() else 1
     real = getattr(batch, "real", None)  # a PackedBatch: True on real tokens
     if isinstance(real, torch.Tensor):

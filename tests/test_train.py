@@ -339,3 +339,4 @@ def test_fit_trains_a_small_part_and_counts_its_work():
     assert after["flops"] - before["flops"] == 200 * 6 * 5 * 32  # 5 params, 32 rows a step
     assert after["seconds"] > before["seconds"]
     assert batch_tokens((x[:7], y[:7])) == 7 and batch_tokens({"a": x[:3]}) == 3
+    assert batch_tokens(torch.zeros(4, 9, dtype=torch.long)) == 36  # ids: every entry
