@@ -28,6 +28,7 @@ silent mismatch. Files hold only tensors and plain values and load with
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -155,6 +156,39 @@ def load_or_train(
         profile = get_profile(profile)
     path = cache_dir(profile) / f"{name}.pt"
     config = _plain(config)
+    # One process trains a part at a time: another one (a second lesson running in
+    # parallel) waits here, then finds the finished file and loads it.
+    with _exclusive(path):
+        return _load_or_train(name, build, train, config, profile, path, retrain, verbose)
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path):
+    """Hold an exclusive lock on ``path``'s lock file (POSIX; elsewhere no lock)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: parallel runs may train a part twice, never corrupt it
+        yield
+        return
+    with open(path.with_name(path.name + ".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _load_or_train(
+    name: str,
+    build: Callable[[], nn.Module],
+    train: Callable[[nn.Module], Mapping[str, Any] | None],
+    config: Mapping[str, Any],
+    profile: Profile,
+    path: Path,
+    retrain: bool,
+    verbose: bool,
+) -> CachedPart:
     state, reason = ({}, "retrain=True") if retrain else _read(path, name, profile, config)
     model = build()
     if state:

@@ -114,3 +114,33 @@ def test_config_must_be_plain():
 def test_the_suite_uses_a_private_cache():
     # conftest.py points OMNI_CACHE_DIR at a temporary folder for the whole run.
     assert "omni_cache_" in str(cache_dir(get_profile()))
+
+
+def test_a_second_process_waits_and_loads_instead_of_training_again(tmp_path):
+    """Two lessons running side by side: only one trains the part, the other loads it."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        f"""
+        import os, sys, time, torch
+        from torch import nn
+        os.environ["OMNI_CACHE_DIR"] = {str(tmp_path)!r}
+        from omni_edu.course_cache import load_or_train
+
+        def train(model):
+            time.sleep(1.5)  # long enough for the other process to arrive meanwhile
+            return {{"by": sys.argv[1]}}
+
+        part = load_or_train("slow", lambda: nn.Linear(2, 2), train, {{"steps": 1}}, "ci",
+                             verbose=False)
+        print(part.status)
+        """
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(k)], stdout=subprocess.PIPE, text=True)
+        for k in range(2)
+    ]
+    statuses = sorted(p.communicate(timeout=120)[0].strip() for p in procs)
+    assert statuses == ["loaded", "trained"]
