@@ -79,6 +79,18 @@ def test_mask_mistakes_are_rejected(wrong):
         assert check_media_visibility_mask(wrong).status == grading.FAILED, wrong.__name__
 
 
+def test_mask_hints_are_graduated():
+    with grading.lenient():
+        stub_hint = check_media_visibility_mask(stub).hint
+        wrong_rule = check_media_visibility_mask(mask_every_earlier_item)
+        padding = check_media_visibility_mask(mask_including_padding)
+        recipe = check_media_visibility_mask(mask_every_earlier_item, show_recipe=True).recipe
+    assert "gather" not in stub_hint  # an untouched stub gets a nudge, not the code
+    assert "most recent item" in wrong_rule.hint  # the hint of the case it failed
+    assert "padding" in padding.hint
+    assert "gather" in recipe
+
+
 # ----------------------------------------------------------------------------- the layer
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from omni_edu.grading import Case, CheckResult, check_function
+from omni_edu.grading import Case, CheckResult, Hints, check_function
 from omni_edu.model.fusion import GatedCrossAttention, media_visibility_mask
 from omni_edu.model.transformer import DecoderConfig
 
@@ -27,8 +27,37 @@ def gated_cross_attention(
     return layer(x, media, visible)
 
 
+PADDING_HINT = (
+    "Position -1 is padding: it comes 'before' every text token, but no text token may read "
+    "it, and it must not count as the most recent media token either."
+)
+
+MEDIA_VISIBILITY_MASK = Hints(
+    "media_visibility_mask",
+    nudge="For every (text token, media token) pair ask three things: did the media token "
+    "come before the text token, is it a real token (not padding), and does it belong to "
+    "the most recent media item before that text token? Answer all pairs at once by "
+    "broadcasting over (batch, n_text, n_media).",
+    failed="Flamingo's rule: among the real media tokens before a text token, find the "
+    "latest one; the text token reads exactly the tokens of that one's item, and nothing "
+    "when no media came before it.",
+    on={
+        "shape": "Return (batch, n_text, n_media): a row per text token (the queries), a "
+        "column per media token (the keys).",
+        "dtype": "Return a boolean mask: comparisons give booleans; combine them with &.",
+    },
+    recipe="before = (media_positions[:, None, :] < text_positions[:, :, None]) & "
+    "(media_positions >= 0)[:, None, :]; latest = torch.where(before, "
+    "media_positions[:, None, :], -1).argmax(-1); latest_item = media_items.gather(1, "
+    "latest); return before & (media_items[:, None, :] == latest_item[:, :, None]).",
+)
+
+
 def check_media_visibility_mask(
     learner_fn: Callable[[Tensor, Tensor, Tensor], Tensor],
+    *,
+    show_recipe: bool = False,
+    time_limit: float | None = None,
 ) -> CheckResult:
     """Does ``learner_fn(text_positions, media_positions, media_items)`` follow Flamingo's
     rule: each text token sees exactly the tokens of the most recent media item placed
@@ -40,6 +69,7 @@ def check_media_visibility_mask(
         Case(
             (torch.tensor([[0, 5, 6]]), torch.tensor([[1, 2, 3, 4]]), torch.tensor([[0] * 4])),
             label="<bos> | one image of 4 patches | 2 text tokens",
+            hint="The <bos> token comes before the image: it reads nothing (an all-False row).",
         ),
         Case(
             (
@@ -48,6 +78,8 @@ def check_media_visibility_mask(
                 torch.tensor([[0, 0, 1, 1, 2, 2, 2]]),
             ),
             label="image, text, sound, text, image, text: three items",
+            hint="Only the most recent item: the last text token reads the second image, not "
+            "the sound or the first image, although all three came before it.",
         ),
         Case(
             (
@@ -56,6 +88,8 @@ def check_media_visibility_mask(
                 torch.tensor([[0] * 3 + [1] * 3]),
             ),
             label="an image then a sound with no text between: two items side by side",
+            hint="Items, not runs of positions: the text after the sound reads only the sound, "
+            "even though the image ends right where the sound begins.",
         ),
         Case(
             (
@@ -64,10 +98,12 @@ def check_media_visibility_mask(
                 torch.tensor([[0, 0, 0], [0, 0, 1]]),
             ),
             label="two examples; the first has a padding slot (position -1) in item 0",
+            hint=PADDING_HINT,
         ),
         Case(
             (torch.tensor([[0, 6]]), torch.tensor([[-1, 3, 4]]), torch.tensor([[1, 1, 1]])),
             label="padding before everything: the first text token has no media before it",
+            hint=PADDING_HINT,
         ),
         Case(
             (text[None], media[None], torch.tensor([[0, 0, 0, 1, 1, 1, 2, 2, 2, 2]])),
@@ -79,11 +115,9 @@ def check_media_visibility_mask(
         learner_fn,
         media_visibility_mask,
         cases,
-        hint="Three steps, by broadcasting over (batch, n_text, n_media): (1) `before`: the "
-        "media token's position is smaller than the text token's, and it is not padding "
-        "(position >= 0); (2) for each text token, the index of the latest media token "
-        "it has `before` (torch.where(before, positions, -1).argmax(-1)) and that "
-        "token's item (gather); (3) visible = before & (item == that item).",
+        hints=MEDIA_VISIBILITY_MASK,
+        show_recipe=show_recipe,
+        time_limit=time_limit,
     )
 
 
