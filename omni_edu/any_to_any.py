@@ -810,8 +810,8 @@ RACE_STEPS = {"ci": 900, "cpu": 1500, "gpu": 3000}
 class CapstoneRecipe:
     """How the course's any-to-any model is made: data, heads, budget, curriculum.
 
-    ``image_head`` / ``audio_head`` are the output heads lesson 06 chose by measuring
-    (``"flow"``: continuous tokens with the per-token flow head of lesson 04).
+    ``image_head`` / ``audio_head``: the output heads, chosen per profile by measurement
+    (:data:`CAPSTONE_HEADS`; lesson 06 measures the candidates again in every run).
     ``base_steps`` sizes the stages: unified training on all six directions for
     ``2 * base_steps`` updates, then instruction-style questions with a replay of the
     directions for ``2/3 * base_steps`` (:func:`curriculum`).
@@ -821,8 +821,8 @@ class CapstoneRecipe:
     test_scenes: int
     base_steps: int
     batch_size: int
-    image_head: str = "flow"
-    audio_head: str = "flow"
+    image_head: str = "linear"
+    audio_head: str = "linear"
     question_modality: str = "image"
     seed: int = 0
 
@@ -833,17 +833,32 @@ class CapstoneRecipe:
         return [by_name["unified"], by_name["instruct"]]
 
 
+# The capstone's output heads (pictures, sounds) per profile. Chosen by lesson 06's own
+# measurement of the three candidates (linear regression, lesson 03's VQ codes, lesson 04's
+# flow head) trained with this recipe: in the ci profile on a 2-core CPU (2026-11-29) the
+# six directions scored 0.67-0.84 with linear heads, 0.67-0.88 with VQ codes and stayed near
+# chance (0.29-0.38) on the four generating directions with flow heads, whose per-token
+# flow head needs more updates to learn to read the prompt than a sixth of this budget
+# gives it (lesson 04 shows the learning curves). The cpu profile shares ci's budget. No
+# GPU run has measured the gpu profile's budget yet: it uses the chapter's design, flow
+# heads, and lesson 06 reports whether that was the best choice.
+CAPSTONE_HEADS = {"ci": ("linear", "linear"), "cpu": ("linear", "linear"), "gpu": ("flow", "flow")}
+
+
 def capstone_recipe(profile: Profile | str | None = None) -> CapstoneRecipe:
     """The recipe for a profile. ``ci`` and ``cpu`` share one budget (300 base steps of
     32 documents): measured in lesson 06, 150 steps leave most directions near chance,
     and the cpu profile's wider model costs 4-8x more per step."""
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
     large = profile.name == "gpu"
+    image_head, audio_head = CAPSTONE_HEADS[profile.name]
     return CapstoneRecipe(
         scenes=profile.budget(min(profile.n_train // 2, 4096), dry=64),
         test_scenes=profile.budget(profile.n_eval // 2, dry=16),
         base_steps=profile.budget(profile.train_steps if large else 300, dry=3),
         batch_size=profile.batch_size if large else 32,
+        image_head=image_head,
+        audio_head=audio_head,
     )
 
 
