@@ -6,6 +6,7 @@ these environment variables.
 """
 
 import os
+import sys
 import tempfile
 
 # Small and fast unless the caller asked for another profile (OMNI_PROFILE=cpu pytest).
@@ -18,3 +19,8 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # cache for this run: lessons later in the run load what earlier ones saved, and nothing
 # from the user's own ~/.cache/omni_edu leaks into the tests.
 os.environ.setdefault("OMNI_CACHE_DIR", tempfile.mkdtemp(prefix="omni_cache_"))
+# One torch thread per process: the suite runs one worker per core (pytest-xdist), and the
+# course's tiny models gain nothing from more threads. Kernels that nbval starts inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+if "torch" in sys.modules:  # a plugin imported torch before this file ran
+    sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
