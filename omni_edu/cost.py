@@ -13,8 +13,14 @@ Lesson 08 argues three things with these numbers:
 3. **Memory is mostly the KV cache** once contexts hold images and audio
    (:func:`kv_cache_bytes`).
 
-Everything here is plain arithmetic on Python numbers (plus one short microbenchmark in
-:func:`calibrate_this_machine`), so the formulas can be read top to bottom.
+The formulas are plain arithmetic on Python numbers, so they can be read top to bottom.
+The measurements beside them are short: :func:`calibrate_this_machine` (this device's
+peaks), the course modules' steps (:func:`measure_decode_step`,
+:func:`measure_flow_sampling`), and the course's own model stage by stage:
+:func:`time_generation` watches one call of its decoding loop (prefill, decode steps, the
+flow head's sampling), :func:`generation_costs` gives the roofline's view of the same
+passes, and :func:`count_torch_calls` / :func:`seconds_per_torch_call` price what a tiny
+model is really made of, a fixed cost per operation.
 """
 
 from __future__ import annotations
@@ -22,9 +28,15 @@ from __future__ import annotations
 import math
 import numbers
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
+from torch.overrides import TorchFunctionMode
+
+if TYPE_CHECKING:  # only for type hints: the model package does not depend on this module
+    from omni_edu.model.omni_lm import OmniLM
 
 # ---------------------------------------------------------------------------------------------
 # Input checks shared by every function below
@@ -743,6 +755,45 @@ def decode_step_cost(
     return StepCost(flops, weights + kv, tokens=batch, dtype=dtype)
 
 
+def prefill_cost(
+    model: ModelShape,
+    prompt_tokens: int,
+    batch: int = 1,
+    dtype: str = "bf16",
+    cached_tokens: int = 0,
+) -> StepCost:
+    """Reading a prompt of ``prompt_tokens`` in one pass (the *prefill*), per ``batch`` rows.
+
+    FLOPs: every prompt token costs ``2N`` plus attention to the ``cached_tokens`` already in
+    the KV cache and, on average, half of the prompt before it (causal attention).
+    Bytes: every weight once, plus the KV cache written for the prompt (and read for the
+    ``cached_tokens``). The weights are reused ``batch * prompt_tokens`` times per read, so
+    a long prompt is compute-bound like a diffusion step, while the decode steps after it
+    are memory-bound.
+    """
+    _positive("prompt_tokens", prompt_tokens)
+    _positive("batch", batch)
+    _positive("cached_tokens", cached_tokens, allow_zero=True)
+    size = bytes_per_value(dtype)
+    context = cached_tokens + prompt_tokens // 2
+    flops = (
+        batch
+        * prompt_tokens
+        * flops_per_token(
+            model.n_params, n_layers=model.n_layers, context=context, d_model=model.d_model
+        )
+    )
+    kv = kv_cache_bytes(
+        model.n_layers,
+        model.n_kv_heads,
+        model.head_dim,
+        cached_tokens + prompt_tokens,
+        batch,
+        size,
+    )
+    return StepCost(flops, model.n_params * size + kv, tokens=batch * prompt_tokens, dtype=dtype)
+
+
 def diffusion_step_cost(
     model: ModelShape, n_tokens: int, batch: int = 1, dtype: str = "bf16"
 ) -> StepCost:
@@ -881,3 +932,270 @@ def measure_flow_sampling(
     device = next(head.parameters()).device
     cond = torch.randn(n_tokens, head.config.cond_dim, device=device)
     return time_call(lambda: head.sample(cond, steps=steps), repeats=repeats)
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. The course's own model, stage by stage
+# ---------------------------------------------------------------------------------------------
+
+
+def _modality(modality):
+    """A :class:`~omni_edu.modalities.Modality` from itself or its name (``"audio"``)."""
+    from omni_edu.modalities import Modality
+
+    if isinstance(modality, str):
+        if modality.upper() not in Modality.__members__:
+            names = ", ".join(m.lower() for m in Modality.__members__)
+            raise ValueError(f"modality should be one of {names}; got {modality!r}.")
+        return Modality[modality.upper()]
+    return Modality(modality)
+
+
+@dataclass(frozen=True)
+class GenerationTiming:
+    """Where the seconds of one :meth:`~omni_edu.model.omni_lm.OmniLM.generate` call went.
+
+    Attributes:
+        prefill: the first decoder pass, over the whole prompt at once.
+        decode: each later decoder pass, one new token per row with the KV cache.
+        head: each call of the output head, one per generated token (for a flow head,
+            its ``steps`` Euler steps for every row of the batch at once).
+        first_token: from the start of the call until the first token was sampled (what a
+            user waits before the answer starts).
+        total: the whole call.
+        prompt_tokens: tokens read by the prefill (per row, left padding included).
+        batch: rows generated side by side.
+        calls: with ``count_calls``, the torch operations each stage asked for:
+            ``{"prefill": ..., "decode": ... (per step), "head": ... (per token),
+            "total": ...}`` (see :func:`count_torch_calls`); else None.
+    """
+
+    prefill: float
+    decode: tuple[float, ...]
+    head: tuple[float, ...]
+    first_token: float
+    total: float
+    prompt_tokens: int
+    batch: int
+    calls: dict[str, int] | None = None
+
+    @property
+    def other(self) -> float:
+        """Seconds outside the decoder and the head: laying out and packing the prompt,
+        embedding each new token, Python between the steps."""
+        return self.total - self.prefill - sum(self.decode) - sum(self.head)
+
+
+def time_generation(
+    model: OmniLM, modality, run: Callable[[], object], count_calls: bool = False
+) -> tuple[object, GenerationTiming]:
+    """Call ``run()``, which generates ``modality`` once with ``model``, and time its stages.
+
+    ``run`` calls :meth:`~omni_edu.model.omni_lm.OmniLM.generate` exactly once, directly
+    (``lambda: model.generate(prompts, Modality.AUDIO, n_tokens=8)``) or through a helper
+    such as :func:`omni_edu.any_to_any.generate`. Nothing is re-implemented: the model's own
+    cached decoding loop runs, observed from outside. Forward hooks on the decoder time each
+    pass (the first is the prefill, the others are decode steps); the output head's
+    ``sample`` (for text: the text head's forward) is timed around each call. On a GPU
+    every mark synchronises, so each stage's kernels are counted in that stage.
+
+    ``count_calls``: also count the torch operations of each stage (what per-operation
+    overhead is paid on); counting slows the run, so time and count in separate calls.
+
+    Returns:
+        what ``run()`` returned, and the :class:`GenerationTiming`.
+    """
+    from omni_edu.modalities import Modality
+
+    modality = _modality(modality)
+    device = next(model.parameters()).device
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    marks: dict[str, list[tuple[float, float]]] = {"decoder": [], "head": []}
+    counts: dict[str, list[int]] = {"decoder": [], "head": []}
+    shapes: list[tuple[int, int]] = []  # (batch, tokens) of each decoder pass
+    opened: dict[str, tuple[float, int]] = {}
+    counter = _CountCalls()
+
+    def open_(kind: str, shape: tuple[int, ...] = ()) -> None:
+        sync()
+        opened[kind] = (time.perf_counter(), counter.calls)
+        if shape:
+            shapes.append((shape[0], shape[1]))  # the decoder's input: (batch, seq, d_model)
+
+    def close(kind: str) -> None:
+        sync()
+        start, calls = opened[kind]
+        marks[kind].append((start, time.perf_counter()))
+        counts[kind].append(counter.calls - calls)
+
+    handles = [
+        model.decoder.register_forward_pre_hook(lambda m, args: open_("decoder", args[0].shape)),
+        model.decoder.register_forward_hook(lambda m, args, out: close("decoder")),
+    ]
+    head = model.head(modality)
+    if modality == Modality.TEXT:  # text is sampled from the logits of the text head
+        handles += [
+            head.register_forward_pre_hook(lambda m, args: open_("head")),
+            head.register_forward_hook(lambda m, args, out: close("head")),
+        ]
+    else:
+        original = head.sample
+
+        def timed_sample(*args, **kwargs):
+            open_("head")
+            out = original(*args, **kwargs)
+            close("head")
+            return out
+
+        head.sample = timed_sample  # an instance attribute: shadows the method until deleted
+    try:
+        sync()
+        start = time.perf_counter()
+        if count_calls:
+            with counter:
+                out = run()
+        else:
+            out = run()
+        sync()
+        total = time.perf_counter() - start
+    finally:
+        for handle in handles:
+            handle.remove()
+        if modality != Modality.TEXT:
+            del head.sample
+    # One generate call: a prompt pass, then one-token passes, and one head call per pass.
+    one_call = bool(shapes) and all(seq == 1 for _, seq in shapes[1:])
+    if not one_call or len(marks["head"]) != len(shapes):
+        raise ValueError(
+            f"run should generate {modality.name} once with this model (a prompt pass, then "
+            f"one token per step, the {modality.name} head after each); it made "
+            f"{len(shapes)} decoder passes of lengths {[seq for _, seq in shapes]} and "
+            f"{len(marks['head'])} {modality.name} head calls."
+        )
+    passes = [b - a for a, b in marks["decoder"]]
+    calls = None
+    if count_calls:
+        steps, heads = counts["decoder"][1:] or [0], counts["head"]
+        calls = {
+            "prefill": counts["decoder"][0],
+            "decode": sorted(steps)[len(steps) // 2],
+            "head": sorted(heads)[len(heads) // 2],
+            "total": counter.calls,
+        }
+    return out, GenerationTiming(
+        prefill=passes[0],
+        decode=tuple(passes[1:]),
+        head=tuple(b - a for a, b in marks["head"]),
+        first_token=marks["head"][0][1] - start,
+        total=total,
+        prompt_tokens=shapes[0][1],
+        batch=shapes[0][0],
+        calls=calls,
+    )
+
+
+def head_sampling_cost(head: torch.nn.Module, batch: int, steps: int | None = None) -> StepCost:
+    """FLOPs and bytes of one output head writing one token for each of ``batch`` rows.
+
+    A flow head runs its MLP ``steps`` times (:func:`flow_sampling_cost` with the batch's
+    rows as the tokens updated together); a linear or softmax head (text, codes) one
+    matrix product. fp32, as the course's models run.
+    """
+    if hasattr(head, "config") and hasattr(head.config, "sampling_steps"):
+        return flow_sampling_cost(head, batch, steps)
+    _positive("batch", batch)
+    n_params = sum(p.numel() for p in head.parameters())
+    return StepCost(2.0 * n_params * batch, 4.0 * n_params, batch, "fp32")
+
+
+def generation_costs(
+    model: OmniLM, timing: GenerationTiming, modality, steps: int | None = None
+) -> dict[str, list[StepCost]]:
+    """The roofline's view of the call that produced ``timing``: one :class:`StepCost` per
+    prefill, decode pass and head call, ``{"prefill": [...], "decode": [...], "head": [...]}``.
+
+    The decoder's shape comes from the model itself (:func:`decoder_shape`); each decode
+    step attends to everything before it (the prompt and the tokens written so far).
+    """
+    shape = decoder_shape(model.decoder, "OmniLM decoder")
+    head = model.head(_modality(modality))
+    b, p = timing.batch, timing.prompt_tokens
+    return {
+        "prefill": [prefill_cost(shape, p, b, "fp32")],
+        "decode": [decode_step_cost(shape, p + k, b, "fp32") for k in range(len(timing.decode))],
+        "head": [head_sampling_cost(head, b, steps) for _ in timing.head],
+    }
+
+
+class _CountCalls(TorchFunctionMode):
+    """Counts every call from Python into torch (functions and tensor methods)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", "") != "__get__":  # attribute reads (x.shape) are free
+            self.calls += 1
+        return func(*args, **(kwargs or {}))
+
+
+def count_torch_calls(fn: Callable[[], object]) -> int:
+    """How many torch operations ``fn()`` asks for from Python (``linear``, ``add``,
+    ``view``, ``__getitem__``...). Each one pays a fixed cost - Python, dispatch, on a GPU a
+    kernel launch - whatever the size of its tensors."""
+    with torch.no_grad(), _CountCalls() as counter:
+        fn()
+    return counter.calls
+
+
+def narrowest_copy(decoder: torch.nn.Module) -> torch.nn.Module:
+    """A fresh decoder with ``decoder``'s layers, heads and device, but every matrix as
+    narrow as it can be (2 numbers per head): the same operations, almost no arithmetic
+    and almost no bytes. What one of its steps costs is the fixed cost of those operations.
+    """
+    c = decoder.config
+    device = next(decoder.parameters()).device
+    narrow = type(c)(
+        d_model=2 * c.n_heads,
+        n_layers=c.n_layers,
+        n_heads=c.n_heads,
+        n_kv_heads=c.n_kv_heads,
+        max_seq_len=c.max_seq_len,
+    )
+    return type(decoder)(narrow).to(device).eval()
+
+
+def _decode_step(decoder: torch.nn.Module, context: int) -> Callable[[], object]:
+    """One decode step of ``decoder`` (batch 1) after a prefill of ``context`` random
+    embeddings; each call adds a token, and the cache is refilled when it is full."""
+    from omni_edu.model.transformer import KVCache
+
+    config = decoder.config
+    device = next(decoder.parameters()).device
+    cache = KVCache(config, 1, max_len=context + 16, device=device)
+    prompt = torch.randn(1, context, config.d_model, device=device)
+    token = torch.randn(1, 1, config.d_model, device=device)
+
+    @torch.no_grad()
+    def step() -> None:
+        if cache.length in (0, cache.max_len):
+            cache.reset()
+            decoder(prompt, cache=cache)
+        decoder(token, cache=cache)
+
+    step()  # the prefill happens here, outside what is timed or counted
+    return step
+
+
+def seconds_per_torch_call(decoder: torch.nn.Module, context: int = 16, repeats: int = 5) -> float:
+    """Measured fixed cost of one torch operation in ``decoder``'s decode step (seconds).
+
+    Times a decode step of :func:`narrowest_copy` (the same operations on matrices 2 numbers
+    per head wide, where FLOPs and bytes are negligible) and divides by the number of
+    operations it asks for (:func:`count_torch_calls`). Multiply by a stage's operation count
+    to predict what that stage costs when overhead, not arithmetic, sets its time.
+    """
+    narrow = narrowest_copy(decoder)
+    seconds = measure_decode_step(narrow, context, 1, repeats=repeats)
+    return seconds / count_torch_calls(_decode_step(narrow, context))

@@ -19,14 +19,16 @@ This module measures that idea, against baselines chosen to be fair:
   devices that finish each request before the next (one shared queue over several devices,
   the M/G/c queue) and servers that batch; :func:`route_randomly` runs replicas.
 * :func:`real_run` - real worker processes connected by queues, serving any
-  :class:`ServedModel` (by default :class:`StageModels`, two tiny torch models) on the CPU.
+  :class:`ServedModel` on the CPU: the course's trained model speaking captions
+  (:class:`SpokenCaptions`: its decoding loop, then a vocoder), or two tiny stand-ins
+  (:class:`StageModels`, the default).
 
 It also compares a **cascade** (speech recognition -> text model -> speech synthesis, three
 models, each waiting for the previous one's whole output) with one **native** any-to-any
-model that hears the question and speaks the answer itself: measured on our small course
-modules (:func:`measure_generation`), extrapolated to real model sizes with the roofline
-(:func:`voice_assistant_estimate`), and what the hand-off through text throws away
-(:func:`handoff_loss`).
+model that hears the question and speaks the answer itself: with the course's trained
+model (a second pass through text, :func:`with_generated_captions`), extrapolated to real
+model sizes with the roofline (:func:`voice_assistant_estimate`), and what the hand-off
+through text throws away (:func:`handoff_loss`).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
@@ -49,6 +51,11 @@ from torch import nn
 
 from omni_edu import cost
 from omni_edu.modalities.audio import LOG_EPS
+
+if TYPE_CHECKING:  # type hints only: the workers import what they need when they build
+    from omni_edu.any_to_any import AnyToAnyData, Generations
+    from omni_edu.modalities.audio import MelConfig
+    from omni_edu.model.omni_lm import OmniLMConfig
 
 STAGES = ("autoregressive", "diffusion")
 
@@ -523,18 +530,18 @@ def roofline_batch_cost(
 class ServedModel(Protocol):
     """What :func:`real_run` serves: a two-stage model that each worker process builds.
 
-    It is sent to every worker (so it must pickle: a dataclass of plain fields, such as a
-    config or a checkpoint path) and built there, once per process. :class:`StageModels`
-    is the stand-in this module ships; a trained model plugs in by offering the same two
-    methods, e.g. its prefill-and-decode stage and its flow-sampling stage.
+    It is sent to every worker (so it must pickle: a dataclass of plain fields and NumPy
+    arrays, such as a config and trained weights) and built there, once per process.
+    :class:`SpokenCaptions` serves the course's trained model; :class:`StageModels` is a
+    tiny stand-in for tests.
     """
 
     def build(self) -> tuple[Callable[[torch.Tensor], torch.Tensor], ...]:
         """The stages, in order: each maps the previous stage's output to its own."""
         ...
 
-    def prompt(self) -> torch.Tensor:
-        """One request's input to the first stage."""
+    def prompt(self, index: int = 0) -> torch.Tensor:
+        """Request ``index``'s input to the first stage."""
         ...
 
 
@@ -560,8 +567,8 @@ class StageModels:
         ar, flow = _ARStage(self).eval(), _FlowStage(self).eval()
         return ar, lambda h: flow(h)[:1]
 
-    def prompt(self) -> torch.Tensor:
-        return torch.ones(1, self.d_model)
+    def prompt(self, index: int = 0) -> torch.Tensor:
+        return torch.ones(1, self.d_model)  # every request asks the same
 
 
 class _ARStage(nn.Module):
@@ -603,6 +610,119 @@ class _FlowStage(nn.Module):
         return x
 
 
+@dataclass(frozen=True)
+class SpokenCaptions:
+    """The course's any-to-any model serving "speak this caption": a :class:`ServedModel`.
+
+    * Stage 1, **autoregressive**: the OmniLM reads ``<speak>`` and a caption and writes the
+      sound as log-mel tokens, one per step (:meth:`~omni_edu.model.omni_lm.OmniLM.generate`:
+      a prefill, then for every token a decode step and the output head - ``steps`` Euler
+      steps of a flow head, one matrix product of a linear head - which must finish before
+      the next token can be read back).
+    * Stage 2, **vocoder**: Griffin-Lim turns the whole log-mel spectrogram into a waveform
+      (:func:`~omni_edu.modalities.mel_to_waveform`): ``vocoder_iters`` rounds of an inverse
+      and a forward STFT over every frame at once, with nothing sequential between frames.
+
+    The split is where a real speaking model splits too (Qwen2.5-Omni's Talker writes codec
+    tokens, a separate ``code2wav`` model makes the waveform): the output head cannot be cut
+    out of stage 1, since each token it writes is the next step's input.
+
+    Workers receive the trained weights (``weights``: NumPy arrays, which pickle by value)
+    and rebuild the model from ``config``; nothing is trained again. Build one with
+    :meth:`from_model`. A request's input is its caption as text token ids.
+    """
+
+    config: OmniLMConfig
+    weights: dict[str, np.ndarray]
+    captions: tuple[str, ...]
+    n_tokens: int  # audio tokens of one sound
+    frames_per_token: int
+    mel: MelConfig  # how the sounds were turned into log-mels
+    steps: int = 8
+    vocoder_iters: int = 32
+
+    @classmethod
+    def from_model(
+        cls,
+        model: nn.Module,
+        data: AnyToAnyData,
+        captions: list[str],
+        steps: int = 8,
+        vocoder_iters: int = 32,
+    ) -> SpokenCaptions:
+        """Serve ``model`` (an OmniLM trained on ``data``, an ``AnyToAnyData``) speaking
+        ``captions`` (request ``i`` speaks ``captions[i % len(captions)]``)."""
+        if not captions:
+            raise ValueError("captions should hold at least one caption to speak.")
+        if "audio" in getattr(data, "tokenizers", {}):
+            raise ValueError("SpokenCaptions serves a model that writes log-mel features.")
+        weights = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+        return cls(
+            model.config,
+            weights,
+            tuple(captions),
+            int(data.audio.shape[1]),
+            int(data.frames_per_token),
+            data.world.mel_config,
+            steps,
+            vocoder_iters,
+        )
+
+    def prompt(self, index: int = 0) -> torch.Tensor:
+        from omni_edu.modalities import TextTokenizer
+
+        caption = self.captions[index % len(self.captions)]
+        return torch.tensor(TextTokenizer().encode(caption), dtype=torch.long)
+
+    def build(self) -> tuple[Callable[[torch.Tensor], torch.Tensor], ...]:
+        from omni_edu.any_to_any import make_document
+        from omni_edu.modalities import Modality, TextTokenizer, mel_to_waveform, unframe_audio
+        from omni_edu.model.interleave import SpecialTokens
+        from omni_edu.model.omni_lm import OmniLM
+
+        model = OmniLM(self.config).eval()
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in self.weights.items()})
+        tokenizer = TextTokenizer()
+        specials = SpecialTokens.from_vocab(tokenizer.ids)
+
+        def speak(ids: torch.Tensor) -> torch.Tensor:
+            """Caption ids ``(n,)`` -> log-mels ``(1, frames, n_mels)`` in [-1, 1]."""
+            document = make_document("text->audio", tokenizer, tokenizer.decode(ids.tolist()))
+            (tokens,) = model.generate(
+                [document], Modality.AUDIO, self.n_tokens, specials=specials, steps=self.steps
+            )
+            return unframe_audio(tokens[None], self.frames_per_token).clamp(-1, 1)
+
+        def vocode(mels: torch.Tensor) -> torch.Tensor:
+            """Log-mels ``(1, frames, n_mels)`` -> a waveform ``(1, samples)``."""
+            return mel_to_waveform(mels, self.mel, n_iter=self.vocoder_iters)
+
+        return speak, vocode
+
+
+def with_generated_captions(data: AnyToAnyData, described: Generations) -> AnyToAnyData:
+    """``data`` with the captions of ``described``'s scenes replaced by the generated ones.
+
+    ``described`` is the output of a direction that writes text (e.g. ``"image->text"``,
+    an :class:`~omni_edu.any_to_any.Generations`). A cascade's second pass reads these
+    instead of the true captions: ``generate(model, with_generated_captions(data,
+    described), "text->audio", described.indices)`` speaks what the model *said* it saw.
+    Everything else (pictures, sounds, the scenes the outputs are scored against) is
+    ``data``'s own.
+    """
+    import copy
+    import dataclasses
+
+    if not all(isinstance(text, str) for text in described.outputs):
+        raise ValueError(f"described should hold generated captions; got {described.direction}.")
+    captions = list(data.batch.captions)
+    for i, text in zip(described.indices, described.outputs, strict=True):
+        captions[i] = text
+    retold = copy.copy(data)  # a shallow copy: the same tensors, a new batch of captions
+    retold.batch = dataclasses.replace(data.batch, captions=captions)
+    return retold
+
+
 def measure_stages(model: ServedModel, repeats: int = 5) -> tuple[float, ...]:
     """Median seconds of each stage of ``model`` for one request, in this process.
 
@@ -614,7 +734,7 @@ def measure_stages(model: ServedModel, repeats: int = 5) -> tuple[float, ...]:
     torch.set_num_threads(1)
     try:
         stages = model.build()
-        inputs = [model.prompt()]
+        inputs = [model.prompt(0)]
         with torch.no_grad():
             for stage in stages:  # the input of each stage is the output of the one before
                 inputs.append(stage(inputs[-1]))
@@ -636,7 +756,7 @@ def _worker(role: str, model: ServedModel, inbox, outbox, ready) -> None:
     torch.set_num_threads(1)  # one "device" = one core; also stops oversubscription
     first, second = model.build()
     with torch.no_grad():
-        second(first(model.prompt()))  # warm-up before we say we are ready
+        second(first(model.prompt(0)))  # warm-up before we say we are ready
     ready.put(role)
     while True:
         msg = inbox.get()
@@ -752,12 +872,12 @@ def real_run(
             ready.get(timeout=max(0.01, deadline - time.monotonic()))
         collector = threading.Thread(target=collect, daemon=True)
         collector.start()
+        prompts = [model.prompt(rid).numpy() for rid in range(n_requests)]
         start = time.perf_counter()
-        prompt = model.prompt().numpy()
         for rid, t_arrive in enumerate(np.cumsum(gaps)):
             time.sleep(max(0.0, start + t_arrive - time.perf_counter()))
             sent[rid] = time.perf_counter()
-            inbox.put((rid, prompt, ()))
+            inbox.put((rid, prompts[rid], ()))
         for _ in range(workers):  # one shutdown message per worker reading the inbox
             inbox.put(None)
         collector.join(timeout=max(0.01, deadline - time.monotonic()))
@@ -782,55 +902,6 @@ def real_run(
 # ---------------------------------------------------------------------------------------------
 
 
-def measure_generation(
-    decoder: nn.Module,
-    prompt_tokens: int,
-    text_tokens: int = 0,
-    audio_tokens: int = 0,
-    vocab_size: int = 64,
-    flow_head: nn.Module | None = None,
-    repeats: int = 3,
-) -> float:
-    """Measured seconds for one model call: read a prompt, then write tokens one at a time.
-
-    The call prefills ``prompt_tokens`` embeddings into a KV cache, then decodes
-    ``text_tokens`` text tokens (a softmax head, greedy) followed by ``audio_tokens`` audio
-    tokens (each sampled by ``flow_head`` from the hidden state), feeding every new token
-    back. Speed depends on the shapes, not on the weights, so untrained modules of the right
-    size measure what trained ones would.
-    """
-    from omni_edu.model.transformer import KVCache
-
-    if prompt_tokens < 1 or text_tokens < 0 or audio_tokens < 0:
-        raise ValueError(
-            f"need prompt_tokens >= 1 and non-negative output counts; got {prompt_tokens}, "
-            f"{text_tokens}, {audio_tokens}"
-        )
-    if audio_tokens and flow_head is None:
-        raise ValueError("audio_tokens > 0 needs a flow_head to sample each audio token")
-    d = decoder.config.d_model
-    torch.manual_seed(0)
-    text_head = nn.Linear(d, vocab_size)
-    embed = nn.Embedding(vocab_size, d)
-    audio_in = nn.Linear(flow_head.config.token_dim, d) if flow_head is not None else None
-    total = prompt_tokens + text_tokens + audio_tokens
-    cache = KVCache(decoder.config, 1, max_len=total)
-    prompt = torch.randn(1, prompt_tokens, d)
-
-    @torch.no_grad()
-    def run() -> None:
-        cache.reset()
-        hidden = decoder(prompt, cache=cache)[:, -1]
-        for _ in range(text_tokens):
-            token = text_head(hidden).argmax(-1)
-            hidden = decoder(embed(token)[:, None], cache=cache)[:, -1]
-        for _ in range(audio_tokens):
-            frame = flow_head.sample(hidden)
-            hidden = decoder(audio_in(frame)[:, None], cache=cache)[:, -1]
-
-    return cost.time_call(run, repeats=repeats)
-
-
 @dataclass(frozen=True)
 class GenerationStage:
     """One model call of a serving pipeline, for the roofline estimate.
@@ -849,27 +920,15 @@ class GenerationStage:
 
     def seconds(self, device: cost.Device, dtype: str = "bf16") -> float:
         """Roofline seconds of the whole call on ``device`` with ``dtype`` weights and cache."""
-        m = self.model
-        size = cost.bytes_per_value(dtype)
         total = 0.0
         if self.prompt_tokens:
-            # every new prompt token attends to the cache and about half of the prompt
-            context = self.cached_tokens + self.prompt_tokens // 2
-            flops = self.prompt_tokens * cost.flops_per_token(
-                m.n_params, n_layers=m.n_layers, context=context, d_model=m.d_model
+            prefill = cost.prefill_cost(
+                self.model, self.prompt_tokens, 1, dtype, cached_tokens=self.cached_tokens
             )
-            kv = cost.kv_cache_bytes(
-                m.n_layers,
-                m.n_kv_heads,
-                m.head_dim,
-                self.cached_tokens + self.prompt_tokens,
-                1,
-                size,
-            )
-            total += cost.predict_time(flops, m.n_params * size + kv, device, dtype)
+            total += prefill.time(device)
         start = self.cached_tokens + self.prompt_tokens
         for k in range(self.output_tokens):
-            total += cost.decode_step_cost(m, start + k, 1, dtype).time(device)
+            total += cost.decode_step_cost(self.model, start + k, 1, dtype).time(device)
         return total
 
 

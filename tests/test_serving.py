@@ -158,8 +158,8 @@ class _Doubler:
     def build(self):
         return (lambda x: 2 * x, lambda x: 2 * x)
 
-    def prompt(self):
-        return torch.ones(1, self.width)
+    def prompt(self, index=0):
+        return torch.full((1, self.width), float(index))  # request i asks with the number i
 
 
 def test_measure_stages_times_each_stage_of_a_served_model():
@@ -380,15 +380,3 @@ def test_generation_stage_is_prefill_plus_decode_steps():
     assert decode_only == pytest.approx(steps)
     longer = serving.GenerationStage("d", model, 0, 10).seconds(device)
     assert longer > decode_only
-
-
-def test_measure_generation():
-    from omni_edu.model.heads.flow import FlowHead, FlowHeadConfig
-    from omni_edu.model.transformer import Decoder, DecoderConfig
-
-    decoder = Decoder(DecoderConfig(d_model=32, n_layers=1, n_heads=2)).eval()
-    head = FlowHead(FlowHeadConfig(token_dim=4, cond_dim=32, width=16, depth=1)).eval()
-    seconds = serving.measure_generation(decoder, 4, 2, 2, flow_head=head, repeats=1)
-    assert 0 < seconds < 30
-    with pytest.raises(ValueError, match="flow_head"):
-        serving.measure_generation(decoder, 4, 0, 2)
