@@ -1,9 +1,10 @@
 """Every lesson at the gpu profile's sizes, with tiny step budgets, on the CPU.
 
 ``OMNI_PROFILE=gpu-dry`` keeps every shape of the ``gpu`` profile (32x32 pictures, d=256,
-6 layers, batch 128) and cuts each step count and data size through ``profile.budget``, so
-the gpu profile's shape and size bugs surface here, without a GPU. Each lesson runs top to
-bottom in a fresh kernel; a failure names the cell and the error. Its numbers mean nothing.
+6 layers) and cuts each step count and data size through ``profile.budget`` and the batch
+to 8, so the gpu profile's shape and size bugs surface here, without a GPU. Each lesson
+runs top to bottom in a fresh kernel; a failure names the cell and the error. Its numbers
+mean nothing.
 """
 
 import pytest

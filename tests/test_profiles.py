@@ -86,10 +86,11 @@ def test_gpu_dry_keeps_gpu_shapes_and_cuts_budgets():
     gpu, dry = get_profile("gpu"), get_profile("gpu-dry")
     assert dry.dry_run and not gpu.dry_run
     assert dry.name == "gpu" and dry.key == "gpu-dry" and gpu.key == "gpu"
-    for field in ("image_size", "patch_size", "d_model", "n_layers", "n_heads", "batch_size"):
+    for field in ("image_size", "patch_size", "d_model", "n_layers", "n_heads", "n_mels"):
         assert getattr(dry, field) == getattr(gpu, field), field
     assert dry.budget(900) == 2 and dry.budget(900, dry=16) == 16 and dry.budget(1) == 1
     assert dry.train_steps < gpu.train_steps and dry.n_train < gpu.n_train
+    assert 2 <= dry.batch_size < gpu.batch_size
 
 
 @pytest.mark.parametrize("bad", [-1, 2.5, True, "9"])
