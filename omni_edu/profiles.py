@@ -3,7 +3,8 @@
 A lesson never hard-codes sizes. It asks the active profile, chosen by the
 ``OMNI_PROFILE`` environment variable:
 
-* ``ci``  - a 2-core CPU without a GPU; every notebook finishes in about a minute.
+* ``ci``  - a 2-core CPU without a GPU, the test suite's profile: a notebook in under a
+  minute, the lessons that train the most (02-06) in two to four.
 * ``cpu`` - a laptop; a lesson takes a few minutes and the effects are clearer.
 * ``gpu`` - a Colab T4 up to an H100; larger images, models and runs.
 * ``gpu-dry`` - the ``gpu`` profile's sizes with tiny step, data and batch budgets, so
