@@ -140,9 +140,8 @@ PROFILES: dict[str, Profile] = {
 
 # The dry run of the gpu profile: its shapes (pictures, model, sequence lengths), budgets
 # cut to the bone. Data sizes stay large enough for a batch and a few test scenes per class.
-# The batch is cut too: one step of 128 gpu-sized documents takes 10-20 s on one CPU core
-# (measured in the suite: lesson 06's dry run took 320 s at batch 128), and every shape a
-# lesson builds per example is the same at batch 8.
+# The batch is cut too (measured in the 2-core suite: lesson 06's dry run took 320 s at
+# batch 128, 57 s at 8), and every shape a lesson builds per example is the same at batch 8.
 PROFILES["gpu-dry"] = replace(
     PROFILES["gpu"],
     train_steps=2,
