@@ -36,6 +36,11 @@ def velocity_at_the_end(velocity_fn, x_t, t, dt, cond):
     return x_t + dt * velocity_fn(x_t, torch.full((x_t.shape[0],), float(t + dt)), cond)
 
 
+def one_time_for_all(velocity_fn, x_t, t, dt, cond):
+    # Mistake: t as a (1,) tensor, which broadcasts in a simple field but is not (n,).
+    return x_t + dt * velocity_fn(x_t, torch.tensor([float(t)]), cond)
+
+
 def test_references_pass():
     assert check_flow_matching_loss(flow_matching_loss).passed
     assert check_euler_step(euler_step).passed
@@ -52,3 +57,12 @@ def test_plausible_mistakes_are_rejected():
         assert check_flow_matching_loss(target_is_the_data).status == grading.FAILED
         assert check_euler_step(step_backwards).status == grading.FAILED
         assert check_euler_step(velocity_at_the_end).status == grading.FAILED
+
+
+def test_a_time_tensor_of_shape_one_is_rejected_with_the_shape_hint():
+    with grading.lenient():
+        result = check_euler_step(one_time_for_all)
+    assert result.status == grading.FAILED
+    failure = result.first_failure()
+    assert "embeds t per token" in failure.label and "shape (1,)" in failure.message
+    assert "torch.full((x_t.shape[0],), t)" in result.hint

@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import torch
 
-from omni_edu.grading import Case, CheckResult, Hints, check_function
-from omni_edu.model.heads.flow import euler_step, flow_matching_loss
+from omni_edu.grading import Case, CheckResult, Hints, LearnerMistake, check_function
+from omni_edu.model.heads.flow import euler_step, flow_matching_loss, timestep_embedding
 
 FLOW_MATCHING_LOSS = Hints(
     "flow_matching_loss",
@@ -53,6 +53,21 @@ def linear_velocity(x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> t
 def wavy_velocity(x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
     """A non-linear field: it changes with ``t``, so evaluating at the wrong time shows."""
     return torch.sin(3 * x_t + 5 * t[:, None]) + cond[:, :1]
+
+
+def per_token_time_velocity(x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    """A field that reads one time per token through a sinusoidal embedding, as the flow
+    head's network does. It refuses any ``t`` but ``(n,)``: a ``(1,)`` tensor would
+    broadcast silently here, and give the wrong shape to a network that embeds ``t`` per row.
+    """
+    if not isinstance(t, torch.Tensor) or t.shape != (x_t.shape[0],):
+        got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+        raise LearnerMistake(
+            f"velocity_fn got t of shape {got}; it needs one time per token, shape "
+            f"({x_t.shape[0]},) for x_t of shape {tuple(x_t.shape)}.",
+            kind="shape",
+        )
+    return timestep_embedding(t, x_t.shape[1]) * x_t + cond[:, :1]
 
 
 def _loss_cases() -> list[Case]:
@@ -122,6 +137,16 @@ def _euler_cases() -> list[Case]:
             ),
             label="8 tokens at t=0.5, dt=0.125, a non-linear field",
             hint="This field changes with t: evaluate it at the current time t, not at t + dt.",
+        ),
+        Case(
+            (
+                per_token_time_velocity,
+                torch.randn(5, 4, generator=g),
+                0.75,
+                0.25,
+                torch.randn(5, 3, generator=g),
+            ),
+            label="5 tokens at t=0.75, a field that embeds t per token (needs t of shape (5,))",
         ),
     ]
 
