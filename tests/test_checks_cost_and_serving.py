@@ -53,6 +53,25 @@ def patches_not_merged(
     return 4 * cost.qwen2vl_image_tokens(height, width, min_pixels, max_pixels)
 
 
+def scale_up_divisor(h_divisor, w_divisor):
+    """The solution with one side's scale-up rounding divided by another number than 28
+    (``math.ceil(height * beta / 29) * 28``): a single-edit mistake that small pictures hide."""
+
+    def wrong(height, width, min_pixels=cost.QWEN_MIN_PIXELS, max_pixels=cost.QWEN_MAX_PIXELS):
+        h, w = max(28, round(height / 28) * 28), max(28, round(width / 28) * 28)
+        if h * w > max_pixels:
+            beta = math.sqrt(height * width / max_pixels)
+            h = max(28, math.floor(height / beta / 28) * 28)
+            w = max(28, math.floor(width / beta / 28) * 28)
+        elif h * w < min_pixels:
+            beta = math.sqrt(min_pixels / (height * width))
+            h = math.ceil(height * beta / h_divisor) * 28
+            w = math.ceil(width * beta / w_divisor) * 28
+        return (h // 28) * (w // 28)
+
+    return wrong
+
+
 def step_with_handoff(handoff):
     """The reference step, but the next stage arrives ``handoff(deployment, stage)`` later."""
 
@@ -101,6 +120,20 @@ def test_references_pass():
     assert check_kv_cache_bytes(kv_cache_bytes).passed
     assert check_qwen2vl_image_tokens(qwen2vl_image_tokens).passed
     assert check_step(step).passed
+
+
+def test_the_witness_of_the_scale_up_divisor_mutant():
+    # 31x372 scaled up to min_pixels = 40000: 75 tokens; dividing the height by 29, 50.
+    assert qwen2vl_image_tokens(31, 372, min_pixels=40_000) == 75
+    assert scale_up_divisor(29, 28)(31, 372, min_pixels=40_000) == 50
+
+
+# (29, 28) passed every case before the elongated scale-up cases were added.
+@pytest.mark.parametrize("divisors", [(29, 28), (27, 28), (28, 29), (28, 27)])
+def test_a_scale_up_rounded_with_the_wrong_divisor_is_rejected(divisors):
+    with grading.lenient():
+        result = check_qwen2vl_image_tokens(scale_up_divisor(*divisors))
+    assert result.status == grading.FAILED
 
 
 def test_stubs_are_not_implemented():

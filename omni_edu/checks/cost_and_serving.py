@@ -123,6 +123,21 @@ def _qwen_cases() -> list[Case]:
         Case((20, 80), default, label="20x80 (wide, under min_pixels)", hint=area),
         Case((80, 20), default, label="80x20 (tall, under min_pixels)", hint=area),
         Case((150, 40), default, label="150x40 (tall, just over min_pixels)", hint=area),
+        # Elongated pictures scaled up a long way: the long side grows to hundreds of pixels,
+        # so dividing by anything but 28 before rounding up changes the count (31x372 gives
+        # 75 tokens; divide the height by 29 and it gives 50).
+        Case(
+            (31, 372),
+            {**default, "min_pixels": 40_000},
+            label="31x372 with min_pixels = 40000 (wide, scaled up a long way)",
+            hint=grow,
+        ),
+        Case(
+            (372, 31),
+            {**default, "min_pixels": 40_000},
+            label="372x31 with min_pixels = 40000 (tall, scaled up a long way)",
+            hint=grow,
+        ),
         Case(
             (900, 1110),
             default,
