@@ -1,0 +1,51 @@
+"""Judges: read generated pictures and sounds back, and score what a generator draws.
+
+* :mod:`omni_edu.judges.classifiers` - the two small classifiers (a CNN for pictures, a
+  1-D CNN for log-mel sounds), their training, attribute accuracy, the Fréchet distance
+  on their features, and :func:`judges`, the cached part every lesson scores with;
+* :mod:`omni_edu.judges.metrics` - metrics of a *distribution* of samples per prompt
+  (fidelity, validity, coverage, ghost mass, precision and recall), for prompts that
+  leave something to choose.
+
+Everything public is importable from here: ``from omni_edu.judges import judges``.
+"""
+
+from omni_edu.judges.classifiers import (
+    JUDGE_SCENES,
+    JUDGE_STEPS,
+    AttributeClassifier,
+    AttributeClassifierConfig,
+    AudioAttributeClassifier,
+    Judges,
+    attribute_accuracy,
+    attribute_loss,
+    attribute_scores,
+    chance_accuracy,
+    chance_level,
+    frechet_distance,
+    judges,
+    single_object,
+    train_attribute_classifier,
+    train_audio_classifier,
+    train_judge,
+)
+
+__all__ = [
+    "JUDGE_SCENES",
+    "JUDGE_STEPS",
+    "AttributeClassifier",
+    "AttributeClassifierConfig",
+    "AudioAttributeClassifier",
+    "Judges",
+    "attribute_accuracy",
+    "attribute_loss",
+    "attribute_scores",
+    "chance_accuracy",
+    "chance_level",
+    "frechet_distance",
+    "judges",
+    "single_object",
+    "train_attribute_classifier",
+    "train_audio_classifier",
+    "train_judge",
+]
