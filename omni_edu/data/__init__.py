@@ -5,9 +5,13 @@ Start with :class:`OmniWorld`::
     world = OmniWorld("train", seed=0, n_objects=(1, 2))
     batch = world.sample(256)        # OmniBatch: images, waveforms, mels, captions, ...
     batch[0].show(); batch[0].play()
+    world.sample(256, prompts=PromptSpec.uniform(0.5, p_empty=0.1))  # prompts leaving
+                                     # attributes free: batch.prompts (texts, images, fixed)
 
 The pieces live in small modules: ``scene`` (attributes, splits), ``render`` (pictures),
-``sound`` (waveforms), ``language`` (captions, parser, questions), ``world`` (batches).
+``sound`` (waveforms), ``language`` (captions, parser, questions), ``prompts`` (prompts
+that leave attributes free, and the data's distribution of what they leave), ``world``
+(batches).
 """
 
 from omni_edu.data.language import (
@@ -22,6 +26,13 @@ from omni_edu.data.language import (
     refer,
     score_caption,
     vocabulary,
+)
+from omni_edu.data.prompts import (
+    Prompts,
+    PromptSpec,
+    conditional_distribution,
+    conditional_distributions,
+    sample_conditional,
 )
 from omni_edu.data.render import render_images
 from omni_edu.data.scene import (
@@ -76,12 +87,16 @@ __all__ = [
     "OmniBatch",
     "OmniSample",
     "OmniWorld",
+    "PromptSpec",
+    "Prompts",
     "Question",
     "Scene",
     "SceneObject",
     "allowed_pairs",
     "ask",
     "caption",
+    "conditional_distribution",
+    "conditional_distributions",
     "describe_object",
     "log_mel",
     "mel_to_waveform",
@@ -92,6 +107,7 @@ __all__ = [
     "render_images",
     "row_col",
     "sample_attributes",
+    "sample_conditional",
     "scenes_to_tensor",
     "score_caption",
     "synthesize_audio",

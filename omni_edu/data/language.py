@@ -53,6 +53,10 @@ CAPTION_TEMPLATES = (
     "the scene has {objects}",
 )
 NUMBERS = ("zero", "one", "two", "three", "four")
+# Nouns for an object whose shape a prompt leaves free ("a small red shape"); the first is
+# the canonical one. "something" stands alone or before one adjective ("something red").
+FREE_SHAPE_WORDS = ("shape", "thing")
+SOMETHING = "something"
 
 ABILITIES = ("attribute", "counting", "spatial", "matching")
 QUESTION_MODALITIES = ("image", "audio", "image+audio")
@@ -67,6 +71,7 @@ _WORD_TO_VALUE = {
 }
 _WORD_TO_ROW = {w: v for v, words in VERTICAL.items() for w in words}
 _WORD_TO_COL = {w: v for v, words in HORIZONTAL.items() for w in words}
+_FREE_NOUNS = frozenset((*FREE_SHAPE_WORDS, SOMETHING))
 
 
 def normalise(text: str) -> str:
@@ -86,20 +91,45 @@ def _word(attribute: str, value: str, rng: random.Random | None) -> str:
     return words[0] if rng is None else rng.choice(words)
 
 
-def describe_object(obj: SceneObject, rng: random.Random | None = None) -> str:
-    """ "a small red circle at the top left" (canonical words when ``rng`` is None)."""
-    words = [_word(a, getattr(obj, a), rng) for a in ("size", "colour", "shape")]
-    return f"a {' '.join(words)} {_where(obj.position, rng)}"
+def describe_object(
+    obj: SceneObject, rng: random.Random | None = None, named: Sequence[bool] | None = None
+) -> str:
+    """ "a small red circle at the top left" (canonical words when ``rng`` is None).
+
+    named: four bools in the order of ``ATTRIBUTES`` (shape, colour, size, position); an
+    attribute marked False is left out, for a prompt that leaves it free: "a small
+    circle", "something red at the top left", "a shape". Default: name all four.
+    """
+    said = dict(zip(ATTRIBUTES, (True,) * 4 if named is None else named, strict=True))
+    adjectives = [_word(a, getattr(obj, a), rng) for a in ("size", "colour") if said[a]]
+    if said["shape"]:
+        phrase = f"a {' '.join([*adjectives, _word('shape', obj.shape, rng)])}"
+    elif rng is not None and len(adjectives) <= 1 and rng.random() < 1 / 3:
+        phrase = " ".join([SOMETHING, *adjectives])
+    else:
+        noun = FREE_SHAPE_WORDS[0] if rng is None else rng.choice(FREE_SHAPE_WORDS)
+        phrase = f"a {' '.join([*adjectives, noun])}"
+    return f"{phrase} {_where(obj.position, rng)}" if said["position"] else phrase
 
 
-def caption(scene: Scene, rng: random.Random | None = None) -> str:
+def caption(
+    scene: Scene,
+    rng: random.Random | None = None,
+    named: Sequence[Sequence[bool]] | None = None,
+) -> str:
     """A caption of ``scene``: random template and synonyms from ``rng``, or the
     canonical caption (first template, first synonyms, reading order) when ``rng`` is None.
+
+    named: per object of ``scene`` (in its order), which attributes to name (see
+    :func:`describe_object`); default all of them.
     """
-    objects = list(scene.objects)
+    if named is not None and len(named) != len(scene):
+        raise ValueError(f"named should have one row per object ({len(scene)}); got {len(named)}")
+    rows = [None] * len(scene) if named is None else list(named)
+    objects = list(zip(scene.objects, rows, strict=True))
     if rng is not None:
         rng.shuffle(objects)
-    listed = " and ".join(describe_object(o, rng) for o in objects)
+    listed = " and ".join(describe_object(o, rng, row) for o, row in objects)
     template = CAPTION_TEMPLATES[0] if rng is None else rng.choice(CAPTION_TEMPLATES)
     return template.format(objects=listed)
 
@@ -108,8 +138,9 @@ def parse_caption(text: str) -> list[dict[str, str | None]]:
     """Read the objects a caption describes, in the order it mentions them.
 
     Returns one dict per object with keys shape, colour, size, position; a value is
-    None where the caption does not say. Objects are separated by "and". Works on any
-    text, so it can score a model's caption however wrong it is.
+    None where the caption does not say. Objects are separated by "and"; a part that
+    names no attribute is an object only when it says so ("a shape", "something").
+    Works on any text, so it can score a model's caption however wrong it is.
     """
     if not isinstance(text, str):
         raise TypeError(f"parse_caption expects a str; got {type(text).__name__}")
@@ -125,7 +156,8 @@ def parse_caption(text: str) -> list[dict[str, str | None]]:
             col = col or _WORD_TO_COL.get(word)
         if row and col:
             found["position"] = f"{row} {col}"
-        if any(v is not None for v in found.values()):
+        nouns = _FREE_NOUNS.intersection(chunk.split())
+        if nouns or any(v is not None for v in found.values()):
             objects.append(found)
     return objects
 
@@ -290,7 +322,7 @@ MATCH_QUESTION = "does the sound match the picture"
 
 def vocabulary() -> list[str]:
     """Every word a caption, question or answer of OmniWorld can contain, sorted."""
-    words = set(_WORD_TO_VALUE) | set(_WORD_TO_ROW) | set(_WORD_TO_COL)
+    words = set(_WORD_TO_VALUE) | set(_WORD_TO_ROW) | set(_WORD_TO_COL) | _FREE_NOUNS
     templates = [*WHERE_TEMPLATES, *CAPTION_TEMPLATES, *_IN_MODALITY.values(), *RELATIONS]
     templates += [
         "a and what is the where how many objects are there does the sound match the picture",

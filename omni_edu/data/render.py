@@ -28,6 +28,9 @@ RADIUS = torch.tensor([0.27, 0.40])  # of the cell side, in the order of SIZES
 RADIUS_JITTER = 0.08  # relative
 COLOUR_JITTER = 0.06  # per channel
 NOISE = 0.03  # standard deviation of pixel noise
+# A prompt picture that leaves colour free paints its object in this grey (the same for
+# every colour, so brightness gives no hint of the hidden colour).
+GREY = 0.6
 EXTENT = 1.1  # every shape fits in a circle of EXTENT * radius
 
 
@@ -56,13 +59,17 @@ def render_images(
     image_size: int,
     generator: torch.Generator | None = None,
     noise: float = NOISE,
+    grey: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Draw scenes.
 
     attributes: ``(batch, max_objects, 4)`` int (shape, colour, size, position);
-    mask: ``(batch, max_objects)`` bool. Returns images ``(batch, 3, image_size,
-    image_size)`` in [0, 1]. The random draws do not depend on the attribute values, so
-    the same generator state with one attribute changed gives the same jitter and noise.
+    mask: ``(batch, max_objects)`` bool. grey: optional ``(batch,)`` bool; the objects
+    of those scenes are painted in achromatic :data:`GREY` instead of their colour (a
+    picture that leaves colour free). Returns images ``(batch, 3, image_size,
+    image_size)`` in [0, 1]. The random draws do not depend on the attribute values (nor
+    on ``grey``), so the same generator state with one attribute changed, or with the
+    colour greyed out, gives the same jitter and noise.
     """
     check_attributes(attributes, mask)
     if not isinstance(image_size, int) or image_size < 8 or image_size % 2:
@@ -70,6 +77,11 @@ def render_images(
     if noise < 0:
         raise ValueError(f"noise should be >= 0; got {noise}")
     batch, max_objects, _ = attributes.shape
+    if grey is not None and (grey.shape != (batch,) or grey.dtype != torch.bool):
+        raise ValueError(
+            f"grey should be a bool tensor of shape ({batch},), one flag per scene; got "
+            f"{grey.dtype} {tuple(grey.shape)}"
+        )
     cell = image_size / 2
     u_offset = torch.rand(batch, max_objects, 2, generator=generator) * 2 - 1
     u_radius = torch.rand(batch, max_objects, generator=generator) * 2 - 1
@@ -85,7 +97,13 @@ def render_images(
     offset = u_offset[scene_index, slot] * slack[:, None]
     cx = (col + 0.5) * cell + offset[:, 0]
     cy = (row + 0.5) * cell + offset[:, 1]
-    rgb = (RGB[objects[:, COLOUR]] + COLOUR_JITTER * u_colour[scene_index, slot]).clamp(0, 1)
+    jitter = COLOUR_JITTER * u_colour[scene_index, slot]
+    rgb = RGB[objects[:, COLOUR]] + jitter
+    if grey is not None:
+        # The same brightness jitter on all three channels keeps the grey achromatic.
+        level = GREY + jitter.mean(dim=1, keepdim=True)
+        rgb = torch.where(grey[scene_index, None], level.expand(-1, 3), rgb)
+    rgb = rgb.clamp(0, 1)
 
     pixels = torch.arange(image_size) + 0.5  # pixel centres
     coverage = torch.empty(len(objects), image_size, image_size)

@@ -73,13 +73,17 @@ def synthesize_audio(
     sample_rate: int,
     seconds: float,
     generator: torch.Generator | None = None,
+    untimed: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Sound of each scene.
 
     attributes: ``(batch, max_objects, 4)`` int (shape, colour, size, position);
-    mask: ``(batch, max_objects)`` bool. Returns waveforms ``(batch, round(sample_rate
-    * seconds))`` in [-1, 1]. Like :func:`render_images`, the random draws do not depend
-    on the attribute values.
+    mask: ``(batch, max_objects)`` bool. untimed: optional ``(batch,)`` bool; the tones
+    of those scenes are held across the whole clip instead of sounding in their
+    position's time slot (a sound that leaves position free; several objects then sound
+    together, as a chord). Returns waveforms ``(batch, round(sample_rate * seconds))``
+    in [-1, 1]. Like :func:`render_images`, the random draws do not depend on the
+    attribute values (nor on ``untimed``).
     """
     check_attributes(attributes, mask)
     if not isinstance(sample_rate, int) or sample_rate < 2000:
@@ -92,6 +96,11 @@ def synthesize_audio(
             "use at least 0.08 s so each tone can be heard"
         )
     batch, max_objects, _ = attributes.shape
+    if untimed is not None and (untimed.shape != (batch,) or untimed.dtype != torch.bool):
+        raise ValueError(
+            f"untimed should be a bool tensor of shape ({batch},), one flag per scene; got "
+            f"{untimed.dtype} {tuple(untimed.shape)}"
+        )
     u_pitch = torch.rand(batch, max_objects, generator=generator) * 2 - 1
     u_loud = torch.rand(batch, max_objects, generator=generator) * 2 - 1
     u_onset = torch.rand(batch, max_objects, generator=generator)
@@ -105,19 +114,36 @@ def synthesize_audio(
     amplitude = LOUDNESS[objects[:, SIZE]] * (1 + LOUDNESS_JITTER * u_loud[scene_index, slot_index])
     onset = ONSET_JITTER * slot * u_onset[scene_index, slot_index]
     phase = u_phase[scene_index, slot_index]  # in cycles
-
-    t = torch.arange(slot, dtype=torch.float32)[None, :] - onset[:, None]  # samples
-    length = TONE_FRACTION * slot
-    ramp = RAMP_SECONDS * sample_rate
-    envelope = (t / ramp).clamp(0, 1) * ((length - t) / ramp).clamp(0, 1)
-    cycles = f0[:, None] * (t / sample_rate) + phase[:, None]
-    lookup = ((cycles - cycles.floor()) * TABLE_LENGTH).long().clamp(max=TABLE_LENGTH - 1)
     table = objects[:, SHAPE] * len(PITCH_HZ) + objects[:, COLOUR]
-    tone = wavetables(sample_rate).flatten()[lookup + (table * TABLE_LENGTH)[:, None]]
-    tone *= amplitude[:, None] * envelope
 
+    def tones(which: torch.Tensor, n: int, length: float) -> torch.Tensor:
+        """Tones of the objects ``which`` over ``n`` samples, sounding for ``length``
+        samples after their onset: ``(which.sum(), n)``."""
+        t = torch.arange(n, dtype=torch.float32)[None, :] - onset[which, None]  # samples
+        ramp = RAMP_SECONDS * sample_rate
+        envelope = (t / ramp).clamp(0, 1) * ((length - t) / ramp).clamp(0, 1)
+        cycles = f0[which, None] * (t / sample_rate) + phase[which, None]
+        lookup = ((cycles - cycles.floor()) * TABLE_LENGTH).long().clamp(max=TABLE_LENGTH - 1)
+        tone = wavetables(sample_rate).flatten()[lookup + (table[which] * TABLE_LENGTH)[:, None]]
+        tone *= amplitude[which, None] * envelope
+        return tone
+
+    held = torch.zeros(len(objects), dtype=torch.bool)
+    if untimed is not None:
+        held = untimed[scene_index]
+    timed = ~held
+    # A timed tone lives in its position's slot: synthesise one slot per object and put it
+    # in place (four times less work than a whole clip per object).
     waveforms = torch.zeros(batch, MAX_OBJECTS, slot)
-    waveforms.index_put_((scene_index, objects[:, POSITION]), tone, accumulate=True)
+    waveforms.index_put_(
+        (scene_index[timed], objects[timed, POSITION]),
+        tones(timed, slot, TONE_FRACTION * slot),
+        accumulate=True,
+    )
     waveforms = waveforms.reshape(batch, MAX_OBJECTS * slot)
+    if held.any():
+        # A held tone starts in the first slot and ends where the last slot's tone would.
+        length = (MAX_OBJECTS - 1 + TONE_FRACTION) * slot
+        waveforms.index_add_(0, scene_index[held], tones(held, MAX_OBJECTS * slot, length))
     waveforms = torch.nn.functional.pad(waveforms, (0, n_samples - MAX_OBJECTS * slot))
     return waveforms.clamp(-1, 1)

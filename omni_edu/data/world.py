@@ -6,6 +6,8 @@ Example::
     batch = world.sample(64)      # the next 64 samples of the train stream
     batch.images.shape            # (64, 3, H, W); also .waveforms, .mels, .captions, ...
     batch[0].show()               # picture, spectrogram and caption; .play() for the sound
+    world.sample(64, seed=0, prompts=PromptSpec.uniform(0.5))  # + prompts that leave
+                                  # attributes free (batch.prompts; see omni_edu.data.prompts)
 
 A world is a deterministic stream: the same split, seed and sequence of ``sample``
 calls always gives the same data (``sample(n, seed=s)`` gives a fixed batch instead).
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field, fields, replace
 import torch
 
 from omni_edu.data.language import MATCH_QUESTION, Question, ask, caption
+from omni_edu.data.prompts import Prompts, PromptSpec, make_prompts, sample_conditional
 from omni_edu.data.render import render_images
 from omni_edu.data.scene import (
     ATTRIBUTES,
@@ -74,8 +77,10 @@ class OmniBatch:
     mels ``(n, frames, n_mels)``; attributes ``(n, max_objects, 4)`` int64 with columns
     (shape, colour, size, position) and -1 for absent objects; mask ``(n, max_objects)``
     True where an object exists. ``captions``, ``scenes`` and ``questions`` are lists
-    of length n. Index with an int for an :class:`OmniSample`, with a slice or index
-    tensor for a smaller batch.
+    of length n. ``prompts`` (:class:`~omni_edu.data.prompts.Prompts`, or None unless
+    asked for) holds each scene's prompt in text, picture and sound, and what each fixes.
+    Index with an int for an :class:`OmniSample`, with a slice or index tensor for a
+    smaller batch (its prompts come along).
     """
 
     images: torch.Tensor
@@ -88,6 +93,7 @@ class OmniBatch:
     questions: list[Question]
     sample_rate: int
     mel_config: MelConfig = field(repr=False)
+    prompts: Prompts | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -115,11 +121,14 @@ class OmniBatch:
             captions=[self.captions[i] for i in listed],
             scenes=[self.scenes[i] for i in listed],
             questions=[self.questions[i] for i in listed],
+            prompts=None if self.prompts is None else self.prompts.select(picked),
         )
 
     def to(self, device: torch.device | str) -> OmniBatch:
         """The same batch with its tensors on ``device``."""
-        return replace(self, **{f: getattr(self, f).to(device) for f in _TENSOR_FIELDS})
+        prompts = None if self.prompts is None else self.prompts.to(device)
+        moved = {f: getattr(self, f).to(device) for f in _TENSOR_FIELDS}
+        return replace(self, **moved, prompts=prompts)
 
     @property
     def n_objects(self) -> torch.Tensor:
@@ -247,13 +256,39 @@ class OmniWorld:
             raise ValueError(f"seed should be a non-negative int or None; got {seed!r}")
         return torch.Generator().manual_seed(self._stream_seed(seed + 1))
 
-    def sample(self, n: int, seed: int | None = None) -> OmniBatch:
+    def sample(
+        self, n: int, seed: int | None = None, prompts: PromptSpec | None = None
+    ) -> OmniBatch:
         """``n`` new samples. Without ``seed`` they continue the world's stream; with a
-        seed they are a fixed batch (the same every time)."""
+        seed they are a fixed batch (the same every time).
+
+        prompts: a :class:`~omni_edu.data.prompts.PromptSpec` fills ``batch.prompts``
+        with prompts that may leave attributes free. The batch itself is the same with or
+        without them; the prompts are drawn after it (so, without a seed, asking for
+        prompts moves the stream on by one more draw).
+        """
         _check_count(n)
         generator = self._generator_for(seed)
         attributes, mask = sample_attributes(n, self.n_objects, self.split, generator)
-        return self.render(attributes, mask, generator=generator)
+        return self.render(attributes, mask, generator=generator, prompts=prompts)
+
+    def sample_given(
+        self, attributes: torch.Tensor, fixed: torch.Tensor, k: int, seed: int = 0
+    ) -> OmniBatch:
+        """``k`` real single-object samples per prompt, its free attributes drawn from the
+        data's conditional distribution (this world's split) and its fixed ones kept.
+
+        attributes, fixed: ``(n, 4)`` or ``(n, 1, 4)``, a scene of each prompt and what
+        the prompt fixes. Returns a batch of ``n * k`` samples, prompt-major (row
+        ``i * k + j`` is sample j of prompt i): what a perfect sampler would draw.
+        """
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise ValueError(f"seed should be a non-negative int; got {seed!r}")
+        # A stream of its own, far from those of sample(): these are reference draws.
+        generator = torch.Generator().manual_seed(2**40 + self._stream_seed(seed))
+        drawn = sample_conditional(self.split, attributes, fixed, k, generator).flatten(0, 1)
+        mask = torch.ones(len(drawn), 1, dtype=torch.bool)
+        return self.render(drawn[:, None], mask, generator=generator)
 
     def render(
         self,
@@ -261,9 +296,11 @@ class OmniWorld:
         mask: torch.Tensor | None = None,
         seed: int = 0,
         generator: torch.Generator | None = None,
+        prompts: PromptSpec | None = None,
     ) -> OmniBatch:
         """Samples of chosen scenes: a list of :class:`Scene`, or ``attributes (n, k, 4)``
-        with its ``mask (n, k)``. No split check: draw anything you like."""
+        with its ``mask (n, k)``. No split check: draw anything you like. ``prompts``:
+        as in :meth:`sample`."""
         if isinstance(scenes, torch.Tensor):
             if mask is None:
                 raise ValueError("render(attributes, mask): the mask is missing")
@@ -271,15 +308,21 @@ class OmniWorld:
         else:
             _check_count(len(scenes), "len(scenes)")
             attributes, mask = scenes_to_tensor(scenes)
+        if prompts is not None and not isinstance(prompts, PromptSpec):
+            raise TypeError(f"prompts should be a PromptSpec or None; got {type(prompts).__name__}")
         generator = generator or torch.Generator().manual_seed(self._stream_seed(seed + 1))
+        # Prompt pictures and sounds are the same scenes redrawn with the same random draws
+        # (jitter, noise, detuning), so remember where each draw started.
+        image_state = generator.get_state()
         images = render_images(attributes, mask, self.image_size, generator)
+        audio_state = generator.get_state()
         waveforms = synthesize_audio(
             attributes, mask, self.sample_rate, self.profile.audio_seconds, generator
         )
         scene_list = tensor_to_scenes(attributes, mask)
         rng = random.Random(int(torch.randint(2**62, (1,), generator=generator)))
         varied = self.caption_style == "varied"
-        return OmniBatch(
+        batch = OmniBatch(
             images=images,
             waveforms=waveforms,
             mels=log_mel(waveforms, self.mel_config),
@@ -291,6 +334,31 @@ class OmniWorld:
             sample_rate=self.sample_rate,
             mel_config=self.mel_config,
         )
+        if prompts is None:
+            return batch
+
+        def grey_picture(grey: torch.Tensor) -> torch.Tensor:
+            again = torch.Generator().set_state(image_state)
+            return render_images(attributes, mask, self.image_size, again, grey=grey)
+
+        def untimed_sound(untimed: torch.Tensor) -> torch.Tensor:
+            again = torch.Generator().set_state(audio_state)
+            seconds = self.profile.audio_seconds
+            return synthesize_audio(attributes, mask, self.sample_rate, seconds, again, untimed)
+
+        batch.prompts = make_prompts(
+            prompts,
+            attributes,
+            mask,
+            scene_list,
+            batch.captions,
+            (batch.images, batch.waveforms, batch.mels),
+            (grey_picture, untimed_sound),
+            lambda w: log_mel(w, self.mel_config),
+            generator,
+            varied,
+        )
+        return batch
 
     def matching(
         self,
