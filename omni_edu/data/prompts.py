@@ -216,7 +216,9 @@ def _allowed(split: str) -> Tensor:
 
 
 def single_prompts(attributes: Tensor, fixed: Tensor) -> tuple[Tensor, Tensor]:
-    """``(n, 4)`` attributes and fixed mask from ``(n, 4)`` or single-object ``(n, 1, 4)``."""
+    """``(n, 4)`` attributes and fixed mask (on the CPU, checked) from ``(n, 4)`` or
+    single-object ``(n, 1, 4)``."""
+    attributes, fixed = attributes.cpu(), fixed.cpu()
     if attributes.dim() == 3 and attributes.shape[1] == 1:
         attributes = attributes[:, 0]
     if fixed.dim() == 3 and fixed.shape[1] == 1:

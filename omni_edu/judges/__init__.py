@@ -7,7 +7,8 @@
   (fidelity, validity, coverage, ghost mass, precision and recall), for prompts that
   leave something to choose.
 
-Everything public is importable from here: ``from omni_edu.judges import judges``.
+The classifiers' names are importable from here (``from omni_edu.judges import judges``);
+the metrics from their module (``from omni_edu.judges.metrics import sample_metrics``).
 """
 
 from omni_edu.judges.classifiers import (

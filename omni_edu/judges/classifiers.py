@@ -103,10 +103,14 @@ class AudioAttributeClassifier(nn.Module):
 
     def forward(self, mels: Tensor) -> dict[str, Tensor]:
         """Logits ``{attribute: (batch, n_values)}``."""
+        h = self.embed(mels)
+        return {a: head(h) for a, head in self.heads.items()}
+
+    def embed(self, mels: Tensor) -> Tensor:
+        """The features the attribute heads read: ``(batch, hidden)``."""
         if mels.dim() != 3:
             raise ValueError(f"mels should be (batch, frames, n_mels); got {tuple(mels.shape)}.")
-        h = self.features(mels.transpose(1, 2))
-        return {a: head(h) for a, head in self.heads.items()}
+        return self.features(mels.transpose(1, 2))
 
     @torch.no_grad()
     def predict(self, mels: Tensor) -> Tensor:
