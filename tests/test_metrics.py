@@ -120,11 +120,19 @@ def test_ghost_mass_counts_energy_outside_the_brightest_cell(world):
     assert ghost_mass_of(two).item() == pytest.approx(0.5, abs=0.03)
     assert ghost_mass_of(four).item() == pytest.approx(0.75, abs=0.03)
     assert ghost_mass_of(mels[:2].mean(0, keepdim=True)).item() == pytest.approx(0.5, abs=0.03)
-    assert ghost_mass_of(torch.full((1, 32, 32), -1.0)).item() == math.inf  # silence
+    assert ghost_mass_of(torch.full((1, 32, 32), -1.0)).item() == 0  # nothing drawn
     free_position = torch.tensor([[True, True, True, False], [True, True, True, True]])
     ghosts = ghost_mass(torch.stack([two.expand(K, -1, -1, -1)] * 2), free_position)
     assert ghosts.per_prompt[0].item() == pytest.approx(0.5, abs=0.03)
     assert ghosts.per_prompt[1].isnan() and ghosts.n == 1
+
+
+def test_a_blank_picture_or_a_silent_sound_is_not_valid(judge_pair):
+    blank = torch.full((2, K, 3, 16, 16), 0.08)
+    silence = torch.full((2, K, 32, 32), -1.0)
+    assert validity(judge_pair.image, blank).mean == 0
+    assert validity(judge_pair.audio, silence).mean == 0
+    assert validity(judge_pair.audio, silence).parts["one_slot"].max() == 0
 
 
 def test_object_colour_distance_finds_palette_colours(world):

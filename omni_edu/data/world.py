@@ -264,8 +264,8 @@ class OmniWorld:
 
         prompts: a :class:`~omni_edu.data.prompts.PromptSpec` fills ``batch.prompts``
         with prompts that may leave attributes free. The batch itself is the same with or
-        without them; the prompts are drawn after it (so, without a seed, asking for
-        prompts moves the stream on by one more draw).
+        without them; the prompts are drawn after it from the same generator (so, without
+        a seed, the *next* batch of the stream depends on whether prompts were asked for).
         """
         _check_count(n)
         generator = self._generator_for(seed)

@@ -223,10 +223,10 @@ def validity(
     log-mels. A sample is valid when the judge's top probability reaches
     ``confidence[attribute]`` (default :data:`CONFIDENCE`) for every attribute and it is
     one clean object: a picture's object colour lies within :data:`PALETTE_DISTANCE` of
-    a palette colour (:func:`object_colour_distance`); a sound has a tone, at most
-    :data:`SLOT_SPREAD` of whose energy lies outside its loudest time slot
-    (:func:`ghost_mass_of`). parts: the share confident per attribute, and the share
-    clean (``"palette"`` for pictures, ``"one_slot"`` for sounds).
+    a palette colour (:func:`object_colour_distance`); a sound rises :data:`SOUND_LEVEL`
+    above silence somewhere, and at most :data:`SLOT_SPREAD` of its energy lies outside
+    its loudest time slot (:func:`ghost_mass_of`). parts: the share confident per
+    attribute, and the share clean (``"palette"`` for pictures, ``"one_slot"`` for sounds).
     """
     thresholds = {**CONFIDENCE, **(confidence or {})}
     readings = read(judge, samples)
@@ -237,7 +237,8 @@ def validity(
     if _is_picture_judge(judge):
         name, clean = "palette", object_colour_distance(flat) <= PALETTE_DISTANCE
     else:
-        name, clean = "one_slot", ghost_mass_of(flat) <= SLOT_SPREAD
+        audible = (flat - SILENCE).flatten(1).amax(dim=1).cpu() >= SOUND_LEVEL
+        name, clean = "one_slot", audible & (ghost_mass_of(flat) <= SLOT_SPREAD)
     clean = clean.unflatten(0, samples.shape[:2])
     parts[name] = clean.float().mean(1)
     return Metric("validity", (valid & clean).float().mean(1), parts)
@@ -322,28 +323,24 @@ def ghost_mass_of(samples: Tensor) -> Tensor:
     brightest channel's rise above the background less :data:`GHOST_FLOOR`) or log-mels
     ``(n, frames, n_mels)`` (quarters: the four time slots; energy: the rise above
     silence less :data:`SOUND_FLOOR`). 0 for one object in one cell or slot, 0.5 for two
-    equal copies, 0.75 for four. Nothing drawn gives 0 for a picture (validity catches
-    it) and ``inf`` for a sound (nothing rises :data:`SOUND_LEVEL`).
+    equal copies, 0.75 for four. Nothing drawn (no energy) gives 0: validity, not this,
+    catches a blank picture or a silent sound.
     """
     if samples.dim() == 4 and samples.shape[1] == 3 and samples.shape[-1] % 2 == 0:
         n, _, h, w = samples.shape
         energy = ((samples - BACKGROUND).amax(dim=1) - GHOST_FLOOR).clamp(min=0)
         quarters = energy.reshape(n, 2, h // 2, 2, w // 2).sum(dim=(2, 4)).flatten(1)
-        silent = torch.zeros(n, dtype=torch.bool, device=samples.device)
     elif samples.dim() == 3 and samples.shape[1] >= 4:
         n, frames, _ = samples.shape
-        rise = samples - SILENCE
-        energy = (rise - SOUND_FLOOR).clamp(min=0).sum(dim=2)[:, : frames // 4 * 4]
+        energy = (samples - SILENCE - SOUND_FLOOR).clamp(min=0).sum(dim=2)[:, : frames // 4 * 4]
         quarters = energy.reshape(n, 4, -1).sum(dim=2)
-        silent = rise.flatten(1).amax(dim=1) < SOUND_LEVEL
     else:
         raise ValueError(
             f"samples should be pictures (n, 3, H, W) with even H, W or log-mels "
             f"(n, frames >= 4, n_mels); got {tuple(samples.shape)}"
         )
     total = quarters.sum(dim=1)
-    ghost = torch.where(total > 0, 1 - quarters.amax(dim=1) / total.clamp(min=1e-12), 0.0)
-    return torch.where(silent, math.inf, ghost).cpu()
+    return torch.where(total > 0, 1 - quarters.amax(dim=1) / total.clamp(min=1e-12), 0.0).cpu()
 
 
 def ghost_mass(samples: Tensor, fixed: Tensor) -> Metric:
