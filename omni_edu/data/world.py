@@ -337,14 +337,17 @@ class OmniWorld:
         if prompts is None:
             return batch
 
+        # The random draws do not depend on the mask, so masking the other scenes out
+        # redraws only the scenes that change, with their own draws.
         def grey_picture(grey: torch.Tensor) -> torch.Tensor:
             again = torch.Generator().set_state(image_state)
-            return render_images(attributes, mask, self.image_size, again, grey=grey)
+            only = mask & grey[:, None]
+            return render_images(attributes, only, self.image_size, again, grey=grey)
 
         def untimed_sound(untimed: torch.Tensor) -> torch.Tensor:
             again = torch.Generator().set_state(audio_state)
-            seconds = self.profile.audio_seconds
-            return synthesize_audio(attributes, mask, self.sample_rate, seconds, again, untimed)
+            only, seconds = mask & untimed[:, None], self.profile.audio_seconds
+            return synthesize_audio(attributes, only, self.sample_rate, seconds, again, untimed)
 
         batch.prompts = make_prompts(
             prompts,
