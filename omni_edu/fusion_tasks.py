@@ -655,6 +655,8 @@ def draw_fusion_diagrams(config: FusionConfig | None = None):
     import matplotlib.pyplot as plt
     from matplotlib.patches import FancyBboxPatch
 
+    from omni_edu.viz.plots import detached
+
     config = config or task_config("colour")
     enc, late, cross = config.encoder_layers, config.late_decoder_layers, config.cross_layers
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
@@ -730,7 +732,7 @@ def draw_fusion_diagrams(config: FusionConfig | None = None):
         "Where the modalities meet (T = text, I = image patch, A = audio token)", fontsize=11
     )
     fig.tight_layout()
-    return fig
+    return detached(fig)
 
 
 # One look per variant in every figure: colour, marker and line style (so that curves
@@ -752,6 +754,8 @@ def plot_accuracy_curves(results: FusionResults):
     """Test accuracy against training steps, one panel per task: each seed as a thin line,
     the mean over seeds as a thick one, chance as a grey line."""
     import matplotlib.pyplot as plt
+
+    from omni_edu.viz.plots import detached
 
     tasks = list(dict.fromkeys(task for task, _, _ in results.histories))
     fig, axes = plt.subplots(1, len(tasks), figsize=(6.5 * len(tasks), 4), squeeze=False)
@@ -775,12 +779,14 @@ def plot_accuracy_curves(results: FusionResults):
         ax.legend(fontsize=8)
     fig.suptitle("Accuracy against training steps at a matched parameter budget (thin: one seed)")
     fig.tight_layout()
-    return fig
+    return detached(fig)
 
 
 def plot_costs(results: FusionResults, task: str = "colour"):
     """Bar charts of FLOPs, training memory and latency per setup (on ``task``)."""
     import matplotlib.pyplot as plt
+
+    from omni_edu.viz.plots import detached
 
     rows = [r for r in results.rows if r["task"] == task]
     names = [str(r["setup"]) for r in rows]
@@ -801,4 +807,4 @@ def plot_costs(results: FusionResults, task: str = "colour"):
         ax.tick_params(axis="x", labelrotation=20, labelsize=8)
     fig.suptitle(f"What each setup costs ({task} task, batch of {results.settings['batch_size']})")
     fig.tight_layout()
-    return fig
+    return detached(fig)

@@ -1843,6 +1843,8 @@ def plot_sweep(records: Sequence[dict], fits: dict[str, FitResult] | None = None
     """
     import matplotlib.pyplot as plt
 
+    from omni_edu.viz.plots import detached
+
     settings = [s for s in MODALITIES if s in _settings(records)]
     fig, axes = plt.subplots(1, len(settings), figsize=(4.6 * len(settings), 3.6), squeeze=False)
     for ax, setting in zip(axes[0], settings, strict=True):
@@ -1863,12 +1865,14 @@ def plot_sweep(records: Sequence[dict], fits: dict[str, FitResult] | None = None
         ax.legend(fontsize=7)
     fig.suptitle("Sweep: loss falls with parameters N and tokens D (dashed: fitted law)")
     fig.tight_layout()
-    return fig
+    return detached(fig)
 
 
 def plot_isoflops(fit: FitResult, budgets: Sequence[float], title: str = ""):
     """Predicted loss along ``C = 6 N D`` for each compute budget, minimum marked at N*."""
     import matplotlib.pyplot as plt
+
+    from omni_edu.viz.plots import detached
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for k, c in enumerate(budgets):
@@ -1885,12 +1889,14 @@ def plot_isoflops(fit: FitResult, budgets: Sequence[float], title: str = ""):
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    return fig
+    return detached(fig)
 
 
 def plot_frontier(fits: dict[str, FitResult], budgets: Sequence[float]):
     """Compute-optimal N*(C) and D*(C) per fit, with bootstrap bands where available."""
     import matplotlib.pyplot as plt
+
+    from omni_edu.viz.plots import detached
 
     c = np.asarray(budgets, dtype=np.float64)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -1915,7 +1921,7 @@ def plot_frontier(fits: dict[str, FitResult], budgets: Sequence[float]):
         ax.legend(fontsize=8)
     fig.suptitle("Compute-optimal frontier (band: 90% of bootstrap fits)")
     fig.tight_layout()
-    return fig
+    return detached(fig)
 
 
 def plot_interaction(fits: dict[str, BimodalFitResult], n: Sequence[float], d: float):
@@ -1924,6 +1930,8 @@ def plot_interaction(fits: dict[str, BimodalFitResult], n: Sequence[float], d: f
     Below zero the two modalities help each other; above, they compete.
     """
     import matplotlib.pyplot as plt
+
+    from omni_edu.viz.plots import detached
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     n = np.asarray(n, dtype=np.float64)
@@ -1945,7 +1953,7 @@ def plot_interaction(fits: dict[str, BimodalFitResult], n: Sequence[float], d: f
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return fig
+    return detached(fig)
 
 
 def plot_compute_laws(points: ComputePoints, comparison: LawComparison):
@@ -1955,6 +1963,8 @@ def plot_compute_laws(points: ComputePoints, comparison: LawComparison):
     dashed: the one law fitted to every point; coloured: each modality's own law.
     """
     import matplotlib.pyplot as plt
+
+    from omni_edu.viz.plots import detached
 
     fig, ax = plt.subplots(figsize=(7.0, 4.4))
     colours = {m: plt.cm.tab10(k) for k, m in enumerate(MODALITIES)}
@@ -1985,4 +1995,4 @@ def plot_compute_laws(points: ComputePoints, comparison: LawComparison):
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    return fig
+    return detached(fig)

@@ -264,10 +264,14 @@ class History:
         smooth: float = 0.0,
         title: str = "Training run",
     ) -> Figure:
-        """Training losses per key (and evaluation metrics in a second panel, if any)."""
+        """Training losses per key (and evaluation metrics in a second panel, if any).
+
+        Returns the figure detached from pyplot: end the cell with the call, or ``display``
+        it.
+        """
         import matplotlib.pyplot as plt
 
-        from omni_edu.viz.plots import plot_loss_curves
+        from omni_edu.viz.plots import detached, plot_loss_curves
 
         keys = list(self.losses) if keys is None else list(keys)
         missing = [k for k in keys if k not in self.losses]
@@ -296,7 +300,7 @@ class History:
             ax.legend()
         fig.suptitle(title)
         fig.tight_layout()
-        return fig
+        return detached(fig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain lists and dicts (safe for ``torch.save`` with ``weights_only`` and JSON)."""

@@ -134,13 +134,14 @@ def test_query_options_name_each_position_by_its_token():
 
 def test_attention_widget_picks_the_query_by_token_and_redraws(monkeypatch):
     drawn = []
-    monkeypatch.setattr(attention, "figure_png", lambda fig: drawn.append(fig) or b"")
+    monkeypatch.setattr(attention, "figure_png", lambda fig: drawn.append(fig) or b"png")
     attn, mods = hand_attention()
     labels = ["a", "cat", "pic", "is"]
     box = attention_widget(np.concatenate([attn, attn]), mods, labels, query=2)  # two layers
-    controls, out = box.children
+    controls, image = box.children
     query, layer, head = controls.children
-    assert isinstance(query, ipywidgets.Dropdown) and isinstance(out, ipywidgets.Output)
+    assert isinstance(query, ipywidgets.Dropdown) and isinstance(image, ipywidgets.Image)
+    assert image.value == b"png"  # drawn at once, into the widget's own state
     assert query.label == "2: pic" and query.value == 2
     assert [label for label, _ in query.options] == ["0: a", "1: cat", "2: pic", "3: is"]
     assert [label for label, _ in layer.options] == ["mean of layers", "layer 0", "layer 1"]

@@ -62,3 +62,21 @@ def test_static_figure_states_the_caps():
     fig = cp.planner_figure(cp.Request(image_side=448))
     assert not fig.texts
     plt.close(fig)
+
+
+def test_in_a_notebook_the_planner_carries_its_static_figure(monkeypatch):
+    """One output: the widget where widgets run, the starting request's figure elsewhere."""
+    import base64
+
+    pytest.importorskip("ipywidgets")
+    from omni_edu.viz.fallback import WIDGET_VIEW, WithFallback
+
+    monkeypatch.setattr(cp, "in_notebook", lambda: True)
+    shown = cp.cost_planner(video_seconds=60)
+    assert isinstance(shown, WithFallback)
+    bundle = shown._repr_mimebundle_()
+    assert bundle[WIDGET_VIEW]["model_id"] == shown.widget.model_id
+    assert base64.b64decode(bundle["image/png"]).startswith(b"\x89PNG")
+    assert bundle["text/plain"].startswith("Cost planner") and "VBox" not in repr(shown)
+    video = shown.widget.children[0].children[2]
+    assert video.description == "video length (s)" and video.value == 60

@@ -62,8 +62,9 @@ def test_figures_are_recorded_only_when_asked(tmp_path, monkeypatch):
 def test_show_source_is_the_package_code(capsys):
     from omni_edu.model.projector import OmniTokenProjector
 
-    text = show_source(OmniTokenProjector.embed)
+    assert show_source(OmniTokenProjector.embed) is None  # it displays (here: prints) only
+    text = source_of(OmniTokenProjector.embed)
     assert text.startswith("# omni_edu/model/projector.py: OmniTokenProjector.embed\ndef embed(")
-    assert "self.modality(" in text and text in capsys.readouterr().out
+    assert "self.modality(" in text and capsys.readouterr().out == text + "\n"
     with pytest.raises(ValueError, match="function, class or method"):
         source_of(3)

@@ -43,6 +43,7 @@ from omni_edu.model.interleave import PackedBatch
 from omni_edu.model.omni_lm import OmniLM
 from omni_edu.train import History, TrainConfig, Trainer
 from omni_edu.viz.attention import attention_mass
+from omni_edu.viz.plots import detached
 
 # Every word that names the value of an attribute (size, colour, shape, position): the
 # words a caption can only get right by reading the scene.
@@ -317,4 +318,4 @@ def gain_figure(histories: Sequence[History], gains: Sequence[str] = tuple(GAINS
     axes[0, 0].legend(fontsize=8)
     fig.suptitle("Held-out loss gain from what comes before (> 0: it is read)")
     fig.tight_layout()
-    return fig
+    return detached(fig)

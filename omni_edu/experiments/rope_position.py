@@ -48,6 +48,7 @@ from omni_edu.model.projector import ProjectorConfig
 from omni_edu.model.transformer import DecoderConfig
 from omni_edu.profiles import Profile, get_profile
 from omni_edu.train import History, TrainConfig, Trainer
+from omni_edu.viz.plots import detached
 
 # A tiny vocabulary: the stripes task only needs the markers around the picture.
 VOCAB = {"<pad>": 0, "<bos>": 1, "<boi>": 2, "<eoi>": 3}
@@ -222,4 +223,4 @@ def stripes_figure(n: int = 5, seed: int = 0, config: StripesConfig = StripesCon
         ax.set_title(f"{rows} x {cols} patches", fontsize=9)
     fig.suptitle("Stripes: every row repeats the row above; the width varies")
     fig.tight_layout()
-    return fig
+    return detached(fig)

@@ -11,7 +11,8 @@ token ``(T,)`` (``TEXT=0, IMAGE=1, AUDIO=2``, ``PAD=-1``).
   modality pay to the keys of another;
 * :func:`attention_figure` - a static matplotlib figure for one query;
 * :func:`explore_attention` - drop-downs over queries (picked by their token), layers and
-  heads in a notebook, the static figure anywhere else.
+  heads in a notebook (carrying the static figure for viewers without widgets), the
+  static figure anywhere else.
 """
 
 from __future__ import annotations
@@ -24,7 +25,15 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
-from omni_edu.viz.plots import MODALITY_COLORS, MODALITY_NAMES, figure_png, in_notebook, to_numpy
+from omni_edu.viz.fallback import WithFallback
+from omni_edu.viz.plots import (
+    MODALITY_COLORS,
+    MODALITY_NAMES,
+    detached,
+    figure_png,
+    in_notebook,
+    to_numpy,
+)
 
 PAD = -1
 
@@ -198,6 +207,8 @@ def attention_figure(
         query: query position (negative counts from the end).
         layer, head: which layer/head; ``None`` averages over them.
         show_map: also draw the whole ``(T, T)`` map with the query's row outlined.
+
+    Returns the figure detached from pyplot: end the cell with the call, or ``display`` it.
     """
     a = _attention_array(attn)
     n_tokens = a.shape[-1]
@@ -255,7 +266,7 @@ def attention_figure(
         ax.set_xlabel("key position")
         ax.set_ylabel("query position")
     fig.tight_layout()
-    return fig
+    return detached(fig)
 
 
 def query_options(labels: Sequence[str]) -> list[tuple[str, int]]:
@@ -278,13 +289,14 @@ def attention_widget(
     The query is chosen from a drop-down of ``"position: token"`` entries (see
     :func:`query_options`), the layer and head from two more; ``query`` is the one shown
     first (negative counts from the end). Uses only ``Dropdown``, ``HBox``/``VBox``,
-    ``Layout`` and ``interactive_output``, which behave the same on ipywidgets 7.7
-    (Colab) and 8.x (JupyterLab 4).
+    ``Layout``, ``Image`` and ``observe``, which behave the same on ipywidgets 7.7 (Colab)
+    and 8.x (JupyterLab 4). The picture is an ``Image`` widget whose value every change
+    redraws: it lives in the widget's state, not in displayed outputs, so a tool that
+    records a cell's outputs without a widget manager (nbval) does not record it as one.
 
-    Returns ``VBox([HBox([query, layer, head]), output])``.
+    Returns ``VBox([HBox([query, layer, head]), image])``.
     """
     import ipywidgets as widgets
-    from IPython.display import Image, display
 
     a = _attention_array(attn)
     n_layers, n_heads, n_tokens, _ = a.shape
@@ -313,22 +325,24 @@ def attention_widget(
         description="head",
         layout=widgets.Layout(width="16em"),
     )
+    # A PNG shows the same under every matplotlib backend (inline, ipympl, ...).
+    image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
 
-    def draw(query: int, layer: int, head: int) -> None:
+    def draw(_change: Any = None) -> None:
         fig = attention_figure(
             a,
             m,
             labels,
-            query=query,
-            layer=None if layer == mean else layer,
-            head=None if head == mean else head,
+            query=query_menu.value,
+            layer=None if layer.value == mean else layer.value,
+            head=None if head.value == mean else head.value,
         )
-        # A PNG displays the same under every matplotlib backend (inline, ipympl, ...).
-        display(Image(data=figure_png(fig), format="png"))
-        plt.close(fig)
+        image.value = figure_png(fig)
 
-    out = widgets.interactive_output(draw, {"query": query_menu, "layer": layer, "head": head})
-    return widgets.VBox([widgets.HBox([query_menu, layer, head]), out])
+    for control in (query_menu, layer, head):
+        control.observe(draw, names="value")
+    draw()
+    return widgets.VBox([widgets.HBox([query_menu, layer, head]), image])
 
 
 def explore_attention(
@@ -340,11 +354,16 @@ def explore_attention(
     """Interactive explorer in a notebook; the static :func:`attention_figure` elsewhere.
 
     ``query``: the position shown first (the learner then picks others by their token).
-    Leave the call as the last line of a cell so the widget is displayed.
+    Returns, and does not display: end a cell with the call. In a notebook the value is a
+    :class:`~omni_edu.viz.fallback.WithFallback`: the widget where widgets run, the static
+    figure of the first query (mean of layers and heads) where they do not.
     """
+    figure = attention_figure(attn, modality_ids, labels, query=query)
     if in_notebook():
         try:
-            return attention_widget(attn, modality_ids, labels, query=query)
+            widget = attention_widget(attn, modality_ids, labels, query=query)
         except ImportError:
-            pass  # no ipywidgets: fall back to the static figure below
-    return attention_figure(attn, modality_ids, labels, query=query)
+            return figure  # no ipywidgets: the static figure alone
+        text = "Attention explorer (interactive: run the notebook to pick a query)"
+        return WithFallback(widget, figure, text)
+    return figure

@@ -4,7 +4,8 @@
   roofline of :mod:`omni_edu.cost`;
 * :func:`cost_tips` - the chapter's four cost tips, each measured against the same request;
 * :func:`planner_figure` - a static matplotlib summary (the fallback);
-* :func:`cost_planner` - sliders and drop-downs in a notebook, the static figure elsewhere;
+* :func:`cost_planner` - sliders and drop-downs in a notebook (carrying the static figure
+  for viewers without widgets), the static figure elsewhere;
 * :func:`roofline_figure` and :func:`jct_figure` - the lesson's two other plots.
 
 Images and video follow the Qwen2-VL / Qwen2.5-Omni rules (28-px tokens, two frames merged),
@@ -27,7 +28,8 @@ from matplotlib.figure import Figure
 
 from omni_edu import cost
 from omni_edu.serving import GenerationStage
-from omni_edu.viz.plots import in_notebook, table_html
+from omni_edu.viz.fallback import WithFallback
+from omni_edu.viz.plots import detached, in_notebook, table_html
 
 
 @dataclass(frozen=True)
@@ -261,7 +263,10 @@ def planner_html(request: Request) -> str:
 
 
 def planner_figure(request: Request | None = None) -> Figure:
-    """Static summary: prompt tokens per modality and USD per 1k requests with each tip."""
+    """Static summary: prompt tokens per modality and USD per 1k requests with each tip.
+
+    Returns the figure detached from pyplot: end the cell with the call, or ``display`` it.
+    """
     request = request or Request()
     result = plan(request)
     tips = cost_tips(request)
@@ -285,22 +290,27 @@ def planner_figure(request: Request | None = None) -> Figure:
     if result["caps"]:  # say when a slider has stopped mattering
         text = "\n".join(f"Cap reached: {note}." for note in result["caps"])
         fig.text(0.01, 0.0, text, fontsize=8, color="#a0522d", va="top", wrap=True)
-    return fig
+    return detached(fig)
 
 
 def cost_planner(**defaults: Any) -> Any:
     """Interactive planner in a notebook; :func:`planner_figure` anywhere else.
 
-    Keyword arguments set the starting :class:`Request` fields. Leave the call as the last
-    line of a cell so the widget (or figure) is displayed.
+    Keyword arguments set the starting :class:`Request` fields. Returns, and does not
+    display: end a cell with the call. In a notebook the value is a
+    :class:`~omni_edu.viz.fallback.WithFallback`: the widget where widgets run, the static
+    figure of the starting request where they do not.
     """
     start = Request(**defaults)
+    figure = planner_figure(start)
     if in_notebook():
         try:
-            return planner_widget(start)
+            widget = planner_widget(start)
         except ImportError:
-            pass  # no ipywidgets: fall back to the static figure
-    return planner_figure(start)
+            return figure  # no ipywidgets: the static figure alone
+        text = "Cost planner (interactive: run the notebook to move the sliders)"
+        return WithFallback(widget, figure, text)
+    return figure
 
 
 def planner_widget(start: Request | None = None) -> Any:
@@ -379,7 +389,8 @@ def roofline_figure(
     """The roofline of ``device`` (log-log) with one dot per named :class:`~omni_edu.cost.StepCost`.
 
     x: arithmetic intensity (FLOP per byte); y: attainable FLOP/s =
-    ``min(peak, intensity * bandwidth)``. Dots left of the ridge are memory-bound.
+    ``min(peak, intensity * bandwidth)``. Dots left of the ridge are memory-bound. Returns
+    the figure detached from pyplot: end the cell with the call, or ``display`` it.
     """
     if not points:
         raise ValueError("points should name at least one StepCost to place on the roofline")
@@ -400,7 +411,7 @@ def roofline_figure(
     ax.set_title(f"Roofline of {device.name}")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return fig
+    return detached(fig)
 
 
 def jct_figure(results: list, title: str = "Job completion time") -> Figure:
@@ -408,6 +419,7 @@ def jct_figure(results: list, title: str = "Job completion time") -> Figure:
 
     ``results``: objects with ``.jct`` (seconds) and ``.name`` or ``.mode``, such as
     :class:`~omni_edu.serving.ServingResult` and :class:`~omni_edu.serving.RealRunResult`.
+    Returns the figure detached from pyplot: end the cell with the call, or ``display`` it.
     """
     if not results:
         raise ValueError("results should hold at least one run")
@@ -422,7 +434,7 @@ def jct_figure(results: list, title: str = "Job completion time") -> Figure:
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    return fig
+    return detached(fig)
 
 
 __all__ = [

@@ -1,9 +1,13 @@
 """Small plotting helpers every lesson reuses: image grids, loss curves, bars, tables.
 
-Every plotting helper returns a :class:`matplotlib.figure.Figure` made with pyplot, so
-in a notebook it appears at the end of the cell like any matplotlib plot. End the line
-with ``;`` (or assign the figure) when it is the last line of a cell, otherwise Jupyter
-shows it twice: once as a pyplot figure and once as the cell's value.
+The rule of the house: **a helper displays or returns, never both.** A helper that makes
+its own figure returns it *detached* from pyplot (:func:`detached`), so Jupyter shows it
+exactly once: as the cell's value when the call ends the cell, or where the caller passes
+it to ``display(fig)``. (Left open in pyplot, the inline backend would show it a second
+time when the cell ends; and a trailing ``;`` hides it in JupyterLab but not under
+nbval, whose kernel runs cells with ``store_history=False``.) A helper given ``ax=`` draws
+into the caller's figure and leaves it to the caller. :func:`show_table` displays and
+returns ``None``.
 
 No helper picks a matplotlib backend: that is the notebook's (or the test's) choice.
 """
@@ -36,6 +40,17 @@ def in_notebook() -> bool:
         return False
     shell = get_ipython()
     return shell is not None and hasattr(shell, "kernel")
+
+
+def detached(fig: Figure) -> Figure:
+    """Close ``fig`` in pyplot and return it, still whole: what a figure helper returns.
+
+    pyplot keeps every figure it made open until the cell ends, and the inline backend
+    then shows each open one; a figure that is also the cell's value would be shown twice.
+    Closed, it is shown only where it is returned to or displayed.
+    """
+    plt.close(fig)
+    return fig
 
 
 def to_numpy(x: Any) -> np.ndarray:
@@ -105,7 +120,7 @@ def show_images(
                 ax.set_title(str(titles[i]), fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    return fig
+    return detached(fig)
 
 
 def show_image_rows(
@@ -145,7 +160,7 @@ def show_image_rows(
                 ax.set_title("\n".join(textwrap.wrap(str(titles[c]), 20)), fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
-    return fig
+    return detached(fig)
 
 
 def _ema(values: np.ndarray, alpha: float) -> np.ndarray:
@@ -172,12 +187,15 @@ def plot_loss_curves(
     """One curve per key of ``losses`` (each aligned with ``steps``; NaN = not logged).
 
     ``smooth`` in [0, 1) draws an exponential moving average on top of the faint raw
-    curve: per-step losses are noisy because each step sees a different batch.
+    curve: per-step losses are noisy because each step sees a different batch. Without
+    ``ax`` it returns a new figure, detached (see the module's rule); with ``ax`` it draws
+    there and returns that axes' figure, left to the caller.
     """
     if not 0.0 <= smooth < 1.0:
         raise ValueError(f"smooth should be in [0, 1); got {smooth}.")
     x = np.asarray(steps)
-    if ax is None:
+    own = ax is None
+    if own:
         fig, ax = plt.subplots(figsize=(6.4, 3.6))
     else:
         fig = ax.figure
@@ -199,7 +217,7 @@ def plot_loss_curves(
     ax.grid(alpha=0.3)
     if losses:
         ax.legend()
-    return fig
+    return detached(fig) if own else fig
 
 
 def bar_chart(
@@ -214,12 +232,15 @@ def bar_chart(
 
     ``values`` is either ``{label: value}`` or, for grouped bars,
     ``{group: {series: value}}`` (for example ``{"tight task": {"early": 0.9, ...}}``).
-    ``errors`` has the same shape as ``values``.
+    ``errors`` has the same shape as ``values``. Without ``ax`` it returns a new figure,
+    detached (see the module's rule); with ``ax`` it draws there and returns that axes'
+    figure, left to the caller.
     """
     if not values:
         raise ValueError("values is empty: nothing to plot.")
     grouped = isinstance(next(iter(values.values())), Mapping)
-    if ax is None:
+    own = ax is None
+    if own:
         fig, ax = plt.subplots(figsize=(6.4, 3.6))
     else:
         fig = ax.figure
@@ -255,7 +276,7 @@ def bar_chart(
     ax.set_ylabel(ylabel)
     ax.set_xlabel(xlabel)
     ax.grid(axis="y", alpha=0.3)
-    return fig
+    return detached(fig) if own else fig
 
 
 def _cell(value: Any, floatfmt: str) -> str:

@@ -31,11 +31,12 @@ def source_of(obj: Any) -> str:
     return f"# {where}: {getattr(obj, '__qualname__', obj)}\n{textwrap.dedent(text)}"
 
 
-def show_source(*objects: Any) -> Any:
+def show_source(*objects: Any) -> None:
     """Display the source of each of ``objects`` (functions, classes, methods).
 
-    In Jupyter it renders as highlighted Python; elsewhere it prints. Returns the
-    displayed object (or the text), so a test can look at it.
+    In Jupyter it renders as highlighted Python; elsewhere it prints. It displays and
+    returns ``None`` (a helper displays or returns, never both), so the code appears once
+    whatever the cell does after it; :func:`source_of` gives the text.
     """
     if not objects:
         raise ValueError("show_source needs at least one function, class or method.")
@@ -44,9 +45,7 @@ def show_source(*objects: Any) -> Any:
 
     if not in_notebook():
         print(text)
-        return text
+        return
     from IPython.display import Code, display
 
-    code = Code(text, language="python")
-    display(code)
-    return code
+    display(Code(text, language="python"))

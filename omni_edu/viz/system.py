@@ -13,6 +13,8 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
+from omni_edu.viz.plots import detached
+
 # The parts of the system, the lesson that builds each, and what the lesson's title says.
 PARTS: dict[str, tuple[str, str]] = {
     "projector": ("01", "omni-token projector and modality embeddings"),
@@ -96,11 +98,13 @@ def system_diagram(highlight: str | None = None, ax=None) -> Figure:
 
     ``highlight``: one of :data:`PARTS` (``"projector"``, ``"decoder"``, ``"tokenizers"``,
     ``"heads"``, ``"fusion"``, ``"any_to_any"``), or ``None`` for the whole system as
-    lesson 00 shows it. Returns the figure.
+    lesson 00 shows it. Without ``ax`` it returns a new figure, detached from pyplot (shown
+    once: end the cell with the call, or ``display`` it); with ``ax`` it draws there.
     """
     if highlight is not None and highlight not in PARTS:
         raise ValueError(f"highlight should be one of {sorted(PARTS)} or None; got {highlight!r}.")
-    if ax is None:
+    own = ax is None
+    if own:
         fig, ax = plt.subplots(figsize=(12.5, 5.2))
     else:
         fig = ax.figure
@@ -174,5 +178,7 @@ def system_diagram(highlight: str | None = None, ax=None) -> Figure:
         lesson, what = PARTS[highlight]
         title = f"Lesson {lesson} builds: {what}"
     ax.set_title(title, fontsize=11)
+    if not own:
+        return fig  # the caller's figure: its layout and its display are the caller's
     fig.tight_layout()
-    return fig
+    return detached(fig)
