@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from omni_edu.modalities.audio import MelConfig
+from omni_edu.viz.plots import detached
 
 if TYPE_CHECKING:
     from omni_edu.data.world import OmniBatch, OmniSample
@@ -47,7 +48,10 @@ def show_mel(mel: torch.Tensor, config: MelConfig | None = None, ax=None, title:
 
 
 def show_sample(sample: OmniSample, title: str | None = None):
-    """Picture and spectrogram side by side, the caption above: one sample at a glance."""
+    """Picture and spectrogram side by side, the caption above: one sample at a glance.
+
+    Returns the figure detached from pyplot: end the cell with the call, or ``display`` it.
+    """
     fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.2), width_ratios=(1, 1.6))
     left.imshow(sample.image.detach().cpu().permute(1, 2, 0).clamp(0, 1).numpy())
     left.set_title("picture")
@@ -56,22 +60,33 @@ def show_sample(sample: OmniSample, title: str | None = None):
     show_mel(sample.mel, sample.mel_config, ax=right, title="sound (log-mel)")
     fig.suptitle(title or textwrap.fill(f'"{sample.caption}"', 80), fontsize=10)
     fig.tight_layout()
-    return fig
+    return detached(fig)
 
 
 def show_batch(batch: OmniBatch, n: int = 8, columns: int = 4):
-    """A grid of the first ``n`` pictures, each titled with its canonical description."""
+    """A grid of the first ``n`` pictures, each titled with its canonical description.
+
+    Returns the figure detached from pyplot: end the cell with the call, or ``display`` it.
+    """
     n = min(n, len(batch))
     rows = (n + columns - 1) // columns
-    lines = max(len(scene) for scene in batch.scenes[:n])  # title lines per picture
+    titles = [
+        "\n".join(textwrap.fill(str(o), 36) for o in scene.objects) for scene in batch.scenes[:n]
+    ]
+    lines = max(t.count("\n") + 1 for t in titles)  # title lines above each picture
+    # Constrained layout keeps each row's titles clear of the pictures above them (a tight
+    # layout let two-line titles run into the row above).
     fig, axes = plt.subplots(
-        rows, columns, figsize=(2.4 * columns, (2.3 + 0.15 * lines) * rows), squeeze=False
+        rows,
+        columns,
+        figsize=(2.4 * columns, (2.2 + 0.14 * lines) * rows + 0.4),
+        squeeze=False,
+        layout="constrained",
     )
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
             ax.imshow(batch.images[i].detach().cpu().permute(1, 2, 0).clamp(0, 1).numpy())
-            ax.set_title("\n".join(str(o) for o in batch.scenes[i].objects), fontsize=7)
+            ax.set_title(titles[i], fontsize=7)
     fig.suptitle("OmniWorld pictures")
-    fig.tight_layout()
-    return fig
+    return detached(fig)
