@@ -2,22 +2,22 @@
 
 Built by ``python -m omni_edu.tools.run_lessons site --profile ci`` (see the README,
 "Read the course online or offline"), which executes the lessons, lays out the source
-folder in ``docs/_build/source`` (these pages, the executed lessons, the exercises) and
-runs Sphinx with this file. The notebooks are rendered as executed: Sphinx runs nothing.
+folder in ``docs/_build/source`` (these pages, the executed lessons made static, the
+exercises) and runs Sphinx with this file (``omni_edu/tools/site.py``). The notebooks are
+rendered as executed: Sphinx runs nothing, and no page loads anything from outside the
+site.
 """
 
 project = "Omni from Scratch"
 author = "The Omni from Scratch authors"
-extensions = ["myst_nb"]
+copyright = f"{author}; MIT licence"  # the footer reads "© <copyright>."
+# Formulas become MathML at build time (omni_edu/tools/sphinx_mathml.py): browsers render
+# it natively, so pages need no MathJax from a CDN and read the same offline.
+extensions = ["myst_nb", "omni_edu.tools.sphinx_mathml"]
+html_math_renderer = "mathml"
 
 # The runner executed every lesson in the chosen profile; myst-nb only renders them.
 nb_execution_mode = "off"
-# Progress bars and live widgets need a running kernel; their text form (or the static
-# figure every widget cell also draws) is what a page can show.
-nb_mime_priority_overrides = [
-    ("html", "application/vnd.jupyter.widget-view+json", None),
-    ("html", "application/vnd.jupyter.widget-state+json", None),
-]
 nb_merge_streams = True
 myst_enable_extensions = ["dollarmath", "amsmath"]
 # Links to a section (notebook.ipynb#a-heading) resolve for headings down to level 3.

@@ -8,6 +8,7 @@ import pytest
 
 from omni_edu.tools import run_lessons
 from omni_edu.tools.notebook_io import build_notebook, write_notebook
+from omni_edu.tools.run_record import read_records
 
 TRAINS = [
     ("markdown", "# 98 · A tiny lesson"),
@@ -82,6 +83,18 @@ def test_executed_notebooks_keep_outputs_and_figures_but_not_the_stats_cell(ran)
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
     assert any("trained 3 steps in ci" in o.get("text", "") for o in outputs)
     assert any("image/png" in o.get("data", {}) for o in outputs)
+
+
+def test_each_executed_notebook_gets_a_run_record_beside_it(ran):
+    base, report, _ = ran
+    records = read_records(base / "out" / "lessons")
+    assert sorted(records) == ["98_tiny", "99_breaks"]
+    tiny, broken = records["98_tiny"], records["99_breaks"]
+    assert tiny["notebook"] == "lessons/98_tiny.ipynb" and tiny["runner"] == "run_lessons"
+    assert tiny["ok"] and tiny["cells"] == tiny["cells_run"] == 3 and tiny["profile"] == "ci"
+    assert tiny["wall_s"] == pytest.approx(report["lessons"][0]["wall_s"], abs=0.1)
+    assert tiny["machine"] == report["machine"] and tiny["started"] <= tiny["finished"]
+    assert not broken["ok"] and broken["cells_run"] == 3 < broken["cells"] == 4  # stopped
 
 
 def test_figures_reach_the_readme_with_profile_machine_and_times(ran, tmp_path):

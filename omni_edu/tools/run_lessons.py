@@ -12,9 +12,9 @@ One runner serves four jobs:
 * **Record** the figures lessons report (:mod:`omni_edu.report` appends them to the file
   named by ``OMNI_FIGURES``) and, with ``--readme``, write them into README.md between
   ``<!-- figures:start -->`` and ``<!-- figures:end -->`` with the profile and the machine.
-* **Render** the course as a static site (``site``): the executed lessons, with their
-  figures, through Sphinx and myst-nb, offline; then check that every lesson is there and
-  that no internal link is broken.
+* **Render** the course as a static site (``site``, :mod:`omni_edu.tools.site`): the
+  executed lessons, with their figures, through Sphinx and myst-nb, offline; then check
+  it (every lesson there with its figures, no broken link, nothing fetched from outside).
 
 Usage::
 
@@ -31,20 +31,16 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import html.parser
 import json
 import os
 import platform
 import re
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from omni_edu.report import FIGURES_ENV
 from omni_edu.tools.notebook_io import cell_source, iter_notebooks
@@ -232,6 +228,7 @@ def execute_notebook(
         env[FIGURES_ENV] = str(Path(figures_file).resolve())
     if inline_figures:
         env["MPLBACKEND"] = INLINE_BACKEND
+    started = time.time()
     start = time.perf_counter()
     deadline = start + limit_s if limit_s else None
 
@@ -299,8 +296,22 @@ def execute_notebook(
             if line.startswith(STATS_MARKER):
                 stats = json.loads(line[len(STATS_MARKER) :])
     if out_path is not None:
-        Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(nb, out_path)
+        from omni_edu.tools.run_record import make_record, write_atomically, write_record
+
+        write_atomically(out_path, nbformat.writes(nb))
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        record = make_record(
+            f"{path.parent.name}/{path.name}",
+            profile=profile,
+            runner="run_lessons",
+            started=started,
+            finished=time.time(),
+            wall_s=wall,
+            cells=len(code),
+            cells_run=sum(c.get("execution_count") is not None for c in code),
+            ok=error is None,
+        )
+        write_record(out_path, record)
     return LessonRun(str(path), error is None, round(wall, 2), error, stats)
 
 
@@ -441,154 +452,6 @@ def replace_figures_section(readme: str, section: str) -> str:
     return readme.rstrip() + "\n\n" + block + "\n"
 
 
-# ---------------------------------------------------------------------------------- the site
-SITE_SOURCE = ROOT / "docs"
-SITE_BUILD = ROOT / "docs" / "_build"
-
-
-def stage_site(executed: Path, stage: Path, report: dict[str, Any] | None) -> list[str]:
-    """Lay out Sphinx's source folder: the pages of ``docs/``, the executed lessons, the
-    exercise and solution notebooks as committed (pages to read; lessons and exercises
-    link to them) and a page saying how the lessons were run. Returns the lessons' page
-    names (``notebooks/00_welcome``, ...)."""
-    if stage.exists():
-        shutil.rmtree(stage)
-    shutil.copytree(SITE_SOURCE, stage, ignore=shutil.ignore_patterns("_build", "conf.py"))
-    lessons = sorted(executed.glob("*.ipynb"))
-    if not lessons:
-        raise ValueError(f"no executed lessons in {executed}; run the lessons first.")
-    (stage / "notebooks").mkdir()
-    for path in lessons:
-        shutil.copy(path, stage / "notebooks" / path.name)
-    for folder in ("exercises", "solutions"):  # as committed: pages to read, not run here
-        notebooks = iter_notebooks([ROOT / folder])
-        if notebooks:
-            (stage / folder).mkdir()
-            for path in notebooks:
-                shutil.copy(path, stage / folder / path.name)
-    about = ["# How these pages were made", ""]
-    if report:
-        about += [
-            f"Each lesson ran top to bottom in the `{report['profile']}` profile on "
-            f"{report['date']}, on {describe_machine(report['machine'])}. Run them yourself "
-            "to get your own numbers.",
-        ]
-        if report["lessons"]:
-            about += ["", "| lesson | wall time |", "|---|---|"]
-        for run in report["lessons"]:
-            about.append(f"| {Path(run['notebook']).stem} | {run['wall_s']:.0f} s |")
-    else:
-        about.append("The lessons were executed before this build; no timing was recorded.")
-    (stage / "about_this_build.md").write_text("\n".join(about) + "\n", encoding="utf-8")
-    return [f"notebooks/{p.stem}" for p in lessons]
-
-
-class _Links(html.parser.HTMLParser):
-    """Collects every ``href``/``src`` and every ``id`` of one HTML page."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.links: list[str] = []
-        self.ids: set[str] = set()
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        for name, value in attrs:
-            if value is None:
-                continue
-            if name in ("href", "src"):
-                self.links.append(value)
-            elif name in ("id", "name"):
-                self.ids.add(value)
-
-
-def _parse(page: Path) -> _Links:
-    parser = _Links()
-    parser.feed(page.read_text(encoding="utf-8", errors="replace"))
-    return parser
-
-
-def check_site(html_dir: str | Path, lessons: list[str]) -> list[str]:
-    """Problems of a built site: a lesson without its page, a relative link to a file that
-    is not there, or to an anchor that the target page lacks. Empty when all is well."""
-    html_dir = Path(html_dir)
-    problems = [
-        f"lesson {name} has no page" for name in lessons if not (html_dir / f"{name}.html").exists()
-    ]
-    parsed: dict[Path, _Links] = {}
-    for page in sorted(html_dir.rglob("*.html")):
-        parsed.setdefault(page, _parse(page))
-        for link in parsed[page].links:
-            parts = urlsplit(link)
-            if parts.scheme or link.startswith(("//", "mailto:", "data:", "javascript:")):
-                continue  # external: not this site's to check (and the build is offline)
-            target = page if not parts.path else (page.parent / unquote(parts.path)).resolve()
-            if target.is_dir():
-                target = target / "index.html"
-            where = page.relative_to(html_dir)
-            if not target.exists():
-                problems.append(f"{where}: broken link {link!r}")
-            elif parts.fragment and target.suffix == ".html":
-                ids = parsed.setdefault(target, _parse(target)).ids
-                if unquote(parts.fragment) not in ids:
-                    problems.append(f"{where}: link {link!r} names a missing anchor")
-    return problems
-
-
-def build_site(
-    profile: str,
-    *,
-    executed: str | Path | None = None,
-    out: str | Path = SITE_BUILD / "html",
-    timeout: int = 900,
-) -> dict[str, Any]:
-    """Execute the lessons in ``profile`` (or take them executed from ``executed``), render
-    them with Sphinx, and check the result. Returns a summary; raises ``RuntimeError`` when
-    a lesson fails, the build fails, or the check finds problems."""
-    # Executed elsewhere (by the test suite in CI): the profile and this machine, no times.
-    report: dict[str, Any] = {
-        "profile": profile,
-        "machine": machine_info(),
-        "date": datetime.date.today().isoformat(),
-        "lessons": [],
-    }
-    start = time.perf_counter()
-    if executed is None:
-        executed = SITE_BUILD / "executed"
-        if Path(executed).exists():
-            shutil.rmtree(executed)
-        report = run_lessons(None, profile, out_dir=executed, inline_figures=True, timeout=timeout)
-        executed = Path(executed) / "notebooks"
-    # A lesson that failed is still rendered up to its failing cell (its error shows on
-    # its page); the build then fails, after saying how long it took and how big it is.
-    failed = [r for r in report["lessons"] if not r["ok"]]
-    run_s = time.perf_counter() - start
-    stage = SITE_BUILD / "source"
-    lessons = stage_site(Path(executed), stage, report)
-    out = Path(out)
-    if out.exists():
-        shutil.rmtree(out)
-    command = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-W", "--keep-going"]
-    command += ["-c", str(SITE_SOURCE), "-d", str(SITE_BUILD / "doctrees"), str(stage), str(out)]
-    built = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
-    build_s = time.perf_counter() - built
-    if done.returncode != 0:
-        raise RuntimeError(f"sphinx-build failed:\n{done.stdout}\n{done.stderr}")
-    problems = check_site(out, lessons)
-    problems += [f"lesson {Path(r['notebook']).stem} failed: {r['error']}" for r in failed]
-    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    summary = {
-        "html": str(out),
-        "lessons": len(lessons),
-        "execute_s": round(run_s, 1),
-        "sphinx_s": round(build_s, 1),
-        "size_mib": round(size / 2**20, 1),
-    }
-    if problems:
-        raise RuntimeError(f"{json.dumps(summary)}\nthe site has problems:\n" + "\n".join(problems))
-    return summary
-
-
 # ---------------------------------------------------------------------------------- the CLI
 def _run_command(args: argparse.Namespace) -> int:
     figures = args.figures
@@ -656,28 +519,30 @@ def main(argv: list[str] | None = None) -> int:
     site = sub.add_parser("site", help="execute the lessons and render the course as HTML")
     site.add_argument("--profile", default="ci")
     site.add_argument("--executed", help="take executed lessons from here instead of running")
-    site.add_argument("--out", default=str(SITE_BUILD / "html"))
+    site.add_argument("--out", default=str(ROOT / "docs" / "_build" / "html"))
     site.add_argument("--timeout", type=int, default=900, help="seconds per cell")
-    check = sub.add_parser("check-site", help="check a built site's lessons and links")
+    check = sub.add_parser("check-site", help="check a built site's pages, links and requests")
     check.add_argument("html")
     args = parser.parse_args(argv)
 
     if args.command == "run":
         return _run_command(args)
+    from omni_edu.tools import site
+
     if args.command == "site":
         try:
-            summary = build_site(
+            summary = site.build_site(
                 args.profile, executed=args.executed, out=args.out, timeout=args.timeout
             )
-        except RuntimeError as exc:
+        except (RuntimeError, ValueError) as exc:
             print(exc, file=sys.stderr)
             return 1
         print(json.dumps(summary))
         print(f"open {Path(summary['html']) / 'index.html'}")
         return 0
     lessons = [f"notebooks/{p.stem}" for p in lesson_notebooks()]
-    problems = check_site(args.html, lessons)
-    print("\n".join(problems) or f"{args.html}: {len(lessons)} lessons, no broken link")
+    problems = site.check_site(args.html, lessons)
+    print("\n".join(problems) or f"{args.html}: {len(lessons)} lessons, no problem found")
     return 1 if problems else 0
 
 
