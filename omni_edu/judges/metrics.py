@@ -43,7 +43,7 @@ from omni_edu.judges.classifiers import AttributeClassifier, AudioAttributeClass
 # 2000 real test pictures and sounds in the ci profile (judges() of the course cache): the
 # picture judge's shape head is the least sure (1% of real pictures below 0.45, 10% below
 # 0.64), so 0.9 for every attribute would call 29% of real pictures invalid; at these
-# thresholds 98% of real pictures and 99.9% of real sounds are confident.
+# thresholds 96% of real pictures and all real sounds are confident.
 CONFIDENCE = {"shape": 0.5, "colour": 0.9, "size": 0.9, "position": 0.9}
 # Object pixels rise at least this far above the background (10 standard deviations of
 # the pixel noise; the faintest palette colour, green, rises 0.67).
@@ -53,7 +53,7 @@ OBJECT_LEVEL = 0.3
 CORE = 0.85
 # A colour is a palette colour within this distance (RGB, Euclidean). Calibrated on real
 # test pictures: 99% lie within 0.13 at 16x16 (ci) and 0.09 at 32x32 (gpu); the palette's
-# closest pair is 0.55 apart; 50/50 blends of two real pictures pass only when both
+# closest pair is 0.47 apart; 50/50 blends of two real pictures pass only when both
 # objects share a colour (4% of blends).
 PALETTE_DISTANCE = 0.15
 # Energy below this rise over the background is pixel noise (3 standard deviations).
