@@ -71,7 +71,7 @@ def show_batch(batch: OmniBatch, n: int = 8, columns: int = 4):
     n = min(n, len(batch))
     rows = (n + columns - 1) // columns
     titles = [
-        "\n".join(textwrap.fill(str(o), 36) for o in scene.objects) for scene in batch.scenes[:n]
+        "\n".join(textwrap.fill(str(o), 44) for o in scene.objects) for scene in batch.scenes[:n]
     ]
     lines = max(t.count("\n") + 1 for t in titles)  # title lines above each picture
     # Constrained layout keeps each row's titles clear of the pictures above them (a tight

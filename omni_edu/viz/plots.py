@@ -339,5 +339,7 @@ def figure_png(fig: Figure, dpi: int = 80) -> bytes:
     import io
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
+    # "tight", as the inline backend draws: text placed outside the axes (a note under the
+    # figure) stays in the picture.
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     return buf.getvalue()
