@@ -85,3 +85,18 @@ def test_bad_input_raises():
         fsq.indices_to_codes(torch.tensor([120]))
     with pytest.raises(ValueError, match="integers >= 2"):
         FSQ((1, 4))
+
+
+@given(levels=st.lists(st.integers(2, 7), min_size=1, max_size=4), seed=st.integers(0, 99))
+@settings(max_examples=20, deadline=None)
+def test_squash_is_what_forward_rounds(levels, seed):
+    """The continuous value before rounding: inside (-1, 1), and rounding it to the grid
+    gives the code forward returns."""
+    fsq = FSQ(levels)
+    z = 2 * torch.randn(50, len(levels), generator=torch.Generator().manual_seed(seed))
+    squashed = fsq.squash(z)
+    assert squashed.shape == z.shape and squashed.abs().max() < 1
+    half = (torch.tensor(levels, dtype=torch.float32) - 1) / 2
+    torch.testing.assert_close((torch.round(squashed * half + half) - half) / half, fsq(z))
+    with pytest.raises(ValueError, match="one dimension per FSQ level"):
+        fsq.squash(torch.zeros(2, len(levels) + 1))

@@ -1,5 +1,5 @@
-"""VQ-VAE and vector quantiser: gradients, codebook maintenance, round trips (FSQ itself:
-test_fsq.py)."""
+"""VQ-VAE and vector quantiser: gradients, codebook maintenance, round trips of both paths
+(codes and continuous latents), quantiser dropout (FSQ itself: test_fsq.py)."""
 
 import pytest
 import torch
@@ -17,7 +17,8 @@ from omni_edu.model.heads import (
     quantize_straight_through,
     vq_loss_terms,
 )
-from omni_edu.model.heads.vq import AudioVQVAE, AudioVQVAEConfig
+from omni_edu.model.heads.vq import AudioVQVAE, AudioVQVAEConfig, VQVAEOutput
+from omni_edu.tokenizers import train_autoencoder
 
 
 def boxes(n: int, size: int = 16, seed: int = 0) -> torch.Tensor:
@@ -223,3 +224,92 @@ def test_audio_tokenizer_gives_one_code_per_audio_token_and_round_trips():
         model.decode_from_indices(tokens[:, :0])
     fsq = AudioVQVAE(AudioVQVAEConfig(n_mels=8, channels=16, quantizer="fsq", fsq_levels=(3, 3)))
     assert fsq.eval().encode_to_indices(mels).max() < 9
+
+
+@pytest.mark.parametrize("quantizer", ["vq", "fsq", "none"])
+def test_latents_round_trip_on_the_grid_of_the_codes(quantizer):
+    torch.manual_seed(0)
+    config = VQVAEConfig(quantizer=quantizer, codebook_size=16, channels=8, fsq_levels=(4, 4, 4))
+    model = VQVAE(config).eval()
+    images = boxes(4)
+    latents = model.encode_latents(images)
+    assert latents.shape == (4, 16, model.latent_dim) and latents.dtype == torch.float32
+    assert model.latent_dim == (3 if quantizer == "fsq" else 8)
+    decoded = model.decode_latents(latents)
+    assert decoded.shape == images.shape and 0 <= decoded.min() and decoded.max() <= 1
+    # decode_latents(encode_latents(x)) is the continuous path's reconstruction
+    torch.testing.assert_close(decoded, model(images, quantize=False).recon.clamp(0, 1))
+    # One latent per patch, row by row like the ids: token t is patch (t // 4, t % 4).
+    z = model.encode(images)  # (batch, 4, 4, code_dim)
+    squash = torch.tanh if quantizer == "fsq" else (lambda x: x)
+    torch.testing.assert_close(latents[:, 6], squash(z[:, 1, 2]))
+    if quantizer != "none":
+        ids = model.encode_to_indices(images)
+        assert ids.shape == latents.shape[:2]
+    with pytest.raises(ValueError, match=rf"\(batch, n_tokens, {model.latent_dim}\)"):
+        model.decode_latents(latents[..., :-1])
+    with pytest.raises(ValueError, match=r"ids \(batch, 16\) or latents \(batch, 16, latent_dim\)"):
+        model.decode_latents(latents[:, :5])
+
+
+def test_audio_latents_one_per_audio_token():
+    torch.manual_seed(0)
+    config = AudioVQVAEConfig(n_mels=8, channels=16, codebook_size=32, quantizer_dropout=0.5)
+    model = AudioVQVAE(config).eval()
+    mels = sounds(5)  # 16 frames: 4 audio tokens
+    latents = model.encode_latents(mels)
+    assert latents.shape == (5, 4, 8)
+    decoded = model.decode_latents(latents)
+    assert decoded.shape == mels.shape and -1 <= decoded.min() and decoded.max() <= 1
+    torch.testing.assert_close(decoded, model(mels, quantize=False).recon.clamp(-1, 1))
+
+
+def test_quantizer_dropout_decodes_that_share_from_the_latents():
+    """In training mode, each example is decoded either from its codes or from its latents,
+    about ``quantizer_dropout`` of them from the latents; in eval mode always from codes."""
+    torch.manual_seed(0)
+    # No EMA, k-means or restarts: a training forward pass then changes nothing.
+    model = VQVAE(VQVAEConfig(codebook_size=16, channels=8, quantizer_dropout=0.3))
+    images = boxes(400)
+    model.eval()
+    with torch.no_grad():
+        coded = model(images).recon
+        continuous = model(images, quantize=False).recon
+        model.train()
+        mixed = model(images).recon
+    from_codes = (mixed - coded).flatten(1).abs().amax(1) < 1e-6
+    from_latents = (mixed - continuous).flatten(1).abs().amax(1) < 1e-6
+    assert (from_codes ^ from_latents).all()  # one or the other, never a blend
+    assert 0.22 < from_latents.float().mean() < 0.38
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(images).recon, coded)
+    with pytest.raises(ValueError, match=r"quantizer_dropout should be a share in \[0, 1\)"):
+        VQVAEConfig(quantizer_dropout=1.0)
+
+
+class PlainVQVAE(VQVAE):
+    """The VQ-VAE's forward pass before quantiser dropout existed: encode, quantise, decode."""
+
+    def forward(self, x: torch.Tensor, quantize: bool = True) -> VQVAEOutput:
+        quant = self.quantizer(self.encode(x))
+        recon = self.decode(quant.z_q)
+        recon_loss = torch.nn.functional.mse_loss(recon, x)
+        return VQVAEOutput(recon, recon_loss + quant.loss, recon_loss, quant)
+
+
+def test_quantizer_dropout_zero_trains_exactly_like_the_plain_vqvae():
+    """Share 0 draws no random numbers and decodes every example from its codes, so the
+    weights after training (dead-code restarts draw from the same stream) are identical."""
+    weights = []
+    for model_class in (VQVAE, PlainVQVAE):
+        torch.manual_seed(0)
+        config = VQVAEConfig(
+            codebook_size=32, channels=8, ema=True, kmeans_init=True, dead_code_steps=2
+        )
+        model = model_class(config)
+        train_autoencoder(model, boxes(64), steps=12, batch_size=16, progress=False)
+        assert model.quantizer.restarts > 0  # the random stream was used after the forward
+        weights.append(model.state_dict())
+    for key, value in weights[0].items():
+        assert torch.equal(value, weights[1][key]), key

@@ -59,13 +59,25 @@ class FSQ(nn.Module):
         """
         return torch.tanh(z) * self._half(z.dtype)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """Quantised codes in ``[-1, 1]``, same shape as ``z``, straight-through gradient."""
+    def _check(self, z: torch.Tensor) -> None:
         if z.shape[-1] != len(self.levels_tuple):
             raise ValueError(
                 f"z should be (..., {len(self.levels_tuple)}), one dimension per FSQ level; "
                 f"got {tuple(z.shape)}."
             )
+
+    def squash(self, z: torch.Tensor) -> torch.Tensor:
+        """The codes before rounding: ``bound(z)`` rescaled to ``(-1, 1)``, ``z``'s shape.
+
+        :meth:`forward` rounds exactly this to the nearest grid value, so it is the
+        continuous value a decoder reads when the rounding is skipped.
+        """
+        self._check(z)
+        return self.bound(z) / self._half(z.dtype)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Quantised codes in ``[-1, 1]``, same shape as ``z``, straight-through gradient."""
+        self._check(z)
         half = self._half(z.dtype)
         digits = round_straight_through(self.bound(z) + half)  # 0 .. L-1, as floats
         return (digits - half) / half

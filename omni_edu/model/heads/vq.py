@@ -17,8 +17,12 @@ Everything the lesson discusses is written out here:
 
 The same autoencoder also runs with FSQ (:mod:`omni_edu.model.heads.fsq`) or with no
 quantiser at all (a continuous autoencoder), so lesson 03 can measure what quantisation
-throws away. The models live here; training them is :mod:`omni_edu.tokenizers`' job
-(nothing under ``omni_edu.model`` imports training code).
+throws away. With *quantiser dropout* one autoencoder is both: a share of every training
+batch skips the quantiser and is decoded from the encoder's continuous output, so the one
+decoder learns to draw from code ids (``encode_to_indices`` / ``decode_from_indices``) and
+from continuous latents (``encode_latents`` / ``decode_latents``) on the same grid. The
+models live here; training them is :mod:`omni_edu.tokenizers`' job (nothing under
+``omni_edu.model`` imports training code).
 """
 
 from __future__ import annotations
@@ -274,6 +278,11 @@ class VectorQuantizer(nn.Module):
         """Codes for integer ``indices`` ``(...)``; returns ``(..., code_dim)``."""
         return self.codebook[indices]
 
+    def continuous(self, z: torch.Tensor) -> torch.Tensor:
+        """What the decoder reads when the quantiser is skipped: ``z`` itself, ``(..., code_dim)``
+        (the codes live in the encoder's own space)."""
+        return z
+
     @torch.no_grad()
     def _kmeans_init(self, flat: torch.Tensor) -> None:
         centroids = kmeans(flat, self.codebook_size)
@@ -316,6 +325,10 @@ class IdentityQuantizer(nn.Module):
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         return QuantizerOutput(z_q=z, indices=None, loss=z.new_zeros(()))
 
+    def continuous(self, z: torch.Tensor) -> torch.Tensor:
+        """``z`` unchanged, ``(..., code_dim)``."""
+        return z
+
 
 class FSQQuantizer(nn.Module):
     """Adapter that gives :class:`~omni_edu.model.heads.fsq.FSQ` the quantiser interface."""
@@ -343,7 +356,14 @@ class FSQQuantizer(nn.Module):
             return self.fsq.codes_to_indices(self.fsq(z.float()))
 
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
+        """Codes ``(..., len(levels))`` in ``[-1, 1]`` for token ids ``(...)``."""
         return self.fsq.indices_to_codes(indices)
+
+    def continuous(self, z: torch.Tensor) -> torch.Tensor:
+        """The codes before rounding, ``(..., len(levels))`` in ``(-1, 1)``: FSQ's codes live
+        in the squashed space, not in the encoder's raw output."""
+        with torch.autocast(z.device.type, enabled=False):
+            return self.fsq.squash(z.float())
 
 
 # --------------------------------------------------------------------------------------
@@ -365,6 +385,16 @@ class QuantizerConfig:
     dead_code_steps: int = 0  # restart codes unused for this many steps (0 = never)
     kmeans_init: bool = False
     fsq_levels: tuple[int, ...] = (8, 5, 5, 5)
+    # Quantiser dropout: the share of the examples of each training batch decoded from the
+    # encoder's continuous output instead of their codes, so one decoder serves both
+    # (0 = a plain VQ-VAE; no effect without a quantiser).
+    quantizer_dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.quantizer_dropout < 1.0:
+            raise ValueError(
+                f"quantizer_dropout should be a share in [0, 1); got {self.quantizer_dropout}."
+            )
 
     def build_quantizer(self) -> tuple[nn.Module, int]:
         """The quantiser and the width of the vectors it takes (the encoder's output)."""
@@ -474,7 +504,10 @@ class QuantizedAutoencoder(nn.Module):
 
     ``encode_to_indices(x) -> (batch, n_tokens)`` int64, ``decode_from_indices(ids) -> x``
     and ``vocab_size``: all a language model needs to read and write a modality as code
-    ids. Subclasses supply ``encode`` (input -> ``(batch, *grid, code_dim)``), ``decode``
+    ids. ``encode_latents(x) -> (batch, n_tokens, latent_dim)`` and
+    ``decode_latents(latents) -> x`` are the same grid without the quantiser: the
+    continuous path (trained when ``config.quantizer_dropout > 0``, or when there is no
+    quantiser). Subclasses supply ``encode`` (input -> ``(batch, *grid, code_dim)``), ``decode``
     (the inverse), ``_check_input``, ``_grid`` (the code grid for ``n_tokens`` ids) and
     ``output_range`` (where decoded values are clipped).
     """
@@ -491,9 +524,32 @@ class QuantizedAutoencoder(nn.Module):
         """Number of distinct tokens (``None`` for the continuous autoencoder)."""
         return getattr(self.quantizer, "codebook_size", None)
 
-    def forward(self, x: torch.Tensor) -> VQVAEOutput:
-        quant = self.quantizer(self.encode(x))
-        recon = self.decode(quant.z_q)
+    @property
+    def latent_dim(self) -> int:
+        """Numbers per token of the continuous path (``encode_latents``' last axis)."""
+        return self.code_dim
+
+    def forward(self, x: torch.Tensor, quantize: bool = True) -> VQVAEOutput:
+        """Encode, quantise, decode. ``recon`` has ``x``'s shape.
+
+        ``quantize=False`` decodes every example from its continuous latents (the
+        quantiser still runs, so ``quant`` reports the codes and their loss). In training
+        mode a share ``config.quantizer_dropout`` of the examples skips the quantiser.
+        """
+        z = self.encode(x)
+        quant = self.quantizer(z)
+        z_dec = quant.z_q
+        skip = None
+        if not quantize:
+            skip = torch.ones(len(x), dtype=torch.bool, device=x.device)
+        elif self.training and self.config.quantizer_dropout > 0:
+            # One draw per example, none when the share is 0: a plain VQ-VAE consumes
+            # exactly the random numbers it always did.
+            skip = torch.rand(len(x), device=x.device) < self.config.quantizer_dropout
+        if skip is not None:
+            continuous = self.quantizer.continuous(z).to(z_dec.dtype)
+            z_dec = torch.where(skip.view(-1, *[1] * (z.dim() - 1)), continuous, z_dec)
+        recon = self.decode(z_dec)
         recon_loss = F.mse_loss(recon, x)
         return VQVAEOutput(
             recon=recon, loss=recon_loss + quant.loss, recon_loss=recon_loss, quant=quant
@@ -519,6 +575,26 @@ class QuantizedAutoencoder(nn.Module):
         grid = self._grid(indices.shape[1])
         codes = self.quantizer.lookup(indices.long()).reshape(indices.shape[0], *grid, -1)
         return self.decode(codes).clamp(*self.output_range)
+
+    @torch.no_grad()
+    def encode_latents(self, x: torch.Tensor) -> torch.Tensor:
+        """Input -> continuous latents ``(batch, n_tokens, latent_dim)`` float32, one per
+        token in the order of ``encode_to_indices`` (row by row for pictures, in time for
+        sounds): what the decoder reads when the quantiser is skipped."""
+        latents = self.quantizer.continuous(self.encode(x)).float()
+        return latents.reshape(x.shape[0], -1, self.latent_dim)
+
+    @torch.no_grad()
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Continuous latents ``(batch, n_tokens, latent_dim)`` -> decoded input, clipped to
+        ``output_range``: pictures ``(batch, 3, H, W)`` or mels ``(batch, frames, n_mels)``."""
+        if latents.dim() != 3 or latents.shape[-1] != self.latent_dim:
+            raise ValueError(
+                f"latents should be (batch, n_tokens, {self.latent_dim}); got "
+                f"{tuple(latents.shape)}. encode_latents gives that shape."
+            )
+        grid = self._grid(latents.shape[1])
+        return self.decode(latents.reshape(latents.shape[0], *grid, -1)).clamp(*self.output_range)
 
 
 class VQVAE(QuantizedAutoencoder):
@@ -558,8 +634,8 @@ class VQVAE(QuantizedAutoencoder):
         g = self.config.grid_size
         if n_tokens != g * g:
             raise ValueError(
-                f"indices should be (batch, {g * g}) for a {g}x{g} code grid; "
-                f"got {n_tokens} tokens per image."
+                f"a {g}x{g} code grid takes ids (batch, {g * g}) or latents (batch, {g * g}, "
+                f"latent_dim); got {n_tokens} tokens per image."
             )
         return (g, g)
 
@@ -615,7 +691,7 @@ class AudioVQVAE(QuantizedAutoencoder):
 
     def _grid(self, n_tokens: int) -> tuple[int, ...]:
         if n_tokens < 1:
-            raise ValueError("indices should hold at least one audio token per clip.")
+            raise ValueError("indices or latents should hold at least one audio token per clip.")
         return (n_tokens,)
 
     def encode(self, mels: torch.Tensor) -> torch.Tensor:
@@ -632,20 +708,22 @@ class AudioVQVAE(QuantizedAutoencoder):
 
 @torch.no_grad()
 def evaluate_autoencoder(
-    model: QuantizedAutoencoder, data: torch.Tensor, batch_size: int = 256
+    model: QuantizedAutoencoder, data: torch.Tensor, batch_size: int = 256, quantize: bool = True
 ) -> dict[str, float]:
     """Reconstruction MSE and codebook use of ``model`` over ``data`` (pictures
     ``(n, 3, H, W)`` or log-mel clips ``(n, frames, n_mels)``).
 
     Returns ``recon_mse`` (mean squared error per value), ``usage`` (fraction of codes
     used at least once) and ``perplexity`` (effective number of codes) over the whole set.
+    ``quantize=False`` measures the continuous path (the decoder reads the encoder's
+    latents); usage and perplexity still describe the codes the quantiser chose.
     """
     model.eval()
     device = next(model.parameters()).device
     errors, all_indices = [], []
     for start in range(0, len(data), batch_size):
         batch = data[start : start + batch_size].to(device)
-        out = model(batch)
+        out = model(batch, quantize=quantize)
         errors.append(F.mse_loss(out.recon.float(), batch, reduction="sum").item())
         if out.quant.indices is not None:
             all_indices.append(out.quant.indices.reshape(-1).cpu())
