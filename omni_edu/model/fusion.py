@@ -550,7 +550,7 @@ class CrossAttentionFusion(FusionModel):
         cos, sin = self.decoder.rope_cos_sin(batch.text_positions)
         for xattn, block in zip(self.xattn, self.decoder.blocks, strict=True):
             x = xattn(x, media, visible)
-            x, _ = block(x, cos, sin)  # causal self-attention among text tokens
+            x, _, _ = block(x, cos=cos, sin=sin)  # causal self-attention among text tokens
         return self.decoder.norm(x)
 
 

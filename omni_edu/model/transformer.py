@@ -1,20 +1,17 @@
 """The decoder: a small Llama/Qwen-style transformer over omni-token embeddings.
 
-Everything the lessons need lives in this one file, in reading order:
+In reading order (rotary positions live in :mod:`omni_edu.model.rope`, the KV cache in
+:mod:`omni_edu.model.kv_cache`):
 
 1. :class:`DecoderConfig` - the sizes, with ``from_profile`` to ask the active profile.
 2. :class:`RMSNorm` - normalise by the root-mean-square, no mean subtraction, no bias.
-3. Rotary position embeddings - :func:`rope_frequencies`, :func:`rope_angles`,
-   :func:`apply_rope`. 1-D positions ``(batch, seq)`` rotate every frequency pair by the
-   token's index; multimodal M-RoPE positions ``(3, batch, seq)`` (Qwen2-VL) give each
-   section of the frequency pairs its own coordinate: time, height or width.
-4. :class:`Attention` - fused QKV projection, optional grouped-query attention (GQA),
-   ``scaled_dot_product_attention`` on the fast path and an explicit path that also
-   returns the attention weights for the attention explorer.
+3. :func:`causal_mask` and :func:`decoder_mask` - the one attention mask of a forward pass.
+4. :class:`Attention` - fused QKV projection, rotary positions, optional grouped-query
+   attention (GQA), ``scaled_dot_product_attention``, or an explicit path
+   (:func:`attention_with_weights`) that also returns the weights for the attention
+   explorer.
 5. :class:`MLP` (SwiGLU) and the pre-norm :class:`Block`.
-6. :class:`KVCache` - keys and values of the tokens seen so far, so generation feeds one
-   token at a time.
-7. :class:`Decoder` - a stack of blocks plus a final norm. It takes *embeddings*
+6. :class:`Decoder` - a stack of blocks plus a final norm. It takes *embeddings*
    ``(batch, seq, d_model)`` (the omni-token projector makes them), not token ids, and
    returns hidden states ``(batch, seq, d_model)``; the output heads live elsewhere.
 
@@ -30,13 +27,15 @@ Using the cache from a generation loop::
         x_new = embed(next_token_from(hidden[:, -1]))                     # (batch, 1, d)
         hidden = decoder(x_new, next_positions, cache=cache)              # one new row
 
-Each call attends from its new tokens (the *query rows*) to every cached key plus the new
-ones, then appends the new keys and values to the cache. With ``attn_mask=None`` the new
-rows are causal among themselves and see the whole past. An explicit mask may be given
-either as the new rows only, ``(batch, q_new, past + q_new)``, or as the full square mask
-of the whole sequence so far, ``(batch, past + q_new, past + q_new)``, of which the last
-``q_new`` rows are used. ``positions`` are the absolute positions of the new tokens; leave
-them out to get 1-D positions ``past, past + 1, ...``.
+Inside, block ``i`` reads its own view ``cache[i]`` and returns it grown by the new
+tokens, as in nanoVLM: ``x, cache[i], _ = block(x, cos=cos, sin=sin, mask=mask,
+cache=cache[i])``. Each call attends from its new tokens (the *query rows*) to every
+cached key plus the new ones. With ``attn_mask=None`` the new rows are causal among
+themselves and see the whole past. An explicit mask may be given either as the new rows
+only, ``(batch, q_new, past + q_new)``, or as the full square mask of the whole sequence so
+far, ``(batch, past + q_new, past + q_new)``, of which the last ``q_new`` rows are used.
+``positions`` are the absolute positions of the new tokens; leave them out to get 1-D
+positions ``past, past + 1, ...``.
 """
 
 from __future__ import annotations
@@ -46,8 +45,16 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
+from omni_edu.model.kv_cache import BlockCache, KVCache
+from omni_edu.model.rope import (
+    apply_rope,
+    default_mrope_sections,
+    rope_angles,
+    rope_cos_sin,
+    rope_frequencies,
+)
 from omni_edu.profiles import Profile, get_profile
 
 
@@ -59,17 +66,6 @@ def swiglu_hidden_size(d_model: int, multiple_of: int = 8) -> int:
     because matrix kernels like round sizes.
     """
     return multiple_of * round(8 * d_model / 3 / multiple_of)
-
-
-def default_mrope_sections(head_dim: int) -> tuple[int, int, int]:
-    """Split the ``head_dim // 2`` rotary frequency pairs into (time, height, width).
-
-    Qwen2-VL uses (16, 24, 24) of 64 pairs: a quarter for time and three eighths each for
-    height and width. We keep those proportions; time takes whatever rounding leaves.
-    """
-    pairs = head_dim // 2
-    spatial = (3 * pairs) // 8
-    return (pairs - 2 * spatial, spatial, spatial)
 
 
 @dataclass
@@ -154,199 +150,55 @@ class RMSNorm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Tensor) -> Tensor:
         """``(..., dim) -> (..., dim)``."""
         return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
 
 
-# ----------------------------------------------------------------------------- rotary
+# ----------------------------------------------------------------------------- masks
 
 
-def rope_frequencies(head_dim: int, base: float = 10000.0) -> torch.Tensor:
-    """Angular speed of each of the ``head_dim // 2`` rotary pairs: ``base^(-2i/head_dim)``.
+def causal_mask(q_len: int, past: int = 0, device: torch.device | str | None = None) -> Tensor:
+    """Causal ``(q_len, past + q_len)`` mask for new tokens that follow ``past`` cached ones.
 
-    Fast pairs tell neighbours apart; slow pairs still change over long distances.
+    Query row ``i`` is token ``past + i``: it may attend to every key up to itself.
     """
-    return base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    rows = torch.arange(past, past + q_len, device=device).unsqueeze(1)
+    return torch.arange(past + q_len, device=device) <= rows
 
 
-def rope_angles(
-    positions: torch.Tensor,
-    inv_freq: torch.Tensor,
-    mrope_sections: tuple[int, int, int] | None = None,
-) -> torch.Tensor:
-    """Rotation angle of every frequency pair at every position.
+def decoder_mask(
+    attn_mask: Tensor | None, q_len: int, past: int, device: torch.device
+) -> Tensor | None:
+    """The mask every layer of one forward pass uses: ``(batch | 1, 1, q_len, past + q_len)``
+    bool, True = may attend, or ``None`` for plain causal attention over ``q_len`` tokens
+    (no past), which lets the attention kernel skip the upper triangle (half the work).
 
-    Args:
-        positions: 1-D positions ``(batch, seq)``, or M-RoPE positions ``(3, batch, seq)``
-            holding (time, height, width) for each token.
-        inv_freq: ``(head_dim // 2,)`` from :func:`rope_frequencies`.
-        mrope_sections: for M-RoPE, how many pairs follow time, height and width (in
-            that order, lowest pairs = fastest frequencies first).
-
-    Returns:
-        angles ``(batch, seq, head_dim // 2)``. With M-RoPE, pair ``i`` in the time
-        section turns with the time coordinate, and so on; when all three coordinates
-        are equal this is exactly 1-D RoPE.
+    ``attn_mask`` may be ``(q, k)``, ``(batch, q, k)`` or ``(batch, heads | 1, q, k)``; a
+    square mask of the whole sequence ``(..., k, k)`` is cut down to its last ``q_len``
+    rows (the new tokens when decoding with a cache). ``None`` = causal.
     """
-    angles = positions.to(torch.float32).unsqueeze(-1) * inv_freq  # (..., batch, seq, pairs)
-    if positions.dim() == 2:
-        return angles
-    if positions.dim() != 3 or positions.shape[0] != 3:
+    k_len = past + q_len
+    if attn_mask is None:
+        # SDPA's is_causal aligns its triangle to the top-left: right only without a past.
+        return None if past == 0 else causal_mask(q_len, past, device)
+    if attn_mask.dtype != torch.bool:
         raise ValueError(
-            "positions should be 1-D (batch, seq) or M-RoPE (3, batch, seq); "
-            f"got {tuple(positions.shape)}."
+            f"attn_mask should be a boolean tensor (True = may attend); got {attn_mask.dtype}. "
+            "Convert with mask.bool() or build it with comparisons."
         )
-    if mrope_sections is None:
-        raise ValueError("M-RoPE positions (3, batch, seq) need mrope_sections.")
-    # Take the time angles for the first section, height for the next, width for the last.
-    chunks = angles.split(list(mrope_sections), dim=-1)
-    return torch.cat([chunk[axis] for axis, chunk in enumerate(chunks)], dim=-1)
-
-
-def rope_cos_sin(angles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(batch, seq, pairs)`` angles -> cos and sin ``(batch, seq, 1, pairs)``.
-
-    Computed once per forward pass and shared by every layer; the axis of size 1
-    broadcasts over the heads.
-    """
-    angles = angles.unsqueeze(2)
-    return angles.cos(), angles.sin()
-
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate query or key vectors by their positions' angles.
-
-    Pair ``i`` is dimensions ``(2i, 2i + 1)`` of a head. Read as the complex number
-    ``x[2i] + 1j * x[2i + 1]``, rotating it by angle ``a`` is one multiplication by
-    ``cos a + 1j * sin a`` - which is also the fastest way to do it in eager PyTorch (one
-    kernel instead of the slicing, negating and concatenating of the "rotate half" form).
-
-    Args:
-        x: ``(batch, seq, heads, head_dim)``.
-        cos, sin: ``(batch, seq, 1, head_dim // 2)`` from :func:`rope_cos_sin`.
-
-    Returns:
-        ``x`` rotated, same shape and dtype.
-    """
-    if torch.compiler.is_compiling():
-        # torch.compile cannot generate code for complex numbers (it would fall back to
-        # slow kernels); written out in real numbers it fuses into a single kernel.
-        return _rotate_pairs(x, cos, sin)
-    if x.stride(-1) != 1 or x.storage_offset() % 2 or any(st % 2 for st in x.stride()[:-1]):
-        x = x.contiguous()  # view_as_complex needs each pair side by side in memory
-    # Complex numbers need float32 (under bf16 autocast x is bf16): compute, cast back.
-    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
-    rotated = pairs * torch.complex(cos.float(), sin.float())
-    return torch.view_as_real(rotated).flatten(-2).type_as(x)
-
-
-def _rotate_pairs(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """:func:`apply_rope` in real arithmetic: ``(a, b) -> (a cos - b sin, a sin + b cos)``."""
-    a, b = x.unflatten(-1, (-1, 2)).unbind(-1)
-    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
-    return torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1).flatten(-2)
-
-
-# ----------------------------------------------------------------------------- cache
-
-
-class KVCache:
-    """Keys and values of every layer for the tokens processed so far.
-
-    Preallocated for ``max_len`` tokens (default ``config.max_seq_len``) so that each
-    decoding step writes in place instead of concatenating. Keys are stored *after*
-    rotation, with ``n_kv_heads`` heads (that is where GQA saves memory).
-
-    Args:
-        config: the decoder's config.
-        batch_size: sequences decoded side by side.
-        max_len: most tokens (prompt + generated) the cache can hold.
-        device, dtype: where and how to store; inputs of another dtype (for example
-            under bf16 autocast) are converted on the way in and out.
-    """
-
-    def __init__(
-        self,
-        config: DecoderConfig,
-        batch_size: int,
-        max_len: int | None = None,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype = torch.float32,
-    ) -> None:
-        self.max_len = config.max_seq_len if max_len is None else max_len
-        shape = (config.n_layers, batch_size, config.n_kv_heads, self.max_len, config.head_dim)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
-        self.length = 0  # tokens already stored (the same for every layer between calls)
-
-    @property
-    def batch_size(self) -> int:
-        return self.k.shape[1]
-
-    @property
-    def nbytes(self) -> int:
-        """Memory the cache occupies, in bytes."""
-        return self.k.nbytes + self.v.nbytes
-
-    def update(
-        self, layer: int, k: torch.Tensor, v: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store layer ``layer``'s new keys/values; return all of them so far.
-
-        ``k, v``: ``(batch, n_kv_heads, new, head_dim)``. Returns
-        ``(batch, n_kv_heads, length + new, head_dim)``. :attr:`length` moves on only in
-        :meth:`advance`, after every layer has written (the decoder calls it).
-        """
-        end = self.length + k.shape[2]
-        self.k[layer, :, :, self.length : end] = k
-        self.v[layer, :, :, self.length : end] = v
-        return self.k[layer, :, :, :end].to(k.dtype), self.v[layer, :, :, :end].to(v.dtype)
-
-    def advance(self, n: int) -> None:
-        """Mark ``n`` more tokens as stored."""
-        self.length += n
-
-    def reset(self) -> None:
-        """Forget everything (the memory stays allocated for the next sequence)."""
-        self.length = 0
+    shape = attn_mask.shape
+    if attn_mask.dim() not in (2, 3, 4) or shape[-1] != k_len or shape[-2] not in (q_len, k_len):
+        raise ValueError(
+            f"attn_mask should be (batch, {q_len}, {k_len}) (queries x keys) or broadcast "
+            f"to (batch, heads, {q_len}, {k_len}); got {tuple(shape)}."
+        )
+    if attn_mask.dim() == 3:
+        attn_mask = attn_mask.unsqueeze(1)  # (batch, 1, q, k): the same mask for every head
+    return attn_mask[..., -q_len:, :]  # the new tokens' rows (all, or a square's last)
 
 
 # ----------------------------------------------------------------------------- layers
-
-
-def _as_4d_mask(mask: torch.Tensor, q_len: int, k_len: int) -> torch.Tensor:
-    """Check a boolean mask and shape it to broadcast against ``(batch, heads, q, k)``.
-
-    Accepts ``(q, k)``, ``(batch, q, k)`` or ``(batch, heads|1, q, k)``; a square mask of
-    the whole sequence ``(..., k, k)`` is cut down to its last ``q`` rows (the new tokens
-    when decoding with a cache).
-    """
-    if mask.dtype != torch.bool:
-        raise ValueError(
-            f"attn_mask should be a boolean tensor (True = may attend); got {mask.dtype}. "
-            "Convert with mask.bool() or build it with comparisons."
-        )
-    if (
-        mask.dim() not in (2, 3, 4)
-        or mask.shape[-1] != k_len
-        or mask.shape[-2] not in (q_len, k_len)
-    ):
-        raise ValueError(
-            f"attn_mask should be (batch, {q_len}, {k_len}) (queries x keys) or broadcast "
-            f"to (batch, heads, {q_len}, {k_len}); got {tuple(mask.shape)}."
-        )
-    if mask.dim() == 3:
-        mask = mask.unsqueeze(1)  # (batch, 1, q, k): the same mask for every head
-    if mask.shape[-2] != q_len:
-        mask = mask[..., k_len - q_len :, :]  # the square mask's rows of the new tokens
-    return mask
-
-
-def _cached_causal_mask(q_len: int, past: int, device: torch.device) -> torch.Tensor:
-    """Causal ``(q, past + q)`` mask for new tokens that follow ``past`` cached ones."""
-    rows = torch.arange(past, past + q_len, device=device).unsqueeze(1)
-    return torch.arange(past + q_len, device=device) <= rows
 
 
 class Attention(nn.Module):
@@ -369,90 +221,76 @@ class Attention(nn.Module):
 
     def forward(
         self,
-        x: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
-        attn_mask: torch.Tensor | None = None,
-        cache: KVCache | None = None,
-        layer: int = 0,
+        x: Tensor,
+        *,
+        cos: Tensor,
+        sin: Tensor,
+        mask: Tensor | None = None,
+        cache: BlockCache | None = None,
         return_attention: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Attend from every position of ``x`` to the allowed positions.
+    ) -> tuple[Tensor, BlockCache | None, Tensor | None]:
+        """Attend from every position of ``x`` to the keys its mask allows.
 
         Args:
             x: ``(batch, seq, d_model)``, already normalised.
             cos, sin: ``(batch, seq, 1, head_dim // 2)`` rotary tables of these positions.
-            attn_mask: boolean, True = may attend (see :func:`_as_4d_mask`); ``None`` =
-                causal.
-            cache: if given, keys/values of earlier tokens are read from it and this
-                call's are appended (under index ``layer``).
+            mask: bool ``(batch | 1, heads | 1, seq, past + seq)``, True = may attend (see
+                :func:`decoder_mask`); ``None`` = causal.
+            cache: this block's keys and values of earlier tokens, if any.
             return_attention: use the explicit path and also return the weights.
 
         Returns:
-            ``(out (batch, seq, d_model), weights (batch, heads, seq, keys) or None)``.
+            ``out (batch, seq, d_model)``, the cache grown by this call's keys and values
+            (``None`` without a cache), and the weights ``(batch, heads, seq, past + seq)``
+            with ``return_attention`` (else ``None``).
         """
         batch, seq, _ = x.shape
         qkv = self.qkv(x).view(batch, seq, self.n_heads + 2 * self.n_kv_heads, self.head_dim)
         qk, v = qkv.split([self.n_heads + self.n_kv_heads, self.n_kv_heads], dim=2)
-        qk = apply_rope(qk, cos, sin)  # queries and keys rotate together, in one go
+        qk = apply_rope(qk, cos, sin)  # queries and keys turn by the same angles: one call
         # (batch, seq, heads, head_dim) -> (batch, heads, seq, head_dim)
         q, k = qk.transpose(1, 2).split([self.n_heads, self.n_kv_heads], dim=1)
         v = v.transpose(1, 2)
-
-        past = 0
         if cache is not None:
-            past = cache.length
-            k, v = cache.update(layer, k, v)
+            cache = cache.append(k, v)  # this call's keys and values join the past ones
+            k, v = cache.k.to(q.dtype), cache.v.to(q.dtype)
         if self.n_kv_heads != self.n_heads:
             # GQA: each key/value head serves n_heads / n_kv_heads query heads.
             groups = self.n_heads // self.n_kv_heads
             k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
 
-        mask, is_causal = None, False
-        if attn_mask is not None:
-            mask = _as_4d_mask(attn_mask, seq, past + seq)
-        elif past == 0:
-            is_causal = seq > 1  # the kernel skips the upper triangle: about half the work
-        elif seq > 1:
-            # is_causal aligns the triangle to the top-left, wrong when q and k differ in
-            # length; spell the offset out instead. (One new token may see everything.)
-            mask = _cached_causal_mask(seq, past, x.device)
-
-        weights = None
+        dropout = self.dropout if self.training else 0.0
         if return_attention:
-            if is_causal:
-                mask = _cached_causal_mask(seq, 0, x.device)
-            y, weights = self._explicit_attention(q, k, v, mask)
+            y, weights = attention_with_weights(q, k, v, mask, dropout)
         else:
+            is_causal = mask is None  # the kernel skips the masked triangle itself
             y = F.scaled_dot_product_attention(
-                q,
-                k,
-                v,
-                attn_mask=mask,
-                is_causal=is_causal,
-                dropout_p=self.dropout if self.training else 0.0,
+                q, k, v, attn_mask=mask, is_causal=is_causal, dropout_p=dropout
             )
+            weights = None
         y = y.transpose(1, 2).reshape(batch, seq, self.n_heads * self.head_dim)
-        return self.proj(y), weights
+        return self.proj(y), cache, weights
 
-    def _explicit_attention(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        mask: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """softmax(q k^T / sqrt(d)) v written out, keeping the weights to look at."""
-        scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)
-        if mask is not None:
-            scores = scores.masked_fill(~mask, float("-inf"))
-        weights = scores.softmax(dim=-1)
-        if mask is not None:
-            # A row that may attend nowhere (padding) gives 0/0 = NaN; SDPA returns zeros.
-            weights = weights.masked_fill(~mask, 0.0)
-        if self.training and self.dropout > 0:
-            weights = F.dropout(weights, self.dropout)
-        return weights @ v, weights
+
+def attention_with_weights(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout: float = 0.0
+) -> tuple[Tensor, Tensor]:
+    """``softmax(q k^T / sqrt(d)) v`` written out, keeping the weights to look at.
+
+    ``q`` ``(batch, heads, q_len, d)``, ``k`` and ``v`` ``(batch, heads, k_len, d)``, ``mask``
+    as for :class:`Attention` (``None`` = causal). Returns ``(out (batch, heads, q_len, d),
+    weights (batch, heads, q_len, k_len))``; ``out`` equals the fast path's.
+    """
+    q_len, k_len = q.shape[2], k.shape[2]
+    if mask is None:
+        mask = causal_mask(q_len, k_len - q_len, q.device)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+    # A row that may attend nowhere (padding) gives 0/0 = NaN; SDPA returns zeros.
+    weights = weights.masked_fill(~mask, 0.0)
+    if dropout > 0:
+        weights = F.dropout(weights, dropout)
+    return weights @ v, weights
 
 
 class MLP(nn.Module):
@@ -467,7 +305,7 @@ class MLP(nn.Module):
         self.gate_up = nn.Linear(config.d_model, 2 * config.mlp_hidden, bias=False)
         self.down = nn.Linear(config.mlp_hidden, config.d_model, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Tensor) -> Tensor:
         """``(batch, seq, d_model) -> (batch, seq, d_model)``."""
         gate, up = self.gate_up(x).chunk(2, dim=-1)
         return self.down(F.silu(gate) * up)
@@ -491,21 +329,30 @@ class Block(nn.Module):
 
     def forward(
         self,
-        x: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
-        attn_mask: torch.Tensor | None = None,
-        cache: KVCache | None = None,
-        layer: int = 0,
+        x: Tensor,
+        *,
+        cos: Tensor,
+        sin: Tensor,
+        mask: Tensor | None = None,
+        cache: BlockCache | None = None,
         return_attention: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(batch, seq, d_model) -> (same, attention weights or None)``; see Attention."""
-        a, weights = self.attn(
-            self.attn_norm(x), cos, sin, attn_mask, cache, layer, return_attention
+    ) -> tuple[Tensor, BlockCache | None, Tensor | None]:
+        """``(batch, seq, d_model) -> (same, this block's cache, attention weights)``.
+
+        The arguments are :class:`Attention`'s; the cache and the weights are ``None``
+        when not asked for.
+        """
+        a, cache, weights = self.attn(
+            self.attn_norm(x),
+            cos=cos,
+            sin=sin,
+            mask=mask,
+            cache=cache,
+            return_attention=return_attention,
         )
         x = x + self.drop(a)
         x = x + self.drop(self.mlp(self.mlp_norm(x)))
-        return x, weights
+        return x, cache, weights
 
 
 class Decoder(nn.Module):
@@ -544,19 +391,19 @@ class Decoder(nn.Module):
         """Trainable parameters (the decoder has no embedding table: it takes vectors)."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
-    def rope_cos_sin(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def rope_cos_sin(self, positions: Tensor) -> tuple[Tensor, Tensor]:
         """Rotary tables ``(batch, seq, 1, head_dim // 2)`` for 1-D or M-RoPE positions."""
         angles = rope_angles(positions, self.inv_freq, self.config.mrope_sections)
         return rope_cos_sin(angles)
 
     def forward(
         self,
-        x: torch.Tensor,
-        positions: torch.Tensor | None = None,
-        attn_mask: torch.Tensor | None = None,
+        x: Tensor,
+        positions: Tensor | None = None,
+        attn_mask: Tensor | None = None,
         cache: KVCache | None = None,
         return_attention: bool = False,
-    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+    ) -> Tensor | tuple[Tensor, list[Tensor]]:
         """Run the decoder.
 
         Args:
@@ -575,34 +422,25 @@ class Decoder(nn.Module):
             hidden ``(batch, seq, d_model)``, or ``(hidden, [weights per layer])``.
         """
         batch, seq = self._check_input(x)
-        past = 0 if cache is None else cache.length
-        if cache is not None and cache.batch_size != batch:
-            raise ValueError(
-                f"the KVCache was made for batch_size={cache.batch_size}; got x with batch {batch}."
-            )
-        limit = self.config.max_seq_len if cache is None else cache.max_len
-        if past + seq > limit:
-            where = "max_seq_len" if cache is None else "the KVCache's max_len"
-            raise ValueError(
-                f"{past} cached + {seq} new tokens exceed {where}={limit}. "
-                "Use a shorter sequence or a larger limit."
-            )
+        past = self._check_cache(cache, batch, seq)
         if positions is None:
             positions = torch.arange(past, past + seq, device=x.device).expand(batch, seq)
         self._check_positions(positions, batch, seq)
 
-        cos, sin = self.rope_cos_sin(positions)  # shared by every layer
-        x = self.drop(x)
+        cos, sin = self.rope_cos_sin(positions)  # shared by every layer...
+        mask = decoder_mask(attn_mask, seq, past, x.device)  # ...and so is the mask
+        caches = [None] * len(self.blocks) if cache is None else cache
         attentions = []
-        for layer, block in enumerate(self.blocks):
-            x, weights = block(x, cos, sin, attn_mask, cache, layer, return_attention)
+        x = self.drop(x)
+        for i, block in enumerate(self.blocks):
+            x, caches[i], weights = block(
+                x, cos=cos, sin=sin, mask=mask, cache=caches[i], return_attention=return_attention
+            )
             attentions.append(weights)
-        if cache is not None:
-            cache.advance(seq)
         x = self.norm(x)
         return (x, attentions) if return_attention else x
 
-    def _check_input(self, x: torch.Tensor) -> tuple[int, int]:
+    def _check_input(self, x: Tensor) -> tuple[int, int]:
         d = self.config.d_model
         if not torch.is_floating_point(x):
             raise ValueError(
@@ -622,8 +460,28 @@ class Decoder(nn.Module):
             )
         return x.shape[0], x.shape[1]
 
+    def _check_cache(self, cache: KVCache | None, batch: int, seq: int) -> int:
+        """Tokens already in ``cache`` (0 without one), after checking the new ones fit."""
+        if cache is None:
+            if seq > self.config.max_seq_len:
+                raise ValueError(
+                    f"0 cached + {seq} new tokens exceed max_seq_len={self.config.max_seq_len}. "
+                    "Use a shorter sequence or a larger limit."
+                )
+            return 0
+        if cache.batch_size != batch:
+            raise ValueError(
+                f"the KVCache was made for batch_size={cache.batch_size}; got x with batch {batch}."
+            )
+        if cache.length + seq > cache.max_len:
+            raise ValueError(
+                f"{cache.length} cached + {seq} new tokens exceed the KVCache's "
+                f"max_len={cache.max_len}. Use a shorter sequence or a larger limit."
+            )
+        return cache.length
+
     @staticmethod
-    def _check_positions(positions: torch.Tensor, batch: int, seq: int) -> None:
+    def _check_positions(positions: Tensor, batch: int, seq: int) -> None:
         if positions.shape == (batch, seq) or positions.shape == (3, batch, seq):
             return
         raise ValueError(
