@@ -157,10 +157,9 @@ def notebook_problems(nb: Mapping[str, Any], name: str) -> list[str]:
             if shown is None:
                 continue
             if shown in seen:
-                first_line = cell_source(cell).strip().splitlines()[-1:] or [""]
+                last_line = cell_source(cell).strip().splitlines()[-1:] or [""]
                 problems.append(
-                    f"{name}, code cell {number} ({first_line[0][:60]!r}): the same "
-                    f"{shown[0]} twice"
+                    f"{name}, code cell {number} ({last_line[0][:60]!r}): the same {shown[0]} twice"
                 )
                 break
             seen.add(shown)
