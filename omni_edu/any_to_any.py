@@ -31,13 +31,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from omni_edu.data import OmniBatch, OmniWorld, Question, score_caption
+from omni_edu.data import (
+    ATTRIBUTES,
+    VALUES,
+    OmniBatch,
+    OmniWorld,
+    PromptSpec,
+    Question,
+    score_caption,
+)
 from omni_edu.judges import Judges, attribute_scores
 from omni_edu.modalities import (
     Modality,
@@ -48,6 +57,8 @@ from omni_edu.modalities import (
     unframe_audio,
     unpatchify,
 )
+from omni_edu.model.heads.flow import FlowHeadConfig
+from omni_edu.model.heads.output import build_head
 from omni_edu.model.interleave import (
     IGNORE_INDEX,
     PackedBatch,
@@ -60,7 +71,7 @@ from omni_edu.model.interleave import (
 )
 from omni_edu.model.omni_lm import OmniLM, OmniLMConfig
 from omni_edu.profiles import Profile, get_profile
-from omni_edu.train import History, TrainConfig, Trainer
+from omni_edu.train import EMA, History, TrainConfig, Trainer, fit
 
 # What turns a picture (or a sound) into code ids and back: lesson 03's VQ tokenizer.
 # Anything with encode_to_indices(x) -> (n, tokens), decode_from_indices and vocab_size fits.
@@ -195,6 +206,11 @@ class AnyToAnyData:
         image_tokenizer, audio_tokenizer: lesson 03's tokenizers. With one, that
             modality enters and leaves the model as code ids (discrete tokens) instead of
             patch or frame features.
+        prompts: what the inputs of the directions leave free (an
+            :class:`~omni_edu.data.PromptSpec`; default: nothing, every input is the
+            scene's own caption, picture or sound). With free attributes, a direction
+            reads the prompt (a caption naming only some attributes, a grey picture, an
+            untimed sound) and writes the scene: its output has a distribution to sample.
 
     Attributes: ``batch`` (the :class:`~omni_edu.data.OmniBatch`), ``patches``
     ``(n, n_patches, image_dim)``, ``audio`` ``(n, n_tokens, audio_dim)``, ``codes``
@@ -212,6 +228,7 @@ class AnyToAnyData:
         question_modality: str = "image",
         image_tokenizer: Tokenizer | None = None,
         audio_tokenizer: Tokenizer | None = None,
+        prompts: PromptSpec | None = None,
     ) -> None:
         unknown = [t for t in tasks if t not in TASKS]
         if unknown:
@@ -222,7 +239,8 @@ class AnyToAnyData:
         self.question_modality = question_modality
         self.tokenizer = TextTokenizer()
         self.specials = SpecialTokens.from_vocab(self.tokenizer.ids)
-        self.batch: OmniBatch = world.sample(n, seed=seed)
+        self.prompt_spec = prompts or PromptSpec()
+        self.batch: OmniBatch = world.sample(n, seed=seed, prompts=self.prompt_spec)
         size, patch = self.profile.image_size, self.profile.patch_size
         self.grid = patch_grid(size, size, patch)
         self.patches = patchify(self.batch.images, patch)
@@ -235,6 +253,12 @@ class AnyToAnyData:
         self.codes = {
             name: self.tokens(name, self.batch.images if name == "image" else self.batch.mels)
             for name in self.tokenizers
+        }
+        # The inputs as the prompts give them (the scene's own ones where nothing is free).
+        given = self.batch.prompts
+        self.prompt_items = {
+            "image": self.tokens("image", given.images),
+            "audio": self.tokens("audio", given.mels),
         }
         for name, ids in self.codes.items():
             expected = (self.patches if name == "image" else self.audio).shape[1]
@@ -278,6 +302,20 @@ class AnyToAnyData:
             return patchify(raw, self.profile.patch_size)
         return frame_audio(raw, self.frames_per_token)
 
+    def fixed(self, direction: str) -> Tensor:
+        """What the input of ``direction`` fixes about each scene's object: ``(n, 4)`` bool,
+        columns (shape, colour, size, position) (single-object scenes)."""
+        source = get_direction(direction).source
+        return self.batch.prompts.fixed[source][:, 0]
+
+    def prompt(self, modality: str, i: int) -> str | Tensor:
+        """Scene ``i``'s input in ``modality`` as the prompts give it: a caption that may
+        name only some attributes, a picture that may be grey, a sound that may be untimed
+        (in this pool's token form)."""
+        if modality == "text":
+            return self.batch.prompts.texts[i]
+        return self.prompt_items[modality][i]
+
     def item(self, modality: str, i: int) -> str | Tensor:
         """Scene ``i`` in one modality: its caption, its code ids (a tokenized modality),
         or its patches or audio frames."""
@@ -306,7 +344,7 @@ class AnyToAnyData:
         if task in DIRECTIONS:
             d = DIRECTIONS[task]
             target = self.item(d.target, i) if with_target else None
-            return make_document(d, self.tokenizer, self.item(d.source, i), target)
+            return make_document(d, self.tokenizer, self.prompt(d.source, i), target)
         if task == QUESTION:
             m = self.question_modality
             return question_document(
@@ -435,46 +473,123 @@ def pack_alike(
 # ------------------------------------------------------------------------------- training
 
 
+WEIGHT_RULES = ("explained", "blind")
+
+
 def balanced_loss_weights(
-    data: AnyToAnyData, image_head: str = "linear", audio_head: str = "linear"
+    data: AnyToAnyData,
+    image_head: str = "linear",
+    audio_head: str = "linear",
+    rule: str = "explained",
+    **overrides,
 ) -> dict[str, float]:
-    """Loss weights that put every modality on the same scale: 1 / the loss of the trivial
-    model that ignores its input.
+    """Loss weights that put every media modality on one scale, measured per head.
 
     Cross-entropy of text starts near log(vocabulary) and ends near 0.1-1, but the mean
     squared error of an image patch or an audio frame is at most its variance across the
     data (what predicting the average gives), here a few hundredths. Summed with equal
-    weights, text dominates the gradient. Dividing each loss by what the trivial model
-    gets makes "predict the average" cost 1 in every modality:
+    weights, text dominates the gradient. What a media loss should be divided by depends
+    on the head, so it is *measured* (:func:`prompt_losses`) by training the same head
+    twice on the pool's tokens: once blind (a constant condition) and once told the scene
+    (the object's attributes and the token's place):
 
-    * ``"linear"`` head: its MSE on raw features, so 1 / variance;
-    * ``"regression"`` head: MSE of features scaled by the head's ``scale``, so
-      ``scale**2`` / variance;
-    * ``"flow"`` head: the velocity ``x - noise`` has the data's (scaled) variance plus the
-      noise's 1, so 1 / (variance / scale**2 + 1);
-    * ``"codes"`` (a softmax over tokenizer codes, like text): 1.
+    * ``rule="explained"`` (default): 1 / (blind - told), the part of the loss that
+      reading the prompt can remove, so that it is worth 1 in every modality. For a
+      linear head that is close to the data's variance; a flow head that ignores the
+      prompt still reads much of the token from ``x_t``, so far less of its loss is the
+      prompt's to explain, and its weight is larger;
+    * ``rule="blind"``: 1 / blind, "ignoring the prompt costs 1".
+
+    ``overrides`` are the model's other config fields (head size, time shift), which a
+    flow head's losses depend on. Text keeps weight 1.
     """
+    if rule not in WEIGHT_RULES:
+        raise ValueError(f"rule should be one of {WEIGHT_RULES}; got {rule!r}.")
+    config = model_config(data, None, None, image_head, audio_head, **overrides)
     weights = {"text": 1.0}
     for name, kind in (("image", image_head), ("audio", audio_head)):
-        features = data.patches if name == "image" else data.audio
-        variance = features.var(dim=0).mean().item()
-        scale = _head_scale(data, name)[1]
-        trivial = {
-            "linear": variance,
-            "regression": variance / scale**2,
-            "flow": variance / scale**2 + 1.0,
-            "codes": 1.0,
-        }[kind]
-        weights[name] = float(f"{1.0 / trivial:.2g}")
+        losses = prompt_losses(data, name, kind, config.head_config(name))
+        scale = losses["blind"] - losses["told"] if rule == "explained" else losses["blind"]
+        weights[name] = float(f"{1.0 / max(scale, 1e-6):.2g}")
     return weights
 
 
+_PROMPT_LOSSES: dict[tuple, dict[str, float]] = {}  # measured once per process
+
+
+def prompt_losses(
+    data: AnyToAnyData, modality: str, kind: str, head: FlowHeadConfig, steps: int = 300
+) -> dict[str, float]:
+    """How much of a ``kind`` head's loss on ``modality`` tokens the prompt can explain.
+
+    Trains the head (its own loss, ``steps`` seeded updates, 256 tokens each) on the pool's
+    tokens twice: ``"blind"``, with a constant condition, and ``"told"``, with a condition
+    that names the scene (one-hot shape, colour, size and position) and the token's place
+    in the sequence: what a decoder that reads the prompt perfectly could tell the head.
+    Returns both losses averaged over fixed held-out draws (single-object scenes).
+    """
+    features = data.patches if modality == "image" else data.audio
+    tokens = data.codes[modality] if kind == "codes" else features
+    key = (id(data), len(data), modality, kind, repr(head), steps)
+    if key in _PROMPT_LOSSES:
+        return dict(_PROMPT_LOSSES[key])
+    n, length = tokens.shape[:2]
+    attributes = data.batch.attributes[:, 0]
+    if kind in ("linear", "regression"):
+        # Mean squared error has closed forms: the best constant leaves the variance, and
+        # the best prediction from (scene, place) leaves the variance within each group.
+        scale = 1.0 if kind == "linear" else head.scale
+        groups = (attributes * torch.tensor([1000, 100, 10, 1])).sum(-1)
+        within = [features[groups == g].var(dim=0, unbiased=False) for g in groups.unique()]
+        counts = torch.stack([(groups == g).sum() for g in groups.unique()]).float()
+        told = (torch.stack(within).mean(dim=(1, 2)) * counts).sum() / counts.sum()
+        blind = features.reshape(n * length, -1).var(dim=0, unbiased=False).mean()
+        result = {"blind": float(blind) / scale**2, "told": float(told) / scale**2}
+    else:
+        told = torch.cat(
+            [F.one_hot(attributes[:, k], len(VALUES[a])) for k, a in enumerate(ATTRIBUTES)], -1
+        )
+        told = torch.cat(
+            [told[:, None].expand(-1, length, -1), torch.eye(length)[None].expand(n, -1, -1)],
+            dim=-1,
+        ).float()
+        flat = tokens.reshape(n * length, *tokens.shape[2:])
+        conditions = {"blind": torch.zeros(n * length, 1), "told": told.reshape(n * length, -1)}
+        result = {
+            name: _fit_head(kind, flat, cond, head, steps) for name, cond in conditions.items()
+        }
+    _PROMPT_LOSSES[key] = result
+    return dict(result)
+
+
+def _fit_head(kind: str, tokens: Tensor, cond: Tensor, head: FlowHeadConfig, steps: int) -> float:
+    """Train a fresh ``kind`` head to predict ``tokens`` from ``cond``; its held-out loss."""
+    torch.manual_seed(0)
+    width = cond.shape[-1]
+    vocab = int(tokens.max()) + 1 if kind == "codes" else 0
+    model = build_head(kind, width, head.token_dim, vocab, replace(head, cond_dropout=0.0))
+    order = torch.randperm(len(tokens), generator=torch.Generator().manual_seed(0))
+    train, held = order[: -len(order) // 8], order[-len(order) // 8 :]
+
+    def batches(step: int) -> tuple[Tensor, Tensor]:
+        pick = train[
+            torch.randint(len(train), (256,), generator=torch.Generator().manual_seed(step))
+        ]
+        return tokens[pick], cond[pick]
+
+    fit(model, lambda m, b: {"loss": m.loss(*b)}, batches, steps, lr=3e-3, progress=False)
+    g = torch.Generator().manual_seed(10_000)
+    with torch.no_grad():
+        losses = [model.loss(tokens[c], cond[c], generator=g) for c in held.split(256)]
+    return float(torch.stack(losses).mean())
+
+
 def _head_scale(data: AnyToAnyData, modality: str) -> tuple[float, float]:
-    """The (shift, scale) the regression and flow heads work in: pixels in [0, 1] map to
-    [-1, 1]; audio features are standardised by their mean and spread over the pool."""
-    if modality == "image":
-        return (0.5, 0.5)
-    mean, std = data.feature_scale("audio")
+    """The (shift, scale) the regression and flow heads work in: the mean and spread of the
+    modality's token features over the pool, so that the head's standard-normal noise has
+    the data's scale (pixels have mean about 0.11 and spread 0.14 here; mapping [0, 1] to
+    [-1, 1] instead left them at mean -0.78, spread 0.27)."""
+    mean, std = data.feature_scale(modality)
     return (round(mean, 3), round(std, 3))
 
 
@@ -485,13 +600,17 @@ def build_model(
     profile: Profile | None = None,
     image_head: str = "linear",
     audio_head: str = "linear",
+    **overrides,
 ) -> OmniLM:
     """A fresh OmniLM sized by the profile for ``data``'s vocabulary and tokens.
 
     ``image_head``, ``audio_head``: ``"linear"``, ``"regression"``, ``"flow"`` or
     ``"codes"`` (the latter needs ``data`` built with that modality's tokenizer).
+    ``overrides``: other fields of :class:`~omni_edu.model.omni_lm.OmniLMConfig`.
     """
-    return OmniLM(model_config(data, loss_weights, profile, image_head, audio_head, seed))
+    return OmniLM(
+        model_config(data, loss_weights, profile, image_head, audio_head, seed, **overrides)
+    )
 
 
 # The rotary layout of the any-to-any model: M-RoPE with width on the fastest pairs, the
@@ -507,9 +626,10 @@ def model_config(
     image_head: str = "linear",
     audio_head: str = "linear",
     seed: int = 0,
+    **overrides,
 ) -> OmniLMConfig:
     """The :class:`~omni_edu.model.omni_lm.OmniLMConfig` of :func:`build_model` (seeds
-    the initial weights too)."""
+    the initial weights too); ``overrides`` are further fields of the config."""
     profile = profile or data.profile
     for name, kind in (("image", image_head), ("audio", audio_head)):
         if (kind == "codes") != (name in data.tokenizers):
@@ -519,21 +639,22 @@ def model_config(
                 f"with a {name}_tokenizer exactly when the head is 'codes'."
             )
     torch.manual_seed(seed)
-    overrides = {} if loss_weights is None else {"loss_weights": dict(loss_weights)}
-    return OmniLMConfig.from_profile(
-        data.tokenizer.vocab_size,
-        data.frames_per_token,
-        profile,
-        rope=ROPE,
-        image_head=image_head,
-        audio_head=audio_head,
-        image_scale=_head_scale(data, "image"),
-        audio_scale=_head_scale(data, "audio"),
-        projector_overrides={
+    settings = {
+        "rope": ROPE,
+        "image_head": image_head,
+        "audio_head": audio_head,
+        "image_scale": _head_scale(data, "image"),
+        "audio_scale": _head_scale(data, "audio"),
+        "projector_overrides": {
             "image_vocab_size": data.vocab_size("image"),
             "audio_vocab_size": data.vocab_size("audio"),
         },
-        **overrides,
+    }
+    if loss_weights is not None:
+        settings["loss_weights"] = dict(loss_weights)
+    settings.update(overrides)
+    return OmniLMConfig.from_profile(
+        data.tokenizer.vocab_size, data.frames_per_token, profile, **settings
     )
 
 
@@ -554,16 +675,18 @@ def stage_trainer(
     progress: bool = True,
     eval_fn: Callable[[OmniLM], Mapping[str, float]] | None = None,
     eval_every: int = 0,
+    ema: EMA | None = None,
 ) -> Trainer:
     """A :class:`~omni_edu.train.Trainer` for one stage: ``steps`` updates on batches drawn
     by ``mix``, with its own warm-up and cosine schedule. ``trainer.fit(until=k)`` stops
     at step ``k`` (to look at the model) and a later ``fit()`` carries on exactly.
-    ``eval_fn`` (run every ``eval_every`` steps and at the end) records a learning curve."""
+    ``eval_fn`` (run every ``eval_every`` steps and at the end) records a learning curve;
+    ``ema`` (an :class:`~omni_edu.train.EMA` of ``model``) is moved by every update."""
     config = TrainConfig.from_profile(
         data.profile, steps=steps, lr=lr, seed=seed, eval_every=eval_every, progress=progress
     )
     batches = data.batches(mix, batch_size or data.profile.batch_size, seed=seed)
-    return Trainer(model, loss_fn, batches, config, eval_fn)
+    return Trainer(model, loss_fn, batches, config, eval_fn, ema=ema)
 
 
 def train_stage(
@@ -577,6 +700,7 @@ def train_stage(
     progress: bool = True,
     eval_fn: Callable[[OmniLM], Mapping[str, float]] | None = None,
     eval_every: int = 0,
+    ema: EMA | None = None,
 ) -> History:
     """Train ``model`` in place for ``steps`` updates on batches drawn by ``mix``.
 
@@ -585,7 +709,7 @@ def train_stage(
     ``eval_fn``, the history's ``evals`` hold its metrics every ``eval_every`` steps.
     """
     trainer = stage_trainer(
-        model, data, mix, steps, seed, lr, batch_size, progress, eval_fn, eval_every
+        model, data, mix, steps, seed, lr, batch_size, progress, eval_fn, eval_every, ema
     )
     return trainer.fit()
 
@@ -677,13 +801,17 @@ def generate(
     direction: str,
     indices: Sequence[int],
     batch_size: int = 256,
+    guidance: float = 1.0,
     **sample_options,
 ) -> Generations:
     """Run ``direction`` on scenes ``indices`` of ``data``: captions, images or log-mels.
 
-    ``sample_options`` go to the head that writes the output (``steps`` for a flow head,
-    ``temperature`` for codes and text; greedy text and codes by default). Pictures and
-    sounds written as code ids are decoded by ``data``'s tokenizer.
+    ``sample_options`` go to the head that writes the output (``steps`` and
+    ``temperature`` for a flow head, ``temperature`` for codes and text; greedy text and
+    codes by default). ``guidance`` != 1 runs classifier-free guidance against the
+    direction's empty prompt (the task token alone, which training shows the model
+    whenever a prompt is empty). Pictures and sounds written as code ids are decoded by
+    ``data``'s tokenizer. To draw several samples per prompt, repeat its index.
     """
     d = get_direction(direction)
     model.eval()
@@ -695,12 +823,15 @@ def generate(
         options = dict(grid=data.grid)
     else:
         options = dict(n_tokens=data.audio.shape[1])
+    if guidance != 1.0:
+        options["guidance"] = guidance
     modality = Modality[d.target.upper()]
     chunks = []
     for start in range(0, len(indices), batch_size):
-        prompts = [
-            data.document(d.name, i, with_target=False) for i in indices[start : start + batch_size]
-        ]
+        rows = indices[start : start + batch_size]
+        prompts = [data.document(d.name, i, with_target=False) for i in rows]
+        if guidance != 1.0:
+            options["uncond_prompts"] = [unconditional_document(d, data.tokenizer)] * len(rows)
         chunks += model.generate(
             prompts, modality, specials=data.specials, **options, **sample_options
         )
@@ -711,6 +842,14 @@ def generate(
         if d.target == "audio" and "audio" not in data.tokenizers:
             outputs = outputs.clamp(-1, 1)
     return Generations(d.name, outputs, indices)
+
+
+def unconditional_document(direction: str | Direction, tokenizer: TextTokenizer) -> list[Segment]:
+    """The empty prompt of ``direction``: its task token alone (``<draw>``, ``<speak>``).
+
+    It is what an empty caption gives, so a model trained with empty prompts has learned
+    it; text->image and audio->image share it, as do text->audio and image->audio."""
+    return [text_segment([tokenizer[get_direction(direction).task]], predict=False)]
 
 
 def score_generations(

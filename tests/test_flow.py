@@ -12,6 +12,7 @@ from omni_edu.model.heads import (
     mode_coverage,
     two_mode_points,
 )
+from omni_edu.model.heads.flow import shift_time
 from omni_edu.model.heads.toy import head_loss, point_batches
 from omni_edu.train import fit
 
@@ -112,7 +113,74 @@ def test_data_scale_and_repeats():
     x = raw * 0.5 + 0.5  # the data the prediction stands for: zero loss
     assert head.loss(x, cond).item() < 1e-10
     repeated = FlowHead(FlowHeadConfig(token_dim=3, cond_dim=4, width=8, depth=1, repeats=4))
-    x, c = repeated._inputs(torch.randn(5, 3), cond)
+    x, c = repeated._inputs(torch.randn(5, 3), cond, repeats=4)
     assert x.shape == (20, 3) and c.shape == (20, 4)
     with pytest.raises(ValueError, match="scale > 0"):
         FlowHeadConfig(token_dim=3, cond_dim=4, scale=0.0)
+
+
+def test_only_the_flow_head_repeats_its_tokens():
+    """Four copies of one token teach a regression head nothing new: it sees each once."""
+    config = FlowHeadConfig(token_dim=3, cond_dim=4, width=8, depth=1, repeats=4)
+    calls = []
+    for head in (FlowHead(config), RegressionHead(config)):
+        head.net.register_forward_hook(lambda m, inp, out: calls.append(inp[0].shape[0]))
+        head.loss(torch.randn(5, 3), torch.randn(5, 4))
+    assert calls == [20, 5]
+
+
+def test_temperature_scales_the_starting_noise():
+    torch.manual_seed(0)
+    head = FlowHead(FlowHeadConfig(token_dim=2, cond_dim=3, width=8, depth=1))
+    cond = torch.randn(256, 3)
+    cold = [
+        head.sample(cond, steps=4, temperature=0.0, generator=torch.Generator().manual_seed(s))
+        for s in (0, 1)
+    ]
+    torch.testing.assert_close(cold[0], cold[1])  # no noise: the seed does not matter
+    # A velocity of zero (a fresh head's output layer is not zero, so use a constant one):
+    # samples are exactly the scaled starting noise.
+    still = FlowHead(FlowHeadConfig(token_dim=2, cond_dim=3, width=8, depth=1))
+    torch.nn.init.zeros_(still.net.out.weight)
+    torch.nn.init.zeros_(still.net.out.bias)
+    spread = {
+        t: still.sample(cond, temperature=t, generator=torch.Generator().manual_seed(0))
+        .std()
+        .item()
+        for t in (0.5, 1.0)
+    }
+    assert spread[0.5] == pytest.approx(0.5 * spread[1.0], rel=1e-5)
+    with pytest.raises(ValueError, match="temperature"):
+        head.sample(cond, temperature=-1.0)
+
+
+def test_time_shift_moves_times_towards_the_noise_and_keeps_the_ends():
+    t = torch.linspace(0, 1, 11, dtype=torch.float64)
+    shifted = shift_time(t, 4.0)
+    assert shifted[0] == 0 and shifted[-1] == 1
+    assert (shifted[1:-1] < t[1:-1]).all() and (shifted.diff() > 0).all()
+    torch.testing.assert_close(shift_time(t, 1.0), t)
+    with pytest.raises(ValueError, match="time_shift"):
+        FlowHeadConfig(token_dim=2, cond_dim=2, time_shift=0.5)
+
+
+def test_shifted_euler_grid_still_lands_on_the_data():
+    """A shifted grid has uneven steps; along a straight path any grid ends at the point."""
+    point = torch.tensor([3.0, -1.0])
+    head = FlowHead(FlowHeadConfig(token_dim=2, cond_dim=1, time_shift=6.0))
+    head.velocity = oracle_for(point)  # the exact field, so only the grid is tested
+    out = head.sample(torch.zeros(5, 1), steps=5, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out, point.repeat(5, 1))
+
+
+def test_training_times_follow_the_shift():
+    """Measured through the loss: a shifted head trains on times nearer the noise."""
+    seen = {}
+    for shift in (1.0, 12.0):
+        head = FlowHead(FlowHeadConfig(token_dim=2, cond_dim=1, time_shift=shift))
+        times = []
+        head.velocity = lambda x_t, t, c, times=times: times.append(t) or torch.zeros_like(x_t)
+        head.loss(torch.zeros(4096, 2), torch.zeros(4096, 1), torch.Generator().manual_seed(0))
+        seen[shift] = torch.cat(times)
+    assert seen[1.0].mean() == pytest.approx(0.5, abs=0.02)  # uniform
+    assert (seen[12.0] < 0.2).float().mean() > 0.6  # most draws near the noise

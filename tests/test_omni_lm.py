@@ -324,3 +324,69 @@ def test_fast_width_mrope_is_mrope_with_its_rows_reversed():
     assert not torch.allclose(fast(packed), qwen(packed), atol=1e-5)  # width now turns fastest
     flipped = dataclasses.replace(packed, mrope_positions=packed.mrope_positions.flip(0))
     torch.testing.assert_close(fast(packed), qwen(flipped))
+
+
+# ---------------------------------------------------------------- classifier-free guidance
+def _guided_model(kind: str) -> OmniLM:
+    torch.manual_seed(0)
+    model = OmniLM(tiny_config(image_head=kind, audio_head=kind, flow_steps=3))
+    for block in model.audio_head.net.blocks if kind == "flow" else []:
+        torch.nn.init.normal_(block.modulation[1].weight, std=0.5)  # make cond matter
+    return model.eval()
+
+
+@pytest.mark.parametrize("kind", ["flow", "linear"])
+def test_guidance_zero_draws_from_the_unconditional_prompt(kind):
+    """Guided sampling runs each prompt beside its empty twin: at guidance 0 only the twin
+    counts, so the draw equals generating from the empty prompt itself (same noise)."""
+    model = _guided_model(kind)
+    prompts = [[text_segment([word(0), word(1)])], [text_segment([word(2)])]]
+    empty = [[text_segment([7])], [text_segment([7])]]
+
+    def draw(rows, **options):
+        g = torch.Generator().manual_seed(0)
+        return torch.stack(model.generate(rows, Modality.AUDIO, n_tokens=2, generator=g, **options))
+
+    guided = draw(prompts, guidance=0.0, uncond_prompts=empty)
+    torch.testing.assert_close(guided, draw(empty), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(guided, draw(prompts), atol=1e-4)
+    # guidance 1 is plain conditional sampling, with or without the twins
+    torch.testing.assert_close(draw(prompts, guidance=1.0, uncond_prompts=empty), draw(prompts))
+    # guidance 3 moves the draw further from the unconditional one than guidance 1 does
+    far = draw(prompts, guidance=3.0, uncond_prompts=empty)
+    assert (far - draw(empty)).norm() > (draw(prompts) - draw(empty)).norm()
+
+
+def test_guidance_is_refused_where_it_cannot_apply():
+    model = _guided_model("flow")
+    prompts = [[text_segment([word(0)])]]
+    with pytest.raises(ValueError, match="not to text"):
+        model.generate(prompts, Modality.TEXT, n_tokens=2, guidance=2.0, uncond_prompts=prompts)
+    with pytest.raises(ValueError, match="one document per prompt"):
+        model.generate(prompts, Modality.AUDIO, n_tokens=2, guidance=2.0, uncond_prompts=[])
+    with pytest.raises(ValueError, match="uncond"):  # no twin and no learned null state
+        model.generate(prompts, Modality.AUDIO, n_tokens=2, guidance=2.0)
+
+
+def test_temperature_reaches_the_flow_head_through_generate():
+    model = _guided_model("flow")
+    prompts = [[text_segment([word(0)])]]
+    cold = [
+        model.generate(prompts, Modality.AUDIO, n_tokens=2, temperature=0.0, generator=g)[0]
+        for g in (torch.Generator().manual_seed(0), torch.Generator().manual_seed(1))
+    ]
+    torch.testing.assert_close(cold[0], cold[1])  # no noise: the seed cannot matter
+    warm = [
+        model.generate(prompts, Modality.AUDIO, n_tokens=2, temperature=1.0, generator=g)[0]
+        for g in (torch.Generator().manual_seed(0), torch.Generator().manual_seed(1))
+    ]
+    assert not torch.allclose(warm[0], warm[1])
+
+
+def test_head_settings_reach_the_heads():
+    model = OmniLM(
+        tiny_config(image_head="flow", flow_time_shift=5.0, head_cond_dropout=0.1, flow_repeats=2)
+    )
+    head = model.image_head.config
+    assert (head.time_shift, head.cond_dropout, head.repeats) == (5.0, 0.1, 2)
+    assert model.image_head.null_cond is not None

@@ -16,6 +16,7 @@ from torch import nn
 
 from omni_edu.profiles import get_profile
 from omni_edu.train import (
+    EMA,
     History,
     TrainConfig,
     Trainer,
@@ -340,3 +341,42 @@ def test_fit_trains_a_small_part_and_counts_its_work():
     assert after["seconds"] > before["seconds"]
     assert batch_tokens((x[:7], y[:7])) == 7 and batch_tokens({"a": x[:3]}) == 3
     assert batch_tokens(torch.zeros(4, 9, dtype=torch.long)) == 36  # ids: every entry
+
+
+def test_ema_averages_the_weights_with_a_warm_start():
+    """After each update the average moves (1 - decay_n) of the way to the weights, with
+    decay_n = min(decay, (1 + n) / (10 + n)); copy_to writes it into the model."""
+    model = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    ema = EMA(model, decay=0.5)
+    expected = 0.0
+    for n, value in enumerate((1.0, 2.0, 3.0, 4.0, 5.0), start=1):
+        with torch.no_grad():
+            model.weight.fill_(value)
+        ema.update(model)
+        decay = min(0.5, (1 + n) / (10 + n))
+        expected = decay * expected + (1 - decay) * value
+    assert ema.shadow["weight"].item() == pytest.approx(expected)
+    ema.copy_to(model)
+    assert model.weight.item() == pytest.approx(expected)
+    with pytest.raises(ValueError, match="decay"):
+        EMA(model, decay=1.0)
+
+
+def test_trainer_moves_the_ema_once_per_update():
+    torch.manual_seed(0)
+    model = nn.Linear(2, 1)
+    ema = EMA(model, decay=0.9)
+    x = torch.randn(64, 2)
+    y = x @ torch.tensor([[1.0], [-2.0]])
+
+    def loss_fn(m, batch):
+        return {"loss": nn.functional.mse_loss(m(batch[0]), batch[1])}
+
+    config = TrainConfig(steps=30, lr=0.05, progress=False, device="cpu")
+    Trainer(model, loss_fn, [(x, y)], config, ema=ema).fit()
+    assert ema.updates == 30
+    # the average lags the weights, but follows them: it is between the start and the end
+    gap = (ema.shadow["weight"] - model.weight.detach()).abs().max().item()
+    assert 0 < gap < 1.0

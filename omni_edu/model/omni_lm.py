@@ -68,7 +68,12 @@ class OmniLMConfig:
     ``audio_vocab_size``, and the media given as code ids).
     ``head_width``, ``head_depth``: the MLP of the regression and flow heads (width
     default: ``d_model``). ``flow_repeats``: noise draws per token per step;
-    ``flow_steps``: default Euler steps when sampling.
+    ``flow_steps``: default Euler steps when sampling; ``flow_time_sampling``: how the flow
+    head draws training times and ``flow_time_shift`` how far towards the noise (see
+    :class:`~omni_edu.model.heads.flow.FlowHeadConfig`);
+    ``head_cond_dropout``: the share of training tokens whose decoder state the flow head
+    replaces by a learned null state (a head-level unconditional branch for guidance; the
+    model-level one is an empty prompt, see :meth:`OmniLM.generate`).
     ``image_scale``, ``audio_scale``: ``(shift, scale)`` of the data for the regression
     and flow heads, which work on ``(x - shift) / scale`` (pixels in [0, 1] -> [-1, 1]).
     ``loss_weights``: how much each modality's loss counts in the total.
@@ -84,6 +89,9 @@ class OmniLMConfig:
     head_depth: int = 2
     flow_repeats: int = 4
     flow_steps: int = 8
+    flow_time_sampling: str = "uniform"
+    flow_time_shift: float = 1.0
+    head_cond_dropout: float = 0.0
     image_scale: tuple[float, float] = (0.5, 0.5)
     audio_scale: tuple[float, float] = (0.0, 1.0)
     loss_weights: dict[str, float] = field(
@@ -114,6 +122,26 @@ class OmniLMConfig:
             raise ValueError(
                 f"loss_weights keys should be 'text', 'image', 'audio'; got {sorted(unknown)}."
             )
+
+    def head_config(self, name: str) -> FlowHeadConfig:
+        """The network, data scale and sampling settings of the ``name`` ("image" or
+        "audio") head when it is a regression or flow head."""
+        if name not in ("image", "audio"):
+            raise ValueError(f"name should be 'image' or 'audio'; got {name!r}.")
+        shift, scale = getattr(self, f"{name}_scale")
+        return FlowHeadConfig(
+            token_dim=getattr(self.projector, f"{name}_dim"),
+            cond_dim=self.projector.d_model,
+            width=self.head_width or self.projector.d_model,
+            depth=self.head_depth,
+            sampling_steps=self.flow_steps,
+            shift=shift,
+            scale=scale,
+            repeats=self.flow_repeats,
+            time_sampling=self.flow_time_sampling,
+            time_shift=self.flow_time_shift,
+            cond_dropout=self.head_cond_dropout,
+        )
 
     @classmethod
     def from_profile(
@@ -156,17 +184,7 @@ class OmniLM(nn.Module):
 
     def _media_head(self, name: str, token_dim: int, vocab_size: int) -> nn.Module:
         c = self.config
-        shift, scale = getattr(c, f"{name}_scale")
-        flow = FlowHeadConfig(
-            token_dim=token_dim,
-            cond_dim=c.projector.d_model,
-            width=c.head_width or c.projector.d_model,
-            depth=c.head_depth,
-            sampling_steps=c.flow_steps,
-            shift=shift,
-            scale=scale,
-            repeats=c.flow_repeats,
-        )
+        flow = c.head_config(name)
         head = build_head(
             getattr(c, f"{name}_head"), c.projector.d_model, token_dim, vocab_size, flow
         )
@@ -263,9 +281,11 @@ class OmniLM(nn.Module):
         specials: SpecialTokens | None = None,
         bidirectional: Collection[Modality] = (),
         use_cache: bool = True,
+        guidance: float = 1.0,
+        uncond_prompts: Sequence[Sequence[Segment]] | None = None,
         **sample_options,
     ) -> list[Tensor]:
-        """Greedily continue each prompt (a document) with one span of ``modality``.
+        """Continue each prompt (a document) with one span of ``modality``.
 
         Args:
             prompts: documents to continue, one per row.
@@ -279,10 +299,17 @@ class OmniLM(nn.Module):
                 Tokens being generated are causal (a bidirectional span cannot be written
                 token by token, so it is refused); bidirectional spans in the prompt are
                 fine, since the prompt is read in one pass.
+            guidance, uncond_prompts: classifier-free guidance for media heads. With
+                ``guidance != 1`` and ``uncond_prompts`` (one per prompt: the same request
+                with its content left out, e.g. ``<draw>`` alone), each unconditional
+                prompt runs beside its prompt in the same batch, receives the same tokens,
+                and its hidden state is the head's unconditional branch:
+                ``guided = uncond + guidance * (cond - uncond)``. Without
+                ``uncond_prompts`` a flow head uses its learned null state instead.
             sample_options: passed to the head that writes each token: ``temperature``,
-                ``top_k``, ``generator`` for text and codes (greedy by default); ``steps``,
-                ``guidance``, ``generator`` for a flow head. A head ignores the options
-                of the others.
+                ``top_k``, ``generator`` for text and codes (greedy by default);
+                ``steps``, ``temperature``, ``generator`` for a flow head. A head ignores
+                the options of the others.
 
         Returns:
             one tensor per prompt: text ids ``(n,)`` (cut before the first ``stop_id``,
@@ -298,17 +325,30 @@ class OmniLM(nn.Module):
                 "placeholders after it, so they cannot be generated token by token."
             )
         placeholder = self._placeholder(modality, n_tokens, grid)
+        n_rows = len(prompts)
+        rows = list(prompts)
+        guided = guidance != 1.0 and uncond_prompts is not None
+        if guidance != 1.0:
+            if modality == Modality.TEXT:
+                raise ValueError("guidance applies to picture and sound heads, not to text.")
+            if uncond_prompts is not None:
+                if len(uncond_prompts) != n_rows:
+                    raise ValueError(
+                        f"uncond_prompts needs one document per prompt ({n_rows}); got "
+                        f"{len(uncond_prompts)}."
+                    )
+                rows += list(uncond_prompts)  # rows n_rows.. : the unconditional twins
         # Left padding lines the placeholders up: slot k sits in column start + k in
         # every row, so one decoder step serves the whole batch.
         packed = pack(
-            [[*prompt, placeholder] for prompt in prompts],
+            [[*prompt, placeholder] for prompt in rows],
             specials=specials,
             bidirectional=bidirectional,
             pad_side="left",
             image_dim=self.config.projector.image_dim,
             audio_dim=self.config.projector.audio_dim,
         ).to(self.text_head.weight.device)
-        start = next(s.start for s in packed.spans[0] if s.segment == len(prompts[0]))
+        start = next(s.start for s in packed.spans[0] if s.segment == len(rows[0]))
         if any(spans[0].start >= start for spans in packed.spans):
             raise ValueError("each prompt needs at least one token before the generated span.")
 
@@ -326,12 +366,15 @@ class OmniLM(nn.Module):
         for k, hidden in enumerate(steps):  # hidden: (batch, d_model) just before slot k
             if modality == Modality.TEXT:
                 token = sample_token(self.text_head(hidden), **_text_options(sample_options))
+            elif guided:
+                token = self.head(modality).sample(
+                    hidden[:n_rows], guidance=guidance, uncond=hidden[n_rows:], **sample_options
+                )
+                token = torch.cat([token, token])  # the twin reads the same token
             else:
-                token = self.head(modality).sample(hidden, **sample_options)
+                token = self.head(modality).sample(hidden, guidance=guidance, **sample_options)
             slots[:, start + k] = token
-        return [
-            self._read_span(packed, b, start, placeholder, stop_id) for b in range(len(prompts))
-        ]
+        return [self._read_span(packed, b, start, placeholder, stop_id) for b in range(n_rows)]
 
     def _cached_steps(self, packed: PackedBatch, start: int, n: int) -> Iterator[Tensor]:
         """Hidden states ``(batch, d_model)`` just before each of the ``n`` slots from

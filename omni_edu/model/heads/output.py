@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from omni_edu.model.heads.flow import FlowHead, FlowHeadConfig, RegressionHead
+from omni_edu.model.heads.flow import FlowHead, FlowHeadConfig, RegressionHead, guide
 
 HEAD_KINDS = ("linear", "regression", "flow", "codes")
 
@@ -76,10 +76,19 @@ class LinearHead(nn.Module):
         """Mean squared error of the prediction from ``cond`` ``(n, d_model)`` to ``x``."""
         return F.mse_loss(self.proj(cond), x)
 
-    def sample(self, cond: Tensor, **ignored: object) -> Tensor:
-        """The prediction ``(..., token_dim)`` for hidden states ``(..., d_model)``
-        (sampling options of other heads are ignored: there is nothing to sample)."""
-        return self.proj(cond)
+    def sample(
+        self,
+        cond: Tensor,
+        guidance: float = 1.0,
+        uncond: Tensor | None = None,
+        **ignored: object,
+    ) -> Tensor:
+        """The prediction ``(..., token_dim)`` for hidden states ``(..., d_model)``.
+
+        Sampling options of other heads (``steps``, ``temperature``) are ignored: there is
+        nothing to sample. ``guidance`` != 1 extrapolates from the prediction for
+        ``uncond`` (an empty prompt's hidden states), as classifier-free guidance does."""
+        return guide(self.proj, cond, guidance, uncond)
 
 
 class CodeHead(nn.Module):
@@ -104,11 +113,18 @@ class CodeHead(nn.Module):
         temperature: float = 0.0,
         top_k: int | None = None,
         generator: torch.Generator | None = None,
+        guidance: float = 1.0,
+        uncond: Tensor | None = None,
         **ignored: object,
     ) -> Tensor:
         """One code id per hidden state ``(n, d_model)`` -> ``(n,)`` (greedy by default;
-        options of continuous heads such as ``steps`` are ignored)."""
-        return sample_token(self.proj(cond), temperature, top_k, generator)
+        options of continuous heads such as ``steps`` are ignored).
+
+        ``guidance`` != 1 applies classifier-free guidance to the logits,
+        ``l_uncond + guidance * (l_cond - l_uncond)``, with ``uncond`` the hidden states
+        of the unconditional prompt (the same recipe as the flow head's, so a race of the
+        two compares heads, not guidance)."""
+        return sample_token(guide(self.proj, cond, guidance, uncond), temperature, top_k, generator)
 
 
 def build_head(
