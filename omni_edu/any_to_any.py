@@ -1169,6 +1169,7 @@ def gallery_figure(
     import matplotlib.pyplot as plt
 
     from omni_edu.viz.omniworld import show_mel
+    from omni_edu.viz.plots import detached
 
     labels = list(generations)
     rows = list(next(iter(generations.values())))
@@ -1178,6 +1179,7 @@ def gallery_figure(
         n * per_example,
         figsize=(1.9 * n * per_example, 1.95 * len(rows)),
         squeeze=False,
+        layout="constrained",
     )
 
     def draw(ax, modality: str, value, title: str) -> None:
@@ -1210,5 +1212,4 @@ def gallery_figure(
                 draw(axes[r, column + 1 + m], d.target, output, label)
         axes[r, 0].set_ylabel(name, fontsize=9)
     fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return detached(fig)
