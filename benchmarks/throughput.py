@@ -21,7 +21,8 @@ happens to slow the torch encoder down on your machine.
 
 We time whole training steps (forward, backward, AdamW). Warm-up steps run first; then
 ``--repeats`` timed rounds alternate between the two models (so a noisy neighbour on a
-shared machine hits both), each of ``--steps`` steps. We report the median tokens/s, the
+shared machine hits both; every other round runs them in reverse order), each of
+``--steps`` steps. We report the median tokens/s, the
 spread, the median of the per-round ratios, and an MFU estimate:
 
     model FLOPs per token = 6 * N + 12 * n_layers * d_model * seq   (PaLM, appendix B)
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -110,6 +112,18 @@ class TorchLM(nn.Module):
 def matmul_params(model: nn.Module) -> int:
     """Parameters used in matmuls: everything except the embedding table."""
     return sum(p.numel() for n, p in model.named_parameters() if not n.startswith("embed."))
+
+
+def cpu_model() -> str:
+    """The processor's name (Linux), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def sync(device: torch.device) -> None:
@@ -225,10 +239,15 @@ def main() -> None:
     clock = time.perf_counter if args.clock == "wall" else time.process_time
     tokens_per_round = args.batch * args.seq * args.steps
     rates: dict[str, list[float]] = {name: [] for name in models}
-    for _ in range(args.repeats):
-        for name, step in steps.items():
-            seconds = time_steps(step, args.steps, device, clock)
+    load_before = os.getloadavg()
+    for round_ in range(args.repeats):
+        # Every other round in reverse order, so that no model always runs right after the
+        # same other one (a warm cache, or a neighbour's burst, then hits both sides alike).
+        order = list(steps) if round_ % 2 == 0 else list(steps)[::-1]
+        for name in order:
+            seconds = time_steps(steps[name], args.steps, device, clock)
             rates[name].append(tokens_per_round / seconds)
+    load_after = os.getloadavg()
     ratios = {  # per round, so that both sides of a ratio saw the same machine load
         name: [a / b for a, b in zip(rates["ours"], rates[name], strict=True)]
         for name in models
@@ -240,6 +259,11 @@ def main() -> None:
     result: dict[str, object] = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "platform": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        # 1-minute load average before and after the timed rounds: above the number of
+        # threads, other jobs were competing for the cores (the ratios are then noisier).
+        "load_average": [round(load_before[0], 2), round(load_after[0], 2)],
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "dtype": str(amp_dtype(device) or torch.float32),

@@ -92,17 +92,22 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """Rotate query or key vectors by their positions' angles.
 
     Pair ``i`` of a head is ``(a, b) = (x[..., 2i], x[..., 2i + 1])``; turned by angle
-    ``t`` it becomes ``(a cos t - b sin t, a sin t + b cos t)``. (Read as the complex
-    number ``a + 1j * b``, that is one multiplication by ``cos t + 1j * sin t``;
-    ``benchmarks/rope.py`` times both ways of writing it.)
+    ``t`` it becomes ``(a cos t - b sin t, b cos t + a sin t)``. For whole vectors that is
+    ``x * cos + turned * sin``, where ``turned`` is every pair turned by a right angle,
+    ``(a, b) -> (-b, a)``. (Read as the complex number ``a + 1j * b``, the rotation is one
+    multiplication by ``cos t + 1j * sin t``; ``benchmarks/rope.py`` times both.)
 
     Args:
         x: ``(batch, seq, heads, head_dim)``.
-        cos, sin: ``(batch, seq, 1, head_dim // 2)`` from :func:`rope_cos_sin`.
+        cos, sin: ``(batch, seq, 1, head_dim // 2)`` from :func:`rope_cos_sin`, one per
+            pair; the axis of size 1 broadcasts over the heads.
 
     Returns:
         ``x`` rotated, same shape and dtype.
     """
     a, b = x.unflatten(-1, (-1, 2)).unbind(-1)  # the two numbers of every pair
-    cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # bf16 under autocast: stay in x's dtype
-    return torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1).flatten(-2)
+    turned = torch.stack((-b, a), dim=-1).flatten(-2)
+    # One angle per pair -> one per number (bf16 under autocast: stay in x's dtype).
+    cos = cos.repeat_interleave(2, dim=-1).to(x.dtype)
+    sin = sin.repeat_interleave(2, dim=-1).to(x.dtype)
+    return x * cos + turned * sin

@@ -297,7 +297,8 @@ class MLP(nn.Module):
     """SwiGLU feed-forward: ``down(silu(gate(x)) * up(x))``.
 
     The gate lets each hidden unit switch its own "up" signal on or off smoothly; it beats
-    a plain GELU MLP at equal parameters (Shazeer 2020). Gate and up share one matmul.
+    a plain GELU MLP at equal parameters (Shazeer 2020). The gate and up matrices are
+    stored as the two halves of one weight, ``gate_up``.
     """
 
     def __init__(self, config: DecoderConfig) -> None:
@@ -307,8 +308,11 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``(batch, seq, d_model) -> (batch, seq, d_model)``."""
-        gate, up = self.gate_up(x).chunk(2, dim=-1)
-        return self.down(F.silu(gate) * up)
+        # Two products with the halves of one weight, not one product cut in two: the same
+        # arithmetic, but the backward pass has no (tokens, 2 * hidden) gradient to stitch
+        # back together (a copy that cost ~2% of a training step on a CPU).
+        gate, up = self.gate_up.weight.chunk(2)
+        return self.down(F.silu(F.linear(x, gate)) * F.linear(x, up))
 
 
 class Block(nn.Module):
