@@ -48,6 +48,7 @@ from omni_edu.data import (
     score_caption,
 )
 from omni_edu.judges import Judges, attribute_scores
+from omni_edu.judges.metrics import Metric, sample_metrics
 from omni_edu.modalities import (
     Modality,
     TextTokenizer,
@@ -206,6 +207,10 @@ class AnyToAnyData:
         image_tokenizer, audio_tokenizer: lesson 03's tokenizers. With one, that
             modality enters and leaves the model as code ids (discrete tokens) instead of
             patch or frame features.
+        latents: modalities ("image", "audio") whose tokenizer is used *without* its
+            quantiser: the modality enters and leaves as the autoencoder's continuous
+            latents (``encode_latents`` / ``decode_latents``), through the same decoder as
+            its codes. Lesson 04 races codes against latents of one autoencoder.
         prompts: what the inputs of the directions leave free (an
             :class:`~omni_edu.data.PromptSpec`; default: nothing, every input is the
             scene's own caption, picture or sound). With free attributes, a direction
@@ -213,7 +218,8 @@ class AnyToAnyData:
             untimed sound) and writes the scene: its output has a distribution to sample.
 
     Attributes: ``batch`` (the :class:`~omni_edu.data.OmniBatch`), ``patches``
-    ``(n, n_patches, image_dim)``, ``audio`` ``(n, n_tokens, audio_dim)``, ``codes``
+    ``(n, n_patches, image_dim)`` and ``audio`` ``(n, n_tokens, audio_dim)`` (the
+    continuous tokens: pixel patches and log-mel frames, or latents), ``codes``
     (``{"image": (n, n_patches), "audio": (n, n_tokens)}`` for tokenized modalities),
     ``tokenizer``, ``specials``.
     """
@@ -229,10 +235,18 @@ class AnyToAnyData:
         image_tokenizer: Tokenizer | None = None,
         audio_tokenizer: Tokenizer | None = None,
         prompts: PromptSpec | None = None,
+        latents: Sequence[str] = (),
     ) -> None:
         unknown = [t for t in tasks if t not in TASKS]
         if unknown:
             raise ValueError(f"tasks should come from {TASKS}; got {unknown}.")
+        given_tokenizers = {"image": image_tokenizer, "audio": audio_tokenizer}
+        if any(name not in given_tokenizers or given_tokenizers[name] is None for name in latents):
+            raise ValueError(
+                f"latents names modalities whose tokenizer is given ('image', 'audio'); got "
+                f"{list(latents)} with tokenizers for "
+                f"{[k for k, v in given_tokenizers.items() if v is not None]}."
+            )
         self.world = world
         self.profile = world.profile
         self.frames_per_token = frames_per_token
@@ -243,13 +257,15 @@ class AnyToAnyData:
         self.batch: OmniBatch = world.sample(n, seed=seed, prompts=self.prompt_spec)
         size, patch = self.profile.image_size, self.profile.patch_size
         self.grid = patch_grid(size, size, patch)
-        self.patches = patchify(self.batch.images, patch)
-        self.audio = frame_audio(self.batch.mels, frames_per_token)
+        # Continuous tokens through an autoencoder without its quantiser, or discrete ones.
+        self.latent_tokenizers = {name: given_tokenizers[name] for name in latents}
         self.tokenizers = {
             name: tok
-            for name, tok in (("image", image_tokenizer), ("audio", audio_tokenizer))
-            if tok is not None
+            for name, tok in given_tokenizers.items()
+            if tok is not None and name not in self.latent_tokenizers
         }
+        self.patches = self.tokens("image", self.batch.images, continuous=True)
+        self.audio = self.tokens("audio", self.batch.mels, continuous=True)
         self.codes = {
             name: self.tokens(name, self.batch.images if name == "image" else self.batch.mels)
             for name in self.tokenizers
@@ -291,13 +307,16 @@ class AnyToAnyData:
         x = self.patches if modality == "image" else self.audio
         return float(x.mean()), float(x.std())
 
-    def tokens(self, modality: str, raw: Tensor) -> Tensor:
+    def tokens(self, modality: str, raw: Tensor, continuous: bool = False) -> Tensor:
         """Pictures ``(n, 3, H, W)`` or log-mels ``(n, frames, n_mels)`` as this pool's
-        tokens: code ids ``(n, n_tokens)`` for a tokenized modality, else patch or frame
-        features ``(n, n_tokens, dim)``."""
-        if modality in self.tokenizers:
-            with torch.no_grad():
-                return _in_chunks(self.tokenizers[modality], raw)
+        tokens: code ids ``(n, n_tokens)`` for a tokenized modality (unless
+        ``continuous``), else continuous tokens ``(n, n_tokens, dim)``: the autoencoder's
+        latents where ``latents`` named the modality, patch or frame features otherwise."""
+        with torch.no_grad():
+            if modality in self.tokenizers and not continuous:
+                return _in_chunks(self.tokenizers[modality].encode_to_indices, raw)
+            if modality in self.latent_tokenizers:
+                return _in_chunks(self.latent_tokenizers[modality].encode_latents, raw)
         if modality == "image":
             return patchify(raw, self.profile.patch_size)
         return frame_audio(raw, self.frames_per_token)
@@ -334,6 +353,10 @@ class AnyToAnyData:
                 device = next(tok.parameters()).device
                 out = tok.decode_from_indices(tokens.to(device)).cpu()
                 return out.clamp(0, 1) if modality == "image" else out
+            if modality in self.latent_tokenizers:
+                tok = self.latent_tokenizers[modality]
+                device = next(tok.parameters()).device
+                return tok.decode_latents(tokens.to(device)).cpu()
         if modality == "image":
             size = self.profile.image_size
             return unpatchify(tokens, self.profile.patch_size, size, size).clamp(0, 1)
@@ -400,10 +423,10 @@ class AnyToAnyData:
         return batch
 
 
-def _in_chunks(tokenizer: Tokenizer, x: Tensor, size: int = 512) -> Tensor:
-    """``tokenizer.encode_to_indices`` over ``x`` in chunks, on the tokenizer's device."""
-    device = next(tokenizer.parameters()).device
-    return torch.cat([tokenizer.encode_to_indices(c.to(device)).cpu() for c in x.split(size)])
+def _in_chunks(encode: Callable[[Tensor], Tensor], x: Tensor, size: int = 512) -> Tensor:
+    """A tokenizer's ``encode`` method over ``x`` in chunks, on the tokenizer's device."""
+    device = next(encode.__self__.parameters()).device
+    return torch.cat([encode(c.to(device)).cpu() for c in x.split(size)])
 
 
 def _layout(document: Sequence[Segment]) -> tuple:
@@ -613,6 +636,11 @@ def build_model(
     )
 
 
+# The flow heads' settings in OmniLM, measured by benchmarks/flow_ablation.py (issue 18):
+# training times shifted towards the noise, where reading the prompt matters (without the
+# shift the flow heads of the any-to-any model stayed near chance), and three blocks.
+FLOW_HEAD = {"flow_time_shift": 12.0, "head_depth": 3}
+
 # The rotary layout of the any-to-any model: M-RoPE with width on the fastest pairs, the
 # layout lesson 02 measured best on its spatial task (and, in our runs, the one with which a
 # flow head learns to read the caption soonest).
@@ -646,6 +674,8 @@ def model_config(
         "image_scale": _head_scale(data, "image"),
         "audio_scale": _head_scale(data, "audio"),
         "projector_overrides": {
+            "image_dim": data.image_dim,
+            "audio_dim": data.audio_dim,
             "image_vocab_size": data.vocab_size("image"),
             "audio_vocab_size": data.vocab_size("audio"),
         },
@@ -896,6 +926,52 @@ def score_directions(
         )
         for d in directions
     }
+
+
+def draw_samples(
+    model: OmniLM,
+    data: AnyToAnyData,
+    direction: str,
+    indices: Sequence[int],
+    k: int,
+    seed: int = 0,
+    **sample_options,
+) -> Tensor:
+    """``k`` outputs of ``direction`` for each prompt ``indices`` of ``data``: pictures
+    ``(n, k, 3, H, W)`` or log-mels ``(n, k, frames, n_mels)``, drawn in one batch with a
+    generator seeded by ``seed`` (each repeat of a prompt gets its own noise)."""
+    if get_direction(direction).target == "text":
+        raise ValueError(f"draw_samples is for pictures and sounds; {direction} writes text.")
+    repeated = [i for i in indices for _ in range(k)]
+    made = generate(
+        model,
+        data,
+        direction,
+        repeated,
+        generator=torch.Generator().manual_seed(seed),
+        **sample_options,
+    ).outputs
+    return made.unflatten(0, (len(indices), k))
+
+
+def sample_scores(
+    model: OmniLM,
+    data: AnyToAnyData,
+    judges: Judges,
+    direction: str,
+    indices: Sequence[int],
+    k: int = 8,
+    seed: int = 0,
+    **sample_options,
+) -> dict[str, Metric]:
+    """The sample metrics of :mod:`omni_edu.judges.metrics` (fidelity, validity,
+    coverage with its reference, ghost mass, precision, recall) of ``k`` outputs per
+    prompt ``indices`` of ``direction``, against what each prompt fixes."""
+    samples = draw_samples(model, data, direction, indices, k, seed, **sample_options)
+    judge = judges.image if get_direction(direction).target == "image" else judges.audio
+    attributes = data.batch.attributes[list(indices), 0]
+    fixed = data.fixed(direction)[list(indices)]
+    return sample_metrics(judge, samples, attributes, fixed, data.world, seed)
 
 
 @torch.no_grad()

@@ -67,9 +67,10 @@ class OmniLMConfig:
     (a softmax over the tokenizer codes; needs ``projector.image_vocab_size`` /
     ``audio_vocab_size``, and the media given as code ids).
     ``head_width``, ``head_depth``: the MLP of the regression and flow heads (width
-    default: ``d_model``). ``flow_repeats``: noise draws per token per step;
-    ``flow_steps``: default Euler steps when sampling; ``flow_time_sampling``: how the flow
-    head draws training times and ``flow_time_shift`` how far towards the noise (see
+    default: the larger of ``d_model`` and the token's width). ``flow_repeats``: noise
+    draws per token per step; ``flow_steps``: default Euler steps when sampling;
+    ``flow_time_sampling``: how the flow head draws training times and
+    ``flow_time_shift`` how far towards the noise (see
     :class:`~omni_edu.model.heads.flow.FlowHeadConfig`);
     ``head_cond_dropout``: the share of training tokens whose decoder state the flow head
     replaces by a learned null state (a head-level unconditional branch for guidance; the
@@ -132,7 +133,10 @@ class OmniLMConfig:
         return FlowHeadConfig(
             token_dim=getattr(self.projector, f"{name}_dim"),
             cond_dim=self.projector.d_model,
-            width=self.head_width or self.projector.d_model,
+            # At least as wide as the token it writes (a 128-number audio frame through a
+            # 64-wide head cannot be modelled) and as the decoder state it reads.
+            width=self.head_width
+            or max(self.projector.d_model, getattr(self.projector, f"{name}_dim")),
             depth=self.head_depth,
             sampling_steps=self.flow_steps,
             shift=shift,
