@@ -1,6 +1,6 @@
 from omni_edu import grading
 from omni_edu.any_to_any import get_direction, make_document
-from omni_edu.checks.any_to_any import check_make_document
+from omni_edu.lessons.any_to_any.checks import check_make_document
 from omni_edu.model.interleave import audio_segment, image_segment, text_segment
 
 

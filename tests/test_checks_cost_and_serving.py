@@ -5,7 +5,7 @@ import operator
 import pytest
 
 from omni_edu import cost, grading, serving
-from omni_edu.checks.cost_and_serving import (
+from omni_edu.lessons.cost_and_serving.checks import (
     check_kv_cache_bytes,
     check_qwen2vl_image_tokens,
     check_step,

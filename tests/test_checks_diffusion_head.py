@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from omni_edu import grading
-from omni_edu.checks.diffusion_head import check_euler_step, check_flow_matching_loss
+from omni_edu.lessons.diffusion_head.checks import check_euler_step, check_flow_matching_loss
 from omni_edu.model.heads.flow import euler_step, flow_matching_loss
 
 

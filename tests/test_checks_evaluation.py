@@ -3,8 +3,8 @@ from dataclasses import replace
 import torch
 
 from omni_edu import grading
-from omni_edu.checks.evaluation import check_blind_accuracy, check_circular_correct
-from omni_edu.evaluate import blind_accuracy, choose, circular_correct, rotate
+from omni_edu.lessons.evaluation.benchmark import blind_accuracy, choose, circular_correct, rotate
+from omni_edu.lessons.evaluation.checks import check_blind_accuracy, check_circular_correct
 
 
 def stub(*args):

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from omni_edu import grading
-from omni_edu.checks.fusion_strategies import (
+from omni_edu.lessons.fusion_strategies.checks import (
     check_gated_cross_attention,
     check_media_visibility_mask,
     gated_cross_attention,

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from omni_edu import grading
-from omni_edu.checks.interleaved_autoregression import (
+from omni_edu.lessons.interleaved_autoregression.checks import (
     apply_rope,
     attention_mask,
     check_apply_rope,

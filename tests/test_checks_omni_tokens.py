@@ -1,7 +1,7 @@
 import torch
 
 from omni_edu import grading
-from omni_edu.checks.omni_tokens import (
+from omni_edu.lessons.omni_tokens.checks import (
     check_embed_interleaved,
     check_place_segments,
     embed_interleaved,

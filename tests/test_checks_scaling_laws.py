@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from omni_edu import grading
-from omni_edu.checks.scaling_laws import (
+from omni_edu.lessons.scaling_laws.checks import (
     check_compute_optimal_split,
     check_huber_log_objective,
     compute_optimal_split,

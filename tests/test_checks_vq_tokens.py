@@ -3,7 +3,7 @@
 import torch
 
 from omni_edu import grading
-from omni_edu.checks.vq_tokens import check_ema_update, check_quantize
+from omni_edu.lessons.vq_tokens.checks import check_ema_update, check_quantize
 from omni_edu.model.heads.vq import ema_codebook_update, quantize_straight_through
 
 

@@ -1,7 +1,7 @@
 import torch
 
 from omni_edu import grading
-from omni_edu.checks.welcome import check_to_unit_range, to_unit_range
+from omni_edu.lessons.welcome.checks import check_to_unit_range, to_unit_range
 
 
 def stub(images):

@@ -7,25 +7,23 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from omni_edu.data import ABILITIES
-from omni_edu.evaluate import (
-    AnswererConfig,
+from omni_edu.lessons.evaluation.answerers import AnswererConfig, OmniAnswerer
+from omni_edu.lessons.evaluation.benchmark import (
     MCItem,
-    OmniAnswerer,
     blind,
     blind_accuracy,
-    bootstrap_difference,
     build_benchmark,
-    chance_level,
     choose,
     circular_correct,
-    compare,
     evaluate,
     first_option,
+    guess_rate,
     plant_cue,
     random_answerer,
     rotate,
-    wilson_interval,
+    score_table,
 )
+from omni_edu.stats import bootstrap_difference, wilson_interval
 
 
 @pytest.fixture(scope="module")
@@ -133,8 +131,8 @@ def test_per_ability_grouping_counts_the_right_items():
 
 
 def test_chance_wilson_and_bootstrap():
-    assert chance_level(_item(4, 0)) == 0.25
-    assert chance_level(_item(2, 0), circular=True) == 0.25
+    assert guess_rate(_item(4, 0)) == 0.25
+    assert guess_rate(_item(2, 0), circular=True) == 0.25
     low, high = wilson_interval(50, 100)
     assert low < 0.5 < high and high - low == pytest.approx(0.19, abs=0.01)
     assert wilson_interval(0, 20)[0] == 0.0
@@ -181,17 +179,17 @@ def test_bad_input_is_explained():
 
 def test_compare_gives_one_row_per_model_benchmark_and_mode(bench):
     biased = plant_cue(bench, cue_rate=1.0)
-    rows = compare({"A": first_option}, [biased, bench], modes=("vanilla", "circular", "blind"))
+    rows = score_table({"A": first_option}, [biased, bench], modes=("vanilla", "circular", "blind"))
     assert [(r["benchmark"], r["mode"]) for r in rows] == [
         (b, m) for b in ("biased", "clean") for m in ("vanilla", "circular", "blind")
     ]
     assert rows[0]["overall"] == 1.0 and rows[1]["overall"] == 0.0 and rows[2]["overall"] == 1.0
     with pytest.raises(ValueError, match="modes"):
-        compare({"A": first_option}, [bench], modes=("sideways",))
+        score_table({"A": first_option}, [bench], modes=("sideways",))
 
 
 def test_bootstrap_mean_interval_covers_the_mean_and_shrinks_with_n():
-    from omni_edu.evaluate import bootstrap_mean
+    from omni_edu.stats import bootstrap_mean
 
     small = torch.tensor([0.0, 1.0] * 10)
     large = torch.tensor([0.0, 1.0] * 1000)
@@ -209,7 +207,8 @@ def test_omnilm_answerer_scores_option_content_not_letters():
     so the model cannot prefer a letter, and the score is the model's own likelihood."""
     from omni_edu import any_to_any as a2a
     from omni_edu.data import OmniWorld
-    from omni_edu.evaluate import build_benchmark, omnilm_answerer, rotate
+    from omni_edu.lessons.evaluation.answerers import omnilm_answerer
+    from omni_edu.lessons.evaluation.benchmark import build_benchmark, rotate
     from omni_edu.modalities import Modality
     from omni_edu.model.interleave import text_segment
 

@@ -397,21 +397,16 @@ def test_a_single_hint_string_still_works(fresh_attempts):
 
 
 def course_checks() -> list:
-    """Every check_* of omni_edu.checks with graduated hints (lesson 05's still has one string)."""
-    import importlib
-    import pkgutil
-
-    import omni_edu.checks
-
+    """Every lesson's check_* with graduated hints (lesson 05's still has one string)."""
     found = []
-    for info in pkgutil.iter_modules(omni_edu.checks.__path__):
-        if info.name == "fusion_strategies":
+    for module in grading.check_modules():
+        topic = module.__name__.split(".")[-2]
+        if topic == "fusion_strategies":
             continue
-        module = importlib.import_module(f"omni_edu.checks.{info.name}")
         for name in sorted(dir(module)):
             fn = getattr(module, name)
             if name.startswith("check_") and getattr(fn, "__module__", "") == module.__name__:
-                found.append(pytest.param(fn, id=f"{info.name}.{name}"))
+                found.append(pytest.param(fn, id=f"{topic}.{name}"))
     return found
 
 
@@ -421,7 +416,7 @@ def test_every_course_check_nudges_a_stub_and_keeps_its_recipe_for_later(check, 
         raise NotImplementedError(grading.STUB_MESSAGE)
 
     result = check(stub)
-    hints = grading._HINTS[result.name]
+    hints = grading.hints._HINTS[result.name]
     assert result.status == grading.NOT_IMPLEMENTED
     assert result.hint == hints.nudge != hints.recipe
     assert hints.nudge and hints.failed and hints.recipe

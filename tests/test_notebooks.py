@@ -1,14 +1,12 @@
 """Rules every course notebook follows (their cells themselves run under nbval)."""
 
 import ast
-import importlib
-import pkgutil
 import re
 from pathlib import Path
 
 import pytest
 
-import omni_edu.checks
+from omni_edu import grading
 from omni_edu.tools.colab import colab_url, setup_cell_source
 from omni_edu.tools.make_exercises import BEGIN, count_blocks
 from omni_edu.tools.notebook_io import cell_source, iter_notebooks, read_notebook
@@ -63,14 +61,13 @@ def test_solutions_are_solved_and_exercises_are_not():
 
 
 def test_every_check_is_tested():
-    """Each check_* function in omni_edu.checks has a test module that names it."""
+    """Each lesson's check_* function has a test module that names it."""
     tests = "".join(p.read_text() for p in (ROOT / "tests").glob("test_checks_*.py"))
-    for info in pkgutil.iter_modules(omni_edu.checks.__path__):
-        module = importlib.import_module(f"omni_edu.checks.{info.name}")
+    for module in grading.check_modules():
         for name in dir(module):
             if name.startswith("check_") and callable(getattr(module, name)):
                 if getattr(module, name).__module__ == module.__name__:
-                    assert name in tests, f"no test_checks_*.py mentions {info.name}.{name}"
+                    assert name in tests, f"no test_checks_*.py mentions {module.__name__}.{name}"
 
 
 def test_readme_commands_are_where_ci_reads_them():

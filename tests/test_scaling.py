@@ -11,28 +11,25 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from omni_edu import scaling
-from omni_edu.modalities import Modality
-from omni_edu.scaling import (
+from omni_edu.lessons.scaling_laws import budget, compute_law, fitting, sweeps
+from omni_edu.lessons.scaling_laws.budget import ModelSize, SweepConfig
+from omni_edu.lessons.scaling_laws.cache import SweepCache, default_cache_path
+from omni_edu.lessons.scaling_laws.chinchilla import (
     CHINCHILLA_EPOCH,
     CHINCHILLA_FLOPS,
     CHINCHILLA_PARAMS,
     CHINCHILLA_PUBLISHED,
     FitResult,
-    ModelSize,
-    SweepConfig,
-    bimodal_interaction,
     chinchilla_loss,
-    compare_compute_laws,
     compute_optimal_split,
-    decoder_parameters,
-    fit_bimodal,
     fit_chinchilla,
-    fit_compute_law,
     huber_log_objective,
-    past_transient,
-    run_sweep,
 )
+from omni_edu.lessons.scaling_laws.compute_law import compare_compute_laws, fit_compute_law
+from omni_edu.lessons.scaling_laws.mixed_modal import bimodal_interaction, fit_bimodal
+from omni_edu.lessons.scaling_laws.records import compute_points, past_transient
+from omni_edu.lessons.scaling_laws.sweeps import decoder_parameters, run_sweep
+from omni_edu.modalities import Modality
 
 # Hoffmann-like constants; runs span three decades of N and of D.
 TRUE = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
@@ -203,7 +200,8 @@ def test_bimodal_fit_checks_token_lengths():
 
 
 def test_hand_written_gradients_match_autograd():
-    from omni_edu.scaling import _bimodal_value_and_grad, _chinchilla_value_and_grad
+    from omni_edu.lessons.scaling_laws.chinchilla import _chinchilla_value_and_grad
+    from omni_edu.lessons.scaling_laws.mixed_modal import _bimodal_value_and_grad
 
     g = torch.Generator().manual_seed(0)
     log_n = torch.empty(9, dtype=torch.float64).uniform_(12, 20, generator=g)
@@ -277,7 +275,7 @@ def test_a_cached_sweep_loads_without_training(tiny_sweep, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("a cached run was trained again")
 
-    monkeypatch.setattr(scaling, "_train_run", no_training)
+    monkeypatch.setattr(sweeps, "_train_run", no_training)
     assert run_sweep(TINY, cache=path, progress=False) == records
 
 
@@ -304,49 +302,49 @@ def test_shipped_cache_holds_every_run_lesson_07_needs_in_ci(monkeypatch):
     def no_measuring(*args, **kwargs):
         raise AssertionError("notebooks/data/scaling_sweeps.json lacks the ci sweep's baselines")
 
-    monkeypatch.setattr(scaling, "_train_run", no_training)
-    monkeypatch.setattr(scaling, "_measure_baselines", no_measuring)
-    config = scaling.sweep_config("ci")
-    cache = scaling.SweepCache(scaling.default_cache_path())
+    monkeypatch.setattr(sweeps, "_train_run", no_training)
+    monkeypatch.setattr(sweeps, "measure_baselines", no_measuring)
+    config = budget.sweep_config("ci")
+    cache = SweepCache(default_cache_path())
     records = run_sweep(config, cache=cache, progress=False)
-    assert set(scaling.modality_baselines(config, cache=cache, progress=False)) == {
+    assert set(sweeps.modality_baselines(config, cache=cache, progress=False)) == {
         "text",
         "image",
         "audio",
     }
     assert len(records) == len(config.sizes) * len(config.settings) * len(config.eval_steps)
     for setting in ("text", "image", "audio"):
-        held = scaling.run_heldout(config, setting=setting, cache=cache, progress=False)
-        assert held[-1]["step"] == scaling.heldout_size("ci")[1]
+        held = sweeps.run_heldout(config, setting=setting, cache=cache, progress=False)
+        assert held[-1]["step"] == budget.heldout_size("ci")[1]
 
 
 def test_shipped_cache_is_what_this_code_trains(tmp_path):
     """The shipped ci numbers are the project's own runs: retraining the smallest run of
     the sweep from scratch gives the losses the shipped file holds (within float noise
     across CPUs), so a change to the recipe cannot leave a stale cache behind silently."""
-    full = scaling.sweep_config("ci")
+    full = budget.sweep_config("ci")
     one = dataclasses.replace(full, sizes=full.sizes[:1], settings=("text",))
-    shipped = run_sweep(one, cache=scaling.SweepCache(scaling.default_cache_path()), progress=False)
+    shipped = run_sweep(one, cache=SweepCache(default_cache_path()), progress=False)
     fresh = run_sweep(one, cache=tmp_path / "fresh.json", progress=False)
     assert [r["step"] for r in fresh] == [r["step"] for r in shipped] == list(full.eval_steps)
     for new, old in zip(fresh, shipped, strict=True):
         assert new["tokens"] == old["tokens"] and new["params"] == old["params"]
         assert new["loss"]["text"] == pytest.approx(old["loss"]["text"], abs=0.02)
     # The baselines come from the same data, already generated for the run above.
-    shipped_baselines = scaling.modality_baselines(
-        one, cache=scaling.SweepCache(scaling.default_cache_path()), progress=False
+    shipped_baselines = sweeps.modality_baselines(
+        one, cache=SweepCache(default_cache_path()), progress=False
     )
-    fresh_baselines = scaling.modality_baselines(one, cache=tmp_path / "fresh.json", progress=False)
+    fresh_baselines = sweeps.modality_baselines(one, cache=tmp_path / "fresh.json", progress=False)
     assert fresh_baselines == pytest.approx(shipped_baselines, rel=1e-5)
 
 
 def test_other_profiles_never_write_the_shipped_cache():
     """Only ci runs live in the shipped file; a learner's cpu or gpu sweep goes to its own,
     git-ignored file (a cpu run once leaked into the shipped file through the shared path)."""
-    shipped = scaling.default_cache_path("ci")
+    shipped = default_cache_path("ci")
     assert shipped.name == "scaling_sweeps.json"
     for profile in ("cpu", "gpu"):
-        own = scaling.default_cache_path(profile)
+        own = default_cache_path(profile)
         assert own != shipped and own.parent == shipped.parent
         ignored = subprocess.run(
             ["git", "check-ignore", "-q", str(own)], cwd=shipped.parent, capture_output=True
@@ -417,13 +415,13 @@ def test_a_fit_that_fails_from_every_start_raises_instead_of_returning_the_start
     ],
 )
 def test_degenerate_runs_warn_that_parameters_are_not_identified(n, d, loss, match):
-    with pytest.warns(scaling.NotIdentifiedWarning, match=match):
+    with pytest.warns(fitting.NotIdentifiedWarning, match=match):
         fit_chinchilla(n, d, loss, n_starts=1, progress=False)
 
 
 def test_well_spread_runs_do_not_warn(recwarn):
     fit_chinchilla(GOOD_N, GOOD_D, GOOD_L, n_starts=1, progress=False)
-    assert not [w for w in recwarn if issubclass(w.category, scaling.NotIdentifiedWarning)]
+    assert not [w for w in recwarn if issubclass(w.category, fitting.NotIdentifiedWarning)]
 
 
 # --- which Chinchilla (issue 13.7 b) ------------------------------------------------
@@ -466,16 +464,18 @@ def test_term_shares_split_the_prediction_into_its_three_terms(fitted):
 def test_compute_law_fit_recovers_a_planted_law():
     c = np.geomspace(1e9, 1e13, 12)
     planted = {"E": 0.3, "A": 2e3, "gamma": 0.35}
-    loss = scaling.compute_law_loss(c, **planted) * np.exp(
+    loss = compute_law.compute_law_loss(c, **planted) * np.exp(
         np.random.default_rng(0).normal(0, 0.002, c.shape)
     )
     fit = fit_compute_law(c, loss, n_starts=2)
     assert fit.params["gamma"] == pytest.approx(planted["gamma"], abs=0.03)
     assert fit.params["E"] == pytest.approx(planted["E"], rel=0.05)
-    np.testing.assert_allclose(fit.predict(c), scaling.compute_law_loss(c, **planted), rtol=0.01)
+    np.testing.assert_allclose(
+        fit.predict(c), compute_law.compute_law_loss(c, **planted), rtol=0.01
+    )
 
 
-def _points(laws: dict[str, dict], seed: int, noise: float = 0.01) -> scaling.ComputePoints:
+def _points(laws: dict[str, dict], seed: int, noise: float = 0.01) -> compute_law.ComputePoints:
     """Three runs per modality, four evaluations each, losses from ``laws`` per modality."""
     rng = np.random.default_rng(seed)
     flops, loss, modality, run = [], [], [], []
@@ -483,10 +483,10 @@ def _points(laws: dict[str, dict], seed: int, noise: float = 0.01) -> scaling.Co
         for k, start in enumerate(np.geomspace(1e9, 1e11, 3)):
             c = start * np.geomspace(1, 8, 4)
             flops += list(c)
-            loss += list(scaling.compute_law_loss(c, **law) * np.exp(rng.normal(0, noise, 4)))
+            loss += list(compute_law.compute_law_loss(c, **law) * np.exp(rng.normal(0, noise, 4)))
             modality += [m] * 4
             run += [f"{m} {k}"] * 4
-    return scaling.ComputePoints(np.array(flops), np.array(loss), modality, run, modality)
+    return compute_law.ComputePoints(np.array(flops), np.array(loss), modality, run, modality)
 
 
 def test_compare_compute_laws_tells_one_law_from_several():
@@ -520,7 +520,7 @@ def test_compare_compute_laws_needs_two_runs_of_each_modality():
 def test_compute_points_put_every_modality_on_its_baseline_scale(tiny_sweep):
     _, records = tiny_sweep
     baselines = {"text": 2.0, "image": 0.5, "audio": 1.0}
-    points = scaling.compute_points(records, baselines)
+    points = compute_points(records, baselines)
     # text alone: one point per evaluation; text+image: two.
     assert len(points) == 2 + 2 * 2
     for k, r in enumerate(records[2:]):  # the text+image run
@@ -529,13 +529,13 @@ def test_compute_points_put_every_modality_on_its_baseline_scale(tiny_sweep):
             assert points.modality[at] == m and points.flops[at] == r["flops"]
             assert points.loss[at] == pytest.approx(r["loss"][m] / baselines[m])
     with pytest.raises(ValueError, match="no baseline for modality 'image'"):
-        scaling.compute_points(records, {"text": 2.0})
+        compute_points(records, {"text": 2.0})
 
 
 def test_modality_baselines_are_the_best_constant_predictions(tiny_sweep, monkeypatch):
     path, _ = tiny_sweep
-    baselines = scaling.modality_baselines(TINY, cache=path, progress=False)
-    data = scaling._sweep_data(TINY, False)
+    baselines = sweeps.modality_baselines(TINY, cache=path, progress=False)
+    data = sweeps.sweep_data(TINY, False)
     batches = data.val_batches("text")
     targets = torch.cat([b.text_targets[b.loss_mask(Modality.TEXT)] for b in batches])
     vocab = int(targets.max()) + 1
@@ -559,32 +559,33 @@ def test_modality_baselines_are_the_best_constant_predictions(tiny_sweep, monkey
     def no_measuring(*args, **kwargs):
         raise AssertionError("cached baselines were measured again")
 
-    monkeypatch.setattr(scaling, "_measure_baselines", no_measuring)
-    assert scaling.modality_baselines(TINY, cache=path, progress=False) == baselines
+    monkeypatch.setattr(sweeps, "measure_baselines", no_measuring)
+    assert sweeps.modality_baselines(TINY, cache=path, progress=False) == baselines
 
 
 # --- profiles: the dry run (gpu shapes, tiny budgets, its own cache) --------------------
 
 
 def test_ci_sweep_is_the_table_and_the_dry_run_cuts_every_budget():
-    assert scaling.sweep_config("ci") == scaling.SWEEPS["ci"]  # cache keys stay put
-    dry, gpu = scaling.sweep_config("gpu-dry"), scaling.sweep_config("gpu")
+    assert budget.sweep_config("ci") == budget.BUDGET["ci"].sweep  # cache keys stay put
+    dry, gpu = budget.sweep_config("gpu-dry"), budget.sweep_config("gpu")
     assert dry.profile == "gpu-dry" and gpu.profile == "gpu"
     assert dry.sizes == gpu.sizes and dry.settings == gpu.settings  # gpu shapes
     assert len(dry.eval_steps) == 4 and max(dry.eval_steps) <= 5
     assert dry.batch_size <= 4 and dry.n_eval <= 8 and dry.pool <= 64
-    assert scaling.bootstrap_resamples("gpu-dry") <= 2
+    assert budget.bootstrap_resamples("gpu-dry") <= 2
     # Enough evaluations past the transient for a five-parameter fit per modality.
     kept = [s for s in dry.eval_steps if s >= dry.eval_steps[2]]
     assert len(kept) * len(dry.sizes) >= 6
-    size, steps = scaling.heldout_size("gpu-dry")
-    assert size == scaling.heldout_size("gpu")[0] and steps == 2 * max(dry.eval_steps)
-    assert scaling.heldout_size("ci") == scaling.HELDOUT["ci"]
-    assert scaling.bootstrap_resamples("ci") == scaling.N_BOOTSTRAP["ci"]
+    size, steps = budget.heldout_size("gpu-dry")
+    assert size == budget.heldout_size("gpu")[0] and steps == 2 * max(dry.eval_steps)
+    ci = budget.BUDGET["ci"]
+    assert budget.heldout_size("ci") == (ci.heldout, ci.heldout_steps)
+    assert budget.bootstrap_resamples("ci") == ci.n_bootstrap
 
 
 def test_the_dry_run_caches_outside_the_repository(monkeypatch, tmp_path):
     monkeypatch.setenv("OMNI_CACHE_DIR", str(tmp_path))
-    path = scaling.default_cache_path("gpu-dry")
+    path = default_cache_path("gpu-dry")
     assert path.is_relative_to(tmp_path) and "gpu-dry" in str(path)
-    assert path != scaling.default_cache_path("ci") and path != scaling.default_cache_path("gpu")
+    assert path != default_cache_path("ci") and path != default_cache_path("gpu")

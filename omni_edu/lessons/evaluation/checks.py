@@ -1,8 +1,8 @@
 """Checks for lesson 09's exercises: the circular-evaluation scorer and a blind probe.
 
-The references live in :mod:`omni_edu.evaluate` (``circular_correct``, ``blind_accuracy``);
-the answerers below are tiny stand-ins whose behaviour is known exactly, so a learner's
-function can be compared with the reference on every case. Every check takes
+The references live in :mod:`omni_edu.lessons.evaluation.benchmark` (``circular_correct``,
+``blind_accuracy``); the answerers below are tiny stand-ins whose behaviour is known
+exactly, so a learner's function can be compared with the reference on every case. Every check takes
 ``show_recipe=True`` (show the full recipe now) and ``time_limit`` (seconds).
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from omni_edu.evaluate import MCItem, blind_accuracy, circular_correct
 from omni_edu.grading import Case, CheckResult, Hints, check_function
+from omni_edu.lessons.evaluation.benchmark import MCItem, blind_accuracy, circular_correct
 
 CIRCULAR_CORRECT = Hints(
     "circular_correct",

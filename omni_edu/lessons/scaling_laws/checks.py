@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from omni_edu.grading import Case, CheckResult, Hints, check_function
-from omni_edu.scaling import compute_optimal_split, huber_log_objective
+from omni_edu.lessons.scaling_laws.chinchilla import compute_optimal_split, huber_log_objective
 
 __all__ = [
     "check_compute_optimal_split",

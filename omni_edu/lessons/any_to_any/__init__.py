@@ -1,0 +1,1 @@
+"""Lesson 06, any-to-any: the checks of the document exercise."""

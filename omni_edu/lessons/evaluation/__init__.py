@@ -1,0 +1,1 @@
+"""Lesson 09, evaluation: the multiple-choice harness, circular evaluation, answerers."""

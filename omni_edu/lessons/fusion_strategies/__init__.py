@@ -1,0 +1,1 @@
+"""Lesson 05, fusion strategies: tasks, the matched-budget experiment, costs and figures."""

@@ -1,0 +1,1 @@
+"""Lesson 02, interleaved autoregression: 1-D against multimodal RoPE, cross-modal use."""

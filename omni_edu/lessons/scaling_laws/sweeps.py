@@ -1,0 +1,265 @@
+"""Sweeps: train a grid of small ``OmniLM`` models and record ``(N, D, loss)``.
+
+:func:`run_sweep` trains each model size of :func:`~.budget.sweep_config` on OmniWorld text,
+image, audio, text+image and text+audio, each evaluated at several token budgets; finished
+runs are cached (:class:`~.cache.SweepCache`) so a rerun is instant. :func:`run_heldout`
+trains the larger run that lesson 07 predicts before revealing it;
+:func:`modality_baselines` measures each modality's best constant prediction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from omni_edu.lessons.scaling_laws.budget import (
+    MODALITIES,
+    ModelSize,
+    SweepConfig,
+    heldout_size,
+    sweep_config,
+)
+from omni_edu.lessons.scaling_laws.cache import SweepCache, open_cache
+from omni_edu.lessons.scaling_laws.fitting import (
+    one_thread,
+)
+from omni_edu.lessons.scaling_laws.sweep_data import SweepData, measure_baselines, modality_tokens
+from omni_edu.modalities import TextTokenizer
+from omni_edu.model.omni_lm import OmniLM, OmniLMConfig
+from omni_edu.model.projector import ProjectorConfig
+from omni_edu.model.transformer import Decoder, DecoderConfig
+from omni_edu.profiles import get_device, get_profile
+from omni_edu.train import TrainConfig, Trainer
+
+
+def decoder_parameters(size: ModelSize) -> int:
+    """``N`` of a size before training it: the decoder's parameters (as in the sweep)."""
+
+    decoder = Decoder(
+        DecoderConfig(d_model=size.d_model, n_layers=size.n_layers, n_heads=size.n_heads)
+    )
+    return sum(p.numel() for p in decoder.parameters() if p.requires_grad)
+
+
+def count_parameters(model: nn.Module) -> dict[str, int]:
+    """``{"total": ..., "non_embedding": ...}`` trainable parameters of an OmniLM.
+
+    ``non_embedding`` counts the decoder blocks only: no text embedding, image/audio
+    projector or output head (Kaplan et al.'s convention). At our sizes those parts
+    are a large, modality-dependent share, so the decoder count is the ``N`` that
+    compares across text, image and audio runs.
+    """
+    total = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    decoder = sum(p.numel() for p in model.decoder.parameters() if p.requires_grad)
+    return {"total": total, "non_embedding": decoder}
+
+
+def training_flops(
+    n_params: float, tokens: float, n_layers: int, d_model: int, ctx: float
+) -> float:
+    """Training FLOPs: ``6 N D`` plus attention, ``6 * n_layers * ctx * d_model`` per token.
+
+    Kaplan et al. 2020 (Sec. 2.1): a forward pass costs ``2 N + 2 n_layers ctx d_model``
+    per token (the second term is scores and weighted sums over ``ctx`` positions); the
+    backward pass twice that. ``ctx`` is the mean sequence length.
+    """
+    return 6.0 * n_params * tokens + 6.0 * n_layers * ctx * d_model * tokens
+
+
+def _build_model(data: SweepData, size: ModelSize, seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return OmniLM(
+        OmniLMConfig(
+            projector=ProjectorConfig(
+                d_model=size.d_model,
+                vocab_size=TextTokenizer().vocab_size,
+                image_dim=data.image_dim,
+                audio_dim=data.audio_dim,
+            ),
+            decoder=DecoderConfig(
+                d_model=size.d_model, n_layers=size.n_layers, n_heads=size.n_heads
+            ),
+        )
+    )
+
+
+def _omni_loss(model: nn.Module, batch) -> dict[str, torch.Tensor]:
+    losses = model.loss(batch)
+    return {"loss": losses.pop("total"), **losses}
+
+
+def _train_run(
+    data: SweepData, setting: str, size: ModelSize, eval_steps: Sequence[int]
+) -> list[dict]:
+    """Train one model on ``setting`` and evaluate it after each of ``eval_steps``."""
+    cfg = data.config
+    train, val = data.batches(setting)
+    model = _build_model(data, size, cfg.seed)
+    params = count_parameters(model)
+    device = get_device(get_profile(cfg.profile))
+
+    def validation_loss(m: nn.Module) -> dict[str, float]:
+        return {
+            modality: float(np.mean([m.loss(b.to(device))[modality].item() for b in batches]))
+            for modality, batches in val.items()
+        }
+
+    trainer = Trainer(
+        model,
+        _omni_loss,
+        lambda step: train[step % len(train)],
+        TrainConfig(
+            steps=max(eval_steps),
+            lr=cfg.lr,
+            warmup_steps=cfg.warmup_steps,
+            min_lr_ratio=1.0,  # constant after warm-up: every budget is measured alike
+            log_every=max(eval_steps),
+            seed=cfg.seed,
+            device=str(device),
+            progress=False,
+        ),
+        eval_fn=validation_loss,
+    )
+    per_batch = {m: np.mean([modality_tokens(b, m) for b in train]) for m in MODALITIES}
+    ctx = float(np.mean([b.lengths.float().mean().item() for b in train]))
+    records = []
+    for step in eval_steps:
+        trainer.fit(until=step)
+        tokens = {m: float(per_batch[m] * step) for m in setting.split("+")}
+        total = sum(tokens.values())
+        records.append(
+            {
+                "setting": setting,
+                **asdict(size),
+                "params": params["total"],
+                "params_nonembedding": params["non_embedding"],
+                "step": step,
+                "tokens": tokens,
+                "tokens_total": total,
+                "flops": training_flops(
+                    params["non_embedding"], total, size.n_layers, size.d_model, ctx
+                ),
+                "loss": trainer.evaluate(),
+            }
+        )
+    return records
+
+
+def _run_spec(
+    config: SweepConfig, setting: str, size: ModelSize, eval_steps: Sequence[int]
+) -> dict:
+    spec = config.to_dict()
+    spec.pop("sizes"), spec.pop("settings")
+    return {**spec, "eval_steps": list(eval_steps), "setting": setting, "size": asdict(size)}
+
+
+@functools.lru_cache(maxsize=1)
+def sweep_data(config: SweepConfig, progress: bool) -> SweepData:
+    # Kept between calls, so the held-out run reuses the sweep's data.
+    return SweepData(config, progress)
+
+
+def _run_all(
+    config: SweepConfig,
+    jobs: Sequence[tuple[str, ModelSize, Sequence[int]]],
+    cache: SweepCache | str | Path | None,
+    progress: bool,
+    desc: str,
+) -> list[dict]:
+    cache = open_cache(cache, config)
+    records: list[dict] = []
+    bar = tqdm(jobs, desc=desc, disable=not progress)
+    for setting, size, steps in bar:
+        bar.set_postfix_str(f"{setting} {size.label}")
+        spec = _run_spec(config, setting, size, steps)
+        found = cache.get(spec)
+        if found is None:
+            data = sweep_data(config, progress)
+            # The sweep's models are small: on a CPU, torch's threads only add waiting
+            # (on a busy 2-core machine a step took several times longer with two).
+            on_cpu = get_device(get_profile(config.profile)).type == "cpu"
+            with one_thread() if on_cpu else contextlib.nullcontext():
+                found = _train_run(data, setting, size, steps)
+            cache.put(spec, found)
+        records += found
+    return records
+
+
+def run_sweep(
+    config: SweepConfig | None = None,
+    cache: SweepCache | str | Path | None = None,
+    progress: bool = True,
+) -> list[dict]:
+    """Train (or load from the cache) every run of a sweep; one record per evaluation.
+
+    A record: ``setting``, ``d_model``, ``n_layers``, ``n_heads``, ``params`` (all
+    trainable), ``params_nonembedding`` (decoder only: the ``N`` we fit), ``step``,
+    ``tokens`` (per modality) and ``tokens_total`` (``D``), ``flops``
+    (:func:`training_flops`) and ``loss`` (validation loss per modality: nats per
+    token for text, MSE of standardised features for image and audio).
+
+    Cached runs load instantly; new ones train and are written to the cache (default: the
+    sweep profile's :func:`default_cache_path`) as soon as each finishes, so a stopped
+    sweep resumes.
+    """
+    config = config or sweep_config()
+    jobs = [(s, size, config.eval_steps) for s in config.settings for size in config.sizes]
+    return _run_all(config, jobs, cache, progress, f"{config.profile} sweep")
+
+
+def run_heldout(
+    config: SweepConfig | None = None,
+    setting: str = "text",
+    cache: SweepCache | str | Path | None = None,
+    progress: bool = True,
+) -> list[dict]:
+    """The held-out run: a model bigger than any of the sweep, trained longer.
+
+    Same data and recipe as :func:`run_sweep`; evaluated at the sweep's budgets and at
+    its own last step (:func:`heldout_size` gives its size and length per profile).
+    """
+    config = config or sweep_config()
+    size, steps = heldout_size(config.profile)
+    eval_steps = (*(s for s in config.eval_steps if s < steps), steps)
+    return _run_all(config, [(setting, size, eval_steps)], cache, progress, "held-out run")
+
+
+def modality_baselines(
+    config: SweepConfig | None = None,
+    cache: SweepCache | str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Each modality's loss under the best **constant** prediction: ``{modality: loss}``.
+
+    Measured on the sweep's validation targets (the positions its losses average over):
+
+    * text: the entropy of the target tokens' frequencies, in nats per token: the
+      cross-entropy of always predicting those frequencies, the best a model can do that
+      ignores the context;
+    * image, audio: the variance of the standardised target features around their mean:
+      the squared error of always predicting the mean (close to 1 by construction).
+
+    Dividing a model's loss by its modality's baseline puts text, image and audio on one
+    scale: 1 means "no better than ignoring the context", lower is better. Cached with the
+    sweep's runs.
+    """
+    config = config or sweep_config()
+    cache = open_cache(cache, config)
+    # Everything that decides the data (the training pool sets the standardisation).
+    spec = {**config.to_dict(), "heldout_steps": heldout_size(config.profile)[1]}
+    for unused in ("sizes", "settings", "lr", "warmup_steps"):
+        spec.pop(unused)
+    spec["kind"] = "baselines"
+    found = cache.get_baselines(spec)
+    if found is None:
+        found = measure_baselines(sweep_data(config, progress))
+        cache.put_baselines(spec, found)
+    return found

@@ -1,0 +1,1 @@
+"""Lesson 03, VQ tokens: the checks of the quantiser exercises."""

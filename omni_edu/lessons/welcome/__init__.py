@@ -1,0 +1,1 @@
+"""Lesson 00, welcome: the exercise that shows how checks work."""
