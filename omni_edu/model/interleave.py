@@ -1,211 +1,72 @@
-"""Segments -> one interleaved batch: modality ids, positions, attention and loss masks.
+"""Documents -> one interleaved batch, in three steps: layout, contents, targets.
 
-A *document* is a list of segments in any order and count, for example
-``caption -> image -> caption -> audio``. :func:`pack` lays a list of documents out as one
-padded batch, one document per row, and works out everything a decoder and a training
-loop need besides the token contents:
+A *document* is a list of segments (:mod:`omni_edu.model.segments`) in any order and
+count, for example ``caption -> image -> caption -> audio``. :func:`pack` lays a list of
+documents out as one padded :class:`PackedBatch`, one document per row:
 
-* ``modality`` ``(batch, seq)``: which modality sits at each position (``PAD`` = -1);
-* ``positions`` ``(batch, seq)``: 0, 1, 2, ... over the real tokens (for 1-D RoPE);
-* ``mrope_positions`` ``(3, batch, seq)``: (time, height, width) as in Qwen2-VL's
-  multimodal RoPE. Text and audio advance all three together, one step per token. An
-  image keeps time fixed at its first position and spreads height and width over its
-  patch grid; whatever follows continues from the largest position used so far + 1;
-* ``attn_mask`` ``(batch, seq, seq)``: True = may attend. Causal everywhere, optionally
-  bidirectional inside an image or audio span (as in Transfusion); padding is never
-  attended, and a padding query attends to itself only, so that attention has at least
-  one key per row and never produces NaN;
-* next-token **targets** and **loss masks** per modality: position ``i`` is trained to
-  predict token ``i + 1``, with the text head where token ``i + 1`` is text (its id) and
-  with the image or audio head where it is an image patch or an audio frame (its
-  features, or its code id).
+1. **Layout** (:func:`~omni_edu.model.layout.batch_layout`): everything about the tokens
+   except their contents - modalities, inserted markers, 1-D and M-RoPE positions,
+   bidirectional spans, which tokens are trained - worked out once per distinct layout
+   (documents of one task usually share one) and copied into their rows;
+2. **Contents** (:func:`batch_contents`): token ids, patch and frame features and code ids,
+   one copy per span for all the documents of a layout;
+3. **Targets** (:func:`next_token_targets`, the one place where targets are shifted):
+   position ``i`` is trained to predict token ``i + 1``, with the text head where token
+   ``i + 1`` is text (its id) and with the image or audio head where it is an image patch
+   or an audio frame (its features, or its code id).
 
-A picture or a sound enters either as **continuous** tokens (patch or frame features,
-``(n_tokens, features)`` floats) or as **discrete** tokens (code ids of a VQ/FSQ tokenizer,
-``(n_tokens,)`` int64, lesson 03). Discrete media tokens sit in ``codes`` and are predicted
-with a softmax over the tokenizer's codebook, exactly like words; the modality id still
-says IMAGE or AUDIO, so positions (M-RoPE's grid) and modality embeddings stay the same.
-
-Nothing here has parameters: the :class:`~omni_edu.model.projector.OmniTokenProjector`
-turns a :class:`PackedBatch` into embeddings.
+A picture or a sound given as *discrete* tokens (code ids of a VQ/FSQ tokenizer, lesson
+03) sits in ``codes`` and is predicted with a softmax over the tokenizer's codebook,
+exactly like words; the modality id still says IMAGE or AUDIO, so positions (M-RoPE's
+grid) and modality embeddings stay the same. Nothing here has parameters: the
+:class:`~omni_edu.model.projector.OmniTokenProjector` turns a :class:`PackedBatch` into
+embeddings. :func:`unpack` turns it back into the documents.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from omni_edu.modalities import PAD, Modality
+from omni_edu.model.layout import (
+    BatchLayout,
+    Span,
+    attention_mask,
+    batch_layout,
+    mrope_grid,
+)
+from omni_edu.model.segments import (
+    Segment,
+    SpecialTokens,
+    audio_segment,
+    image_segment,
+    text_segment,
+)
+
+# What lessons and modules import from here; the layout and the segments have their own
+# modules, but a document's way into a batch starts at this one.
+__all__ = [
+    "IGNORE_INDEX",
+    "PackedBatch",
+    "Segment",
+    "Span",
+    "SpecialTokens",
+    "attention_mask",
+    "audio_segment",
+    "image_segment",
+    "mrope_grid",
+    "next_token_targets",
+    "pack",
+    "text_segment",
+    "unpack",
+]
 
 IGNORE_INDEX = -100  # text targets where no text is predicted; F.cross_entropy's default
-
-
-@dataclass(eq=False)
-class Segment:
-    """A run of tokens of one modality inside a document.
-
-    ``data`` is ``(n_tokens,)`` int64 ids for text, ``(n_patches, image_dim)`` patch
-    features for an image (in row-major order over ``grid = (rows, cols)``) and
-    ``(n_tokens, audio_dim)`` frame features for audio. A *discrete* image or sound holds
-    ``(n_tokens,)`` int64 code ids of a tokenizer instead (same order, same grid).
-    ``predict=False`` marks a segment the model reads but is not trained to produce (a
-    prompt, an input image).
-    """
-
-    modality: Modality
-    data: Tensor
-    grid: tuple[int, int] | None = None
-    predict: bool = True
-
-    def __post_init__(self) -> None:
-        self.modality = Modality(self.modality)
-        name = self.modality.name.lower()
-        if self.modality == Modality.TEXT:
-            if self.data.dim() != 1 or self.data.dtype != torch.long:
-                raise ValueError(
-                    f"a text segment holds (n_tokens,) int64 ids; "
-                    f"got {tuple(self.data.shape)} {self.data.dtype}."
-                )
-        elif self.data.dim() == 1:
-            if self.data.dtype != torch.long:
-                raise ValueError(
-                    f"a discrete {name} segment holds (n_tokens,) int64 code ids; got "
-                    f"{tuple(self.data.shape)} {self.data.dtype}. Continuous tokens are "
-                    "(n_tokens, features) floats."
-                )
-        elif self.data.dim() != 2:
-            hint = ""
-            if self.data.dim() == 3 and self.data.shape[0] == 1:
-                hint = " It looks batched: pass x[0] (one item), not the whole batch."
-            raise ValueError(
-                f"an {name} segment holds (n_tokens, features) features or (n_tokens,) "
-                f"code ids for one item; got {tuple(self.data.shape)}.{hint}"
-            )
-        if len(self) == 0:
-            raise ValueError(f"a {name} segment needs at least one token; got none.")
-        if self.modality == Modality.IMAGE:
-            if self.grid is None or len(self.grid) != 2 or self.grid[0] * self.grid[1] != len(self):
-                raise ValueError(
-                    f"an image segment's grid (rows, cols) should multiply to its "
-                    f"{len(self)} patches; got grid {self.grid}."
-                )
-            self.grid = (int(self.grid[0]), int(self.grid[1]))
-        elif self.grid is not None:
-            raise ValueError(f"only image segments have a grid; got grid {self.grid} for {name}.")
-
-    def __len__(self) -> int:
-        return self.data.shape[0]
-
-    @property
-    def discrete(self) -> bool:
-        """True for an image or sound given as tokenizer code ids (not features)."""
-        return self.modality != Modality.TEXT and self.data.dim() == 1
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Segment):
-            return NotImplemented
-        return (
-            self.modality == other.modality
-            and self.grid == other.grid
-            and self.predict == other.predict
-            and self.data.shape == other.data.shape
-            and torch.equal(self.data.cpu(), other.data.to(self.data.dtype).cpu())
-        )
-
-    def __repr__(self) -> str:
-        grid = f", grid={self.grid}" if self.grid else ""
-        predict = "" if self.predict else ", predict=False"
-        codes = " codes" if self.discrete else ""
-        return f"Segment({self.modality.name}, {len(self)}{codes} tokens{grid}{predict})"
-
-
-def text_segment(ids: Sequence[int] | Tensor, predict: bool = True) -> Segment:
-    """A text segment from token ids ``(n_tokens,)``."""
-    return Segment(Modality.TEXT, torch.as_tensor(ids, dtype=torch.long).cpu(), predict=predict)
-
-
-def _media(data: Tensor | Sequence) -> Tensor:
-    """Code ids ``(n,)`` of any integer dtype as int64; features ``(n, dim)`` as float32."""
-    data = torch.as_tensor(data).cpu()
-    integer = not (data.is_floating_point() or data.is_complex() or data.dtype == torch.bool)
-    return data.long() if data.dim() == 1 and integer else data.float()
-
-
-def image_segment(
-    patches: Tensor, grid: tuple[int, int] | None = None, predict: bool = True
-) -> Segment:
-    """An image segment from one image's patches ``(n_patches, image_dim)``, or from its
-    code ids ``(n_patches,)`` int64 (a discrete image, lesson 03's tokenizer).
-
-    ``grid`` is ``(rows, cols)`` of the patch grid; without it the grid is taken square.
-    """
-    patches = _media(patches)
-    if grid is None and patches.dim() in (1, 2):
-        side = round(patches.shape[0] ** 0.5)
-        if side * side != patches.shape[0]:
-            raise ValueError(
-                f"{patches.shape[0]} patches do not make a square grid; pass grid=(rows, cols)."
-            )
-        grid = (side, side)
-    return Segment(Modality.IMAGE, patches, grid=grid, predict=predict)
-
-
-def audio_segment(frames: Tensor, predict: bool = True) -> Segment:
-    """An audio segment from one clip's frame features ``(n_tokens, audio_dim)``, or from
-    its code ids ``(n_tokens,)`` int64 (a discrete sound)."""
-    return Segment(Modality.AUDIO, _media(frames), predict=predict)
-
-
-@dataclass(frozen=True)
-class SpecialTokens:
-    """Text ids that :func:`pack` inserts: ``<bos>`` / ``<eos>`` around a document,
-    ``<boi>`` / ``<eoi>`` around an image and ``<boa>`` / ``<eoa>`` around audio.
-
-    ``None`` inserts nothing. The markers tell the model where a media span starts and
-    ends; at generation time, predicting ``<boi>`` is how a model decides to draw.
-    """
-
-    bos: int | None = None
-    eos: int | None = None
-    boi: int | None = None
-    eoi: int | None = None
-    boa: int | None = None
-    eoa: int | None = None
-
-    @classmethod
-    def from_vocab(cls, vocab: Mapping[str, int]) -> SpecialTokens:
-        """Look the markers up by name (``"<bos>"``, ``"<boi>"``, ...) in ``vocab``,
-        for example ``SpecialTokens.from_vocab(tokenizer.ids)``."""
-        return cls(**{f.name: vocab.get(f"<{f.name}>") for f in dataclasses.fields(cls)})
-
-    def around(self, modality: Modality) -> tuple[int | None, int | None]:
-        """The (opening, closing) ids for a media span of ``modality``."""
-        if modality == Modality.IMAGE:
-            return self.boi, self.eoi
-        if modality == Modality.AUDIO:
-            return self.boa, self.eoa
-        return None, None
-
-
-@dataclass(frozen=True)
-class Span:
-    """Where one segment (or one inserted special token) sits in a packed row."""
-
-    modality: Modality
-    start: int
-    length: int
-    segment: int  # index of the segment in its document; -1 for an inserted special token
-    grid: tuple[int, int] | None = None
-    predict: bool = True
-    bidirectional: bool = False
-
-    @property
-    def stop(self) -> int:
-        return self.start + self.length
 
 
 @dataclass
@@ -332,67 +193,7 @@ def _feature_dim(
     return 0 if dim is None else dim
 
 
-def _pieces(doc: Sequence[Segment], specials: SpecialTokens) -> list[tuple[Segment, int]]:
-    """The document with special tokens inserted, as (segment, index in doc or -1)."""
-
-    def marker(token: int | None, predict: bool) -> list[tuple[Segment, int]]:
-        return [] if token is None else [(text_segment([token], predict=predict), -1)]
-
-    out = marker(specials.bos, True)
-    for index, seg in enumerate(doc):
-        opening, closing = specials.around(seg.modality)
-        out += marker(opening, seg.predict)
-        out.append((seg, index))
-        out += marker(closing, seg.predict)
-    return out + marker(specials.eos, True)
-
-
-def _mrope_rows(
-    start: int, modality: Modality, length: int, grid: tuple[int, int] | None
-) -> tuple[list[int], list[int], list[int]]:
-    if modality == Modality.IMAGE:
-        cols = grid[1]
-        return (
-            [start] * length,
-            [start + i // cols for i in range(length)],
-            [start + i % cols for i in range(length)],
-        )
-    steps = list(range(start, start + length))
-    return steps, steps, steps
-
-
-def mrope_grid(
-    start: int, modality: Modality, length: int, grid: tuple[int, int] | None = None
-) -> Tensor:
-    """Multimodal RoPE positions ``(3, length)`` of one span that starts at ``start``.
-
-    Text and audio: all three rows ``start, start + 1, ...``. An image: time stays at
-    ``start``, height is ``start + row`` and width ``start + col`` over the patch grid
-    ``(rows, cols)``. The next span starts after the largest of them.
-    """
-    return torch.tensor(_mrope_rows(start, Modality(modality), length, grid), dtype=torch.long)
-
-
-def attention_mask(real: Tensor, span_ids: Tensor | None = None) -> Tensor:
-    """The boolean attention mask ``(B, T, T)`` of a padded batch; True = may attend.
-
-    Args:
-        real: ``(B, T)`` bool, True on real tokens.
-        span_ids: ``(B, T)`` int64, an id >= 0 shared by the tokens of one bidirectional
-            span, -1 elsewhere. Tokens of one span see each other in both directions.
-
-    Causal (a query sees itself and earlier keys), never a padding key; a padding query
-    sees only itself, which keeps every row of softmax well defined.
-    """
-    seq = real.shape[1]
-    idx = torch.arange(seq, device=real.device)
-    causal = idx[None, :] <= idx[:, None]  # (T, T): key index <= query index
-    mask = causal & real[:, None, :] & real[:, :, None]
-    if span_ids is not None:
-        same_span = (span_ids[:, :, None] == span_ids[:, None, :]) & (span_ids[:, :, None] >= 0)
-        mask = mask | same_span
-    pad_self = torch.eye(seq, dtype=torch.bool, device=real.device) & ~real[:, :, None]
-    return mask | pad_self
+# ----------------------------------------------------------------------------- pack
 
 
 def pack(
@@ -424,105 +225,63 @@ def pack(
         a :class:`PackedBatch`; ``unpack`` turns it back into the documents.
     """
     _check_documents(documents)
-    specials = specials or SpecialTokens()
-    bidirectional = {Modality(m) for m in bidirectional}
-    if Modality.TEXT in bidirectional:
-        raise ValueError(
-            "text is generated left to right; only IMAGE or AUDIO can be bidirectional."
-        )
     dims = {
         Modality.IMAGE: _feature_dim(documents, Modality.IMAGE, image_dim),
         Modality.AUDIO: _feature_dim(documents, Modality.AUDIO, audio_dim),
     }
-
-    if pad_side not in ("right", "left"):
-        raise ValueError(f"pad_side should be 'right' or 'left'; got {pad_side!r}.")
-    rows = [_pieces(doc, specials) for doc in documents]
-    lengths = [sum(len(seg) for seg, _ in pieces) for pieces in rows]
-    seq = max(*lengths, pad_to or 0)
-    batch = len(documents)
-
-    # Build plain Python lists row by row and make each tensor once at the end: a
-    # handful of small tensor writes per segment would cost more than the model step.
-    fields = {
-        k: []
-        for k in ("modality", "text_ids", "codes", "positions", "t", "h", "w", "span", "predict")
-    }
-    chunks = {m: [] for m in dims}  # feature rows of each continuous modality...
-    flat_index = {m: [] for m in dims}  # ...and where they go in the flattened (B * T)
-    spans: list[list[Span]] = []
-    n_bidirectional = 0
-    for b, pieces in enumerate(rows):
-        row = {k: [] for k in fields}
-        offset = seq - lengths[b] if pad_side == "left" else 0  # column of the first token
-        start, cursor = offset, 0  # cursor: next free M-RoPE position
-        row_spans = []
-        for seg, index in pieces:
-            n, stop = len(seg), start + len(seg)
-            both_ways = seg.modality in bidirectional
-            row["modality"] += [int(seg.modality)] * n
-            if seg.modality == Modality.TEXT:
-                row["text_ids"] += seg.data.tolist()
-                row["codes"] += [-1] * n
-            elif seg.discrete:
-                row["text_ids"] += [0] * n
-                row["codes"] += seg.data.tolist()
-            else:
-                row["text_ids"] += [0] * n
-                row["codes"] += [-1] * n
-                chunks[seg.modality].append(seg.data)
-                flat_index[seg.modality] += range(b * seq + start, b * seq + stop)
-            row["positions"] += range(start - offset, stop - offset)
-            t, h, w = _mrope_rows(cursor, seg.modality, n, seg.grid)
-            row["t"], row["h"], row["w"] = row["t"] + t, row["h"] + h, row["w"] + w
-            cursor = max(t[-1], h[-1], w[-1]) + 1  # the last token holds the largest
-            row["span"] += [n_bidirectional if both_ways else -1] * n
-            n_bidirectional += both_ways
-            row["predict"] += [seg.predict] * n
-            row_spans.append(Span(seg.modality, start, n, index, seg.grid, seg.predict, both_ways))
-            start = stop
-        padding = {"modality": PAD, "codes": -1, "span": -1, "predict": False}
-        for k, values in row.items():
-            pad = [padding.get(k, 0)] * (seq - lengths[b])
-            fields[k].append(pad + values if pad_side == "left" else values + pad)
-        spans.append(row_spans)
-
-    modality = torch.tensor(fields["modality"], dtype=torch.long)
-    text_ids = torch.tensor(fields["text_ids"], dtype=torch.long)
-    codes = torch.tensor(fields["codes"], dtype=torch.long)
-    positions = torch.tensor(fields["positions"], dtype=torch.long)
-    mrope = torch.tensor([fields["t"], fields["h"], fields["w"]], dtype=torch.long)
-    span_ids = torch.tensor(fields["span"], dtype=torch.long)
-    predict = torch.tensor(fields["predict"], dtype=torch.bool)
-    features = {}
-    for m, d in dims.items():
-        flat = torch.zeros(batch * seq, d)
-        if chunks[m]:
-            flat[torch.tensor(flat_index[m])] = torch.cat(chunks[m])
-        features[m] = flat.view(batch, seq, d)
-
-    real = modality != PAD
+    # 1. Where every token goes and what it is; 2. what it holds; 3. what it predicts.
+    layout = batch_layout(documents, specials, bidirectional, pad_to, pad_side)
+    contents = batch_contents(documents, layout, dims)
     targets = next_token_targets(
-        modality,
-        text_ids,
-        features[Modality.IMAGE],
-        features[Modality.AUDIO],
-        predict,
-        span_ids,
-        codes,
+        layout.modality,
+        contents["text_ids"],
+        contents["image"],
+        contents["audio"],
+        layout.predict,
+        layout.span_ids,
+        contents["codes"],
     )
     return PackedBatch(
-        modality=modality,
-        text_ids=text_ids,
-        image=features[Modality.IMAGE],
-        audio=features[Modality.AUDIO],
-        codes=codes,
-        positions=positions,
-        mrope_positions=mrope,
-        attn_mask=attention_mask(real, span_ids),
+        modality=layout.modality,
+        **contents,
+        positions=layout.positions,
+        mrope_positions=layout.mrope,
+        attn_mask=attention_mask(layout.modality != PAD, layout.span_ids),
         **targets,
-        spans=spans,
+        spans=layout.spans,
     )
+
+
+def batch_contents(
+    documents: Sequence[Sequence[Segment]], layout: BatchLayout, dims: dict[Modality, int]
+) -> dict[str, Tensor]:
+    """Step 2 of :func:`pack`: the tokens' contents, copied span by span, one copy for all
+    the documents that share a layout.
+
+    Returns ``text_ids`` ``(B, T)`` (markers included), ``codes`` ``(B, T)`` (-1 where no
+    code), ``image`` ``(B, T, dims[IMAGE])`` and ``audio`` ``(B, T, dims[AUDIO])``.
+    """
+    batch, seq = layout.modality.shape
+    out = {
+        "text_ids": layout.marker_ids.clone(),
+        "codes": torch.full((batch, seq), -1),
+        "image": torch.zeros(batch, seq, dims[Modality.IMAGE]),
+        "audio": torch.zeros(batch, seq, dims[Modality.AUDIO]),
+    }
+    fields = {Modality.TEXT: "text_ids", Modality.IMAGE: "image", Modality.AUDIO: "audio"}
+    for rows in layout.groups:
+        index = torch.tensor(rows)
+        for span in layout.spans[rows[0]]:
+            if span.segment < 0:
+                continue  # an inserted marker: its id is part of the layout
+            segments = [documents[row][span.segment] for row in rows]
+            field = out["codes" if segments[0].discrete else fields[span.modality]]
+            data = torch.stack([seg.data for seg in segments])
+            field[index, span.start : span.stop] = data.to(field)
+    return out
+
+
+# ----------------------------------------------------------------------------- targets
 
 
 def next_token_targets(
