@@ -29,14 +29,13 @@ import platform
 
 import torch
 
-from omni_edu.fusion_tasks import (
+from omni_edu.lessons.fusion_strategies.costs import (
     FREEZE_RECIPES,
     count_flops,
     frozen_memory,
-    make_fusion_data,
-    task_config,
     training_memory,
 )
+from omni_edu.lessons.fusion_strategies.tasks import make_fusion_data, task_config
 from omni_edu.model.fusion import VARIANTS, build_fusion_model
 from omni_edu.profiles import get_profile
 

@@ -48,7 +48,7 @@ def main() -> None:
 
     on_gpu = device.type == "cuda"
     here = cost.calibrate_this_machine(size=4096 if on_gpu else 512, copy_mib=256 if on_gpu else 32)
-    preset = cost.get_device_preset(args.preset) if on_gpu else None
+    preset = cost.get_hardware(args.preset) if on_gpu else None
     decoders = DECODER_SIZES[:2] if args.quick else DECODER_SIZES
     flows = FLOW_SIZES[:2] if args.quick else FLOW_SIZES
 

@@ -4,7 +4,8 @@ import operator
 
 import pytest
 
-from omni_edu import cost, grading, serving
+from omni_edu import cost, grading
+from omni_edu.lessons.cost_and_serving import queues
 from omni_edu.lessons.cost_and_serving.checks import (
     check_kv_cache_bytes,
     check_qwen2vl_image_tokens,
@@ -79,13 +80,13 @@ def step_with_handoff(handoff):
         at, _, kind, rid, stage = heapq.heappop(state.events)
         state.now = at
         server = state.deployment.placement[stage]
-        if kind == serving.ARRIVE:
+        if kind == queues.ARRIVE:
             state.waiting[server].append((rid, stage))
         else:
             state.busy[server] = False
             if stage + 1 < state.deployment.n_stages:
                 delay = handoff(state.deployment, stage)
-                state.push(at + delay, serving.ARRIVE, rid, stage + 1)
+                state.push(at + delay, queues.ARRIVE, rid, stage + 1)
             else:
                 state.finish[rid] = at
         state.start_next(server)
@@ -102,13 +103,13 @@ def step_that_never_restarts(state):
     at, _, kind, rid, stage = heapq.heappop(state.events)
     state.now = at
     server = state.deployment.placement[stage]
-    if kind == serving.ARRIVE:
+    if kind == queues.ARRIVE:
         state.waiting[server].append((rid, stage))
         state.start_next(server)
     else:  # forgets to start the next waiting job when a server frees up
         state.busy[server] = False
         if stage + 1 < state.deployment.n_stages:
-            state.push(at + state.deployment.handoff_time(stage), serving.ARRIVE, rid, stage + 1)
+            state.push(at + state.deployment.handoff_time(stage), queues.ARRIVE, rid, stage + 1)
         else:
             state.finish[rid] = at
 

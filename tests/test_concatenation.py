@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from omni_edu.data import OmniWorld
-from omni_edu.experiments.concatenation import (
+from omni_edu.lessons.omni_tokens.concatenation import (
     ORDERS,
     best_possible_accuracy,
     concatenate_by_modality,

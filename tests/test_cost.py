@@ -149,10 +149,10 @@ def test_video_tokens_by_frame_rate():
         (lambda: cost.whisper_audio_tokens(-3), "seconds should be >= 0"),
         (lambda: cost.kv_cache_bytes(2, 2, 16, -5), "n_tokens"),
         (lambda: cost.flops_per_token(0), "n_params"),
-        (lambda: cost.Device("x", {"fp32": 1e12}, 0.0), "mem_bandwidth"),
-        (lambda: cost.get_device_preset("TPU"), "Unknown device"),
-        (lambda: cost.get_device_preset("T4").flops("bf16"), "no peak for dtype"),
-        (lambda: cost.predict_time(1.0, 1.0, "A100"), "should be a Device"),
+        (lambda: cost.Hardware("x", {"fp32": 1e12}, 0.0), "mem_bandwidth"),
+        (lambda: cost.get_hardware("TPU"), "Unknown hardware"),
+        (lambda: cost.get_hardware("T4").flops("bf16"), "no peak for dtype"),
+        (lambda: cost.predict_time(1.0, 1.0, "A100"), "should be a Hardware"),
         (lambda: cost.get_model_shape("gpt-5"), "Unknown model"),
         (lambda: cost.ModelShape("x", 1e6, 2, 64, 4, 3, 16), "multiple of n_kv_heads"),
     ],
@@ -182,10 +182,10 @@ def test_kv_cache_bytes():
 @given(
     st.floats(1e3, 1e18),
     st.floats(1e3, 1e15),
-    st.sampled_from(sorted(cost.DEVICES)),
+    st.sampled_from(sorted(cost.HARDWARE)),
 )
 def test_predict_time_is_the_binding_roof(flops, bytes_moved, name):
-    device = cost.get_device_preset(name)
+    device = cost.get_hardware(name)
     t = cost.predict_time(flops, bytes_moved, device)
     assert t >= flops / device.flops("fp32") * (1 - 1e-12)
     assert t >= bytes_moved / device.mem_bandwidth * (1 - 1e-12)
@@ -196,8 +196,8 @@ def test_decode_is_memory_bound_and_big_diffusion_is_compute_bound():
     model = cost.get_model_shape("qwen2-7b")
     decode = cost.decode_step_cost(model, context=4096, batch=1)
     diffuse = cost.diffusion_step_cost(model, n_tokens=1024, batch=1)
-    for name in cost.DEVICES:
-        device = cost.get_device_preset(name)
+    for name in cost.HARDWARE:
+        device = cost.get_hardware(name)
         fp16 = cost.decode_step_cost(model, 4096, dtype="fp16")
         assert fp16.bound(device) == "memory"
         assert cost.diffusion_step_cost(model, 1024, dtype="fp16").bound(device) == "compute"
@@ -211,7 +211,7 @@ def test_decode_is_memory_bound_and_big_diffusion_is_compute_bound():
 def test_step_cost_derives_bytes_and_peak_from_one_dtype():
     # A step stores its dtype: the bytes use its value size and the time uses its peak.
     model = cost.get_model_shape("qwen2-7b")
-    a100 = cost.get_device_preset("A100")
+    a100 = cost.get_hardware("A100")
     bf16 = cost.diffusion_step_cost(model, n_tokens=1024)  # compute-bound
     assert bf16.dtype == "bf16"
     assert bf16.time(a100) == pytest.approx(bf16.flops / 312e12)  # the bf16 peak, not fp32's
@@ -222,7 +222,7 @@ def test_step_cost_derives_bytes_and_peak_from_one_dtype():
     assert decode.bytes_moved == pytest.approx(2 * model.n_params)
     assert decode.time(a100) == pytest.approx(2 * model.n_params / a100.mem_bandwidth)
     with pytest.raises(ValueError, match="no peak for dtype 'bf16'"):
-        decode.time(cost.get_device_preset("T4"))  # a T4 has no bf16
+        decode.time(cost.get_hardware("T4"))  # a T4 has no bf16
     with pytest.raises(ValueError, match="dtype should be one of"):
         cost.StepCost(1.0, 1.0, 1, dtype="int4")
 
@@ -240,9 +240,9 @@ def test_the_talker_shape_counts_its_config():
 
 
 def test_ridge_points_of_presets():
-    h100 = cost.get_device_preset("h100")
+    h100 = cost.get_hardware("h100")
     assert h100.ridge_point("bf16") == pytest.approx(989e12 / 3.35e12)
-    assert cost.get_device_preset("T4").ridge_point("fp32") == pytest.approx(8.1e12 / 320e9)
+    assert cost.get_hardware("T4").ridge_point("fp32") == pytest.approx(8.1e12 / 320e9)
 
 
 def test_calibrate_this_machine_returns_a_usable_device():
@@ -289,20 +289,20 @@ def test_measured_helpers_on_the_course_modules():
 
 
 def test_cost_planner_numbers_and_tips():
-    from omni_edu.viz import cost_planner as cp
+    from omni_edu.lessons.cost_and_serving import planner
 
-    request = cp.Request(image_side=1024, video_seconds=60, audio_seconds=10, text_tokens=50)
-    result = cp.plan(request)
+    request = planner.Request(image_side=1024, video_seconds=60, audio_seconds=10, text_tokens=50)
+    result = planner.plan(request)
     tokens = result["tokens"]
     assert tokens["image"] == cost.qwen2vl_image_tokens(1024, 1024)
     assert tokens["audio"] == 250  # 10 s at 25 Hz
     assert tokens["prompt"] == tokens["image"] + tokens["video"] + tokens["audio"] + 50
     assert result["latency_s"] == pytest.approx(result["prefill_s"] + result["decode_s"])
     # the price is proportional to the GPU-hour price
-    double = cp.plan(cp.Request(**{**request.__dict__, "price_per_hour": 3.6}))
+    double = planner.plan(planner.Request(**{**request.__dict__, "price_per_hour": 3.6}))
     assert double["usd_per_request"] == pytest.approx(2 * result["usd_per_request"])
     # every tip saves money on this media-heavy request
-    tips = cp.cost_tips(request)
+    tips = planner.cost_tips(request)
     assert [row["tip"] for row in tips] == [
         "resize images",
         "sample video at 1 fps",
@@ -310,44 +310,43 @@ def test_cost_planner_numbers_and_tips():
         "a cheap model first",
     ]
     assert all(0 < row["saving_%"] < 100 for row in tips)
-    with pytest.raises(ValueError, match="Unknown device"):
-        cp.plan(cp.Request(device="Z80"))
+    with pytest.raises(ValueError, match="Unknown hardware"):
+        planner.plan(planner.Request(device="Z80"))
 
 
 def test_cost_planner_falls_back_to_a_figure_and_builds_its_widget():
     import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
 
-    from omni_edu.viz import cost_planner as cp
+    from omni_edu.lessons.cost_and_serving import planner
 
-    figure = cp.cost_planner(video_seconds=30)  # not in a notebook: the static figure
+    figure = planner.cost_planner(video_seconds=30)  # not in a notebook: the static figure
     assert isinstance(figure, Figure)
     assert figure.axes[0].get_title() and figure.axes[1].get_xlabel() == "USD per 1,000 requests"
     plt.close(figure)
-    box = cp.planner_widget(cp.Request())
+    box = planner.planner_widget(planner.Request())
     assert len(box.children) == 2
 
 
 def test_roofline_and_jct_figures():
     import matplotlib.pyplot as plt
 
-    from omni_edu import serving
-    from omni_edu.viz import cost_planner as cp
+    from omni_edu.lessons.cost_and_serving import plots, queues
 
-    a100 = cost.get_device_preset("A100")
+    a100 = cost.get_hardware("A100")
     model = cost.get_model_shape("qwen2-7b")
     points = {
         "decode": cost.decode_step_cost(model, 1024),
         "flow": cost.diffusion_step_cost(model, 1024),
     }
-    fig = cp.roofline_figure(a100, points, dtype="bf16")
+    fig = plots.roofline_figure(a100, points, dtype="bf16")
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and "FLOP / byte" in ax.get_xlabel()
     assert len(ax.get_legend().get_texts()) == 2 + len(points)  # roof, ridge, one per point
     plt.close(fig)
-    requests = serving.poisson_workload(50, rate=5.0)
-    fig = cp.jct_figure([serving.simulate(requests, serving.colocated())])
+    requests = queues.poisson_workload(50, rate=5.0)
+    fig = plots.jct_figure([queues.simulate(requests, queues.colocated())])
     assert "ms" in fig.axes[0].get_xlabel()
     plt.close(fig)
     with pytest.raises(ValueError, match="at least one"):
-        cp.roofline_figure(a100, {})
+        plots.roofline_figure(a100, {})

@@ -4,35 +4,37 @@ import matplotlib.pyplot as plt
 import pytest
 
 from omni_edu import cost
-from omni_edu.viz import cost_planner as cp
+from omni_edu.lessons.cost_and_serving import planner
 
 
 def test_image_cap_is_reported_exactly_when_it_binds():
     # Below about 994 px a square photo is priced by its size; from there on the 1280-token
     # max_pixels shrinks it, so the image slider stops changing the price.
-    assert cp.token_caps(cp.Request(image_side=980)) == []
+    assert planner.token_caps(planner.Request(image_side=980)) == []
     for side in (994, 1024, 4096):
-        (note,) = cp.token_caps(cp.Request(image_side=side))
+        (note,) = planner.token_caps(planner.Request(image_side=side))
         assert "image capped at 1,225 tokens" in note and "994px" in note
-        assert cp.plan(cp.Request(image_side=side))["tokens"]["image"] == 1225
-    assert cp.token_caps(cp.Request(image_side=0)) == []  # no image, no cap
+        assert planner.plan(planner.Request(image_side=side))["tokens"]["image"] == 1225
+    assert planner.token_caps(planner.Request(image_side=0)) == []  # no image, no cap
 
 
 def test_video_caps_name_the_limit_that_binds():
-    (note,) = cp.token_caps(cp.Request(image_side=448, video_seconds=60, video_side=1080))
+    (note,) = planner.token_caps(planner.Request(image_side=448, video_seconds=60, video_side=1080))
     assert "shared budget" in note and "120 frames" in note
-    later = cp.Request(image_side=448, video_seconds=60, video_side=1080, video_rule="qwen2.5-vl")
-    (note,) = cp.token_caps(later)
+    later = planner.Request(
+        image_side=448, video_seconds=60, video_side=1080, video_rule="qwen2.5-vl"
+    )
+    (note,) = planner.token_caps(later)
     assert "per-frame cap" in note
-    long = cp.token_caps(cp.Request(image_side=448, video_seconds=600))
+    long = planner.token_caps(planner.Request(image_side=448, video_seconds=600))
     assert any("768 frames" in note for note in long)
     square = cost.qwen2vl_video_tokens(1080, 1080, 60, release="qwen2.5-vl")
-    assert cp.plan(later)["tokens"]["video"] == square
+    assert planner.plan(later)["tokens"]["video"] == square
 
 
 def test_widget_panel_follows_its_controls_and_shows_caps():
     pytest.importorskip("ipywidgets")
-    box = cp.planner_widget(cp.Request(image_side=1024))
+    box = planner.planner_widget(planner.Request(image_side=1024))
     controls, panel = box.children
     assert panel.value.count("Cap reached") == 1 and "1,225 tokens" in panel.value
     output = controls.children[6]
@@ -51,15 +53,15 @@ def test_widget_panel_follows_its_controls_and_shows_caps():
         assert width >= 7 * len(control.description)  # about 7 px per character
     controls.children[-2].value = "H100"  # device: the panel is rewritten for the new request
     assert controls.children[-2].description == "device"
-    assert panel.value == cp.planner_html(cp.Request(image_side=448, device="H100"))
-    assert panel.value != cp.planner_html(cp.Request(image_side=448))
+    assert panel.value == planner.planner_html(planner.Request(image_side=448, device="H100"))
+    assert panel.value != planner.planner_html(planner.Request(image_side=448))
 
 
 def test_static_figure_states_the_caps():
-    fig = cp.planner_figure(cp.Request(image_side=2048))
+    fig = planner.planner_figure(planner.Request(image_side=2048))
     assert any("Cap reached" in t.get_text() for t in fig.texts)
     plt.close(fig)
-    fig = cp.planner_figure(cp.Request(image_side=448))
+    fig = planner.planner_figure(planner.Request(image_side=448))
     assert not fig.texts
     plt.close(fig)
 
@@ -71,8 +73,8 @@ def test_in_a_notebook_the_planner_carries_its_static_figure(monkeypatch):
     pytest.importorskip("ipywidgets")
     from omni_edu.viz.fallback import WIDGET_VIEW, WithFallback
 
-    monkeypatch.setattr(cp, "in_notebook", lambda: True)
-    shown = cp.cost_planner(video_seconds=60)
+    monkeypatch.setattr(planner, "in_notebook", lambda: True)
+    shown = planner.cost_planner(video_seconds=60)
     assert isinstance(shown, WithFallback)
     bundle = shown._repr_mimebundle_()
     assert bundle[WIDGET_VIEW]["model_id"] == shown.widget.model_id

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from omni_edu.experiments import cross_modal_use as cmu
+from omni_edu.lessons.interleaved_autoregression import cross_modal_use as cmu
 from omni_edu.modalities import Modality
 from omni_edu.model.documents import InterleavedCorpus
 from omni_edu.model.omni_lm import OmniLM

@@ -421,15 +421,15 @@ def test_show_and_play_a_sample(multi):
     import matplotlib
 
     matplotlib.use("Agg")
-    from omni_edu.viz.omniworld import show_batch
+    from omni_edu.viz.omniworld import play, show_batch, show_sample
 
     sample = multi[0]
-    figure = sample.show()
+    figure = show_sample(sample)
     picture, spectrogram = figure.axes
     assert picture.get_title() == "picture" and spectrogram.get_xlabel() == "time (ms)"
     assert sample.caption[:20] in figure.texts[0].get_text()
     assert len(show_batch(multi, n=3, columns=3).axes) == 3
-    wav = sample.play().data
+    wav = play(sample.waveform, sample.sample_rate).data
     assert wav[:4] == b"RIFF" and int.from_bytes(wav[24:28], "little") == RATE
 
 

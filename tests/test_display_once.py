@@ -53,11 +53,6 @@ def _calls(function: ast.FunctionDef, name: str) -> bool:
     )
 
 
-# Methods that return a figure helper's figure (OmniSample.show returns show_sample's).
-# History.plot does too, but "plot" is also every axes' method: lessons call it rarely.
-FIGURE_METHODS = {"show"}
-
-
 def figure_helpers() -> dict[str, list[str]]:
     """Module-level functions of omni_edu that make a pyplot figure: name -> where."""
     found: dict[str, list[str]] = {}
@@ -120,7 +115,7 @@ HELPER_CELLS = {
     "helper on ax": "import matplotlib.pyplot as plt\nfrom omni_edu.viz.plots import bar_chart\n"
     "fig, ax = plt.subplots()\nbar_chart({'a': 1.0}, ax=ax)\nplt.show()",
     "source": "from omni_edu.viz.source import show_source, source_of\nshow_source(source_of)",
-    "widget": "from omni_edu.viz.cost_planner import cost_planner\ncost_planner()",
+    "widget": "from omni_edu.lessons.cost_and_serving.planner import cost_planner\ncost_planner()",
     "attention widget": "import numpy as np\nfrom omni_edu.viz.attention import explore_attention\n"
     "explore_attention(np.eye(3), [0, 1, 1])",
 }
@@ -263,7 +258,7 @@ LESSONS = iter_notebooks([ROOT / "notebooks", ROOT / "solutions"])
 
 @pytest.mark.parametrize("path", LESSONS, ids=[f"{p.parent.name}/{p.name}" for p in LESSONS])
 def test_lesson_cells_show_each_figure_once(path):
-    helpers = set(figure_helpers()) | FIGURE_METHODS
+    helpers = set(figure_helpers())
     problems = [
         f"code cell {number}: {problem}"
         for number, cell in enumerate(

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from omni_edu.experiments import rope_position
+from omni_edu.lessons.interleaved_autoregression import rope_position
 from omni_edu.modalities import Modality
 from omni_edu.model.documents import InterleavedCorpus, check_order, loss_fn, order_name
 from omni_edu.model.omni_lm import OmniLM

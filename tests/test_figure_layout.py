@@ -13,7 +13,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from omni_edu.data import OmniWorld
-from omni_edu.viz.cost_planner import Request, planner_figure
+from omni_edu.lessons.cost_and_serving.planner import Request, planner_figure
 from omni_edu.viz.omniworld import show_batch, show_sample
 from omni_edu.viz.system import system_diagram
 

@@ -12,18 +12,15 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from omni_edu.fusion_tasks import (
+from omni_edu.lessons.fusion_strategies.costs import (
     FREEZE_RECIPES,
-    accuracy,
-    chance_margin,
     count_flops,
-    experiment_settings,
     frozen_memory,
-    make_fusion_data,
-    task_config,
-    train_variant,
     training_memory,
 )
+from omni_edu.lessons.fusion_strategies.experiment import chance_margin, experiment_settings
+from omni_edu.lessons.fusion_strategies.tasks import make_fusion_data, task_config
+from omni_edu.lessons.fusion_strategies.training import accuracy, train_variant
 from omni_edu.model.fusion import (
     MEDIA,
     VARIANTS,

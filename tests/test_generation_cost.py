@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from omni_edu import any_to_any as a2a
-from omni_edu import cost, serving
+from omni_edu import cost
 from omni_edu.data import OmniWorld
+from omni_edu.lessons.cost_and_serving import cascade, real_run
 from omni_edu.modalities import Modality
 from omni_edu.profiles import get_profile
 
@@ -90,13 +91,13 @@ def test_generation_costs_follow_the_model_and_the_timed_call(tiny):
 
 def test_prefill_is_compute_bound_for_long_prompts_and_matches_the_voice_stages():
     llm = cost.get_model_shape("qwen2-7b")
-    a100 = cost.get_device_preset("A100")
+    a100 = cost.get_hardware("A100")
     assert cost.prefill_cost(llm, 4).bound(a100) == "memory"
     assert cost.prefill_cost(llm, 2048).bound(a100) == "compute"
     # a prefill of b rows reads the weights once: b times the FLOPs, not b times the bytes
     one, eight = cost.prefill_cost(llm, 100), cost.prefill_cost(llm, 100, batch=8)
     assert eight.flops == pytest.approx(8 * one.flops) and eight.bytes_moved < 2 * one.bytes_moved
-    stage = serving.GenerationStage("read", llm, prompt_tokens=300, output_tokens=0)
+    stage = cascade.GenerationStage("read", llm, prompt_tokens=300, output_tokens=0)
     assert stage.seconds(a100) == pytest.approx(cost.prefill_cost(llm, 300).time(a100))
 
 
@@ -114,14 +115,19 @@ def test_the_narrowest_copy_runs_the_same_operations_on_tiny_matrices():
     c = narrow.config
     assert (c.d_model, c.n_layers, c.n_heads, c.n_kv_heads) == (8, 2, 4, 2)
     assert narrow.num_parameters() * 30 < wide.num_parameters()
-    step = cost._decode_step
-    assert cost.count_torch_calls(step(wide, 8)) == cost.count_torch_calls(step(narrow, 8)) > 20
+
+    def calls_per_step(decoder):
+        prefill, step = cost.decode_driver(decoder, 8)
+        prefill()
+        return cost.count_torch_calls(step)
+
+    assert calls_per_step(wide) == calls_per_step(narrow) > 20
     assert 0 < cost.seconds_per_torch_call(wide, context=8, repeats=1) < 1e-2
 
 
 def test_spoken_captions_serve_the_model_it_was_given(tiny):
     model, data = tiny
-    served = serving.SpokenCaptions.from_model(model, data, data.batch.captions[:2], steps=2)
+    served = real_run.SpokenCaptions.from_model(model, data, data.batch.captions[:2], steps=2)
     speak, vocode = served.build()
     ids = served.prompt(3)  # request 3 speaks caption 3 % 2
     assert data.tokenizer.decode(ids.tolist()) == data.batch.captions[1]
@@ -144,21 +150,21 @@ def test_spoken_captions_serve_the_model_it_was_given(tiny):
     assert wave.shape == (1, frames * data.world.mel_config.hop_length)
     assert torch.isfinite(wave).all()
     with pytest.raises(ValueError, match="caption"):
-        serving.SpokenCaptions.from_model(model, data, [])
+        real_run.SpokenCaptions.from_model(model, data, [])
 
 
 def test_the_real_run_serves_the_course_model(tiny):
     model, data = tiny
-    served = serving.SpokenCaptions.from_model(model, data, data.batch.captions[:3], steps=1)
-    served = serving.SpokenCaptions(**{**vars(served), "vocoder_iters": 2})
-    result = serving.real_run("colocated", n_requests=3, rate=50, models=served, timeout=180)
+    served = real_run.SpokenCaptions.from_model(model, data, data.batch.captions[:3], steps=1)
+    served = real_run.SpokenCaptions(**{**vars(served), "vocoder_iters": 2})
+    result = real_run.real_run("colocated", n_requests=3, rate=50, models=served, timeout=180)
     assert result.jct.shape == (3,) and np.all(result.jct >= result.stage_seconds.sum(1))
 
 
 def test_a_cascade_reads_the_generated_captions(tiny):
     _, data = tiny
     described = a2a.Generations("image->text", ["a big red circle at the center"], [2])
-    retold = serving.with_generated_captions(data, described)
+    retold = real_run.with_generated_captions(data, described)
     assert retold.batch.captions[2] == "a big red circle at the center"
     assert retold.batch.captions[:2] == data.batch.captions[:2]
     assert data.batch.captions[2] != retold.batch.captions[2]  # the original is untouched
@@ -166,7 +172,7 @@ def test_a_cascade_reads_the_generated_captions(tiny):
         "text->audio", 2, with_target=False
     )
     with pytest.raises(ValueError, match="captions"):
-        serving.with_generated_captions(data, a2a.Generations("text->audio", torch.zeros(1), [0]))
+        real_run.with_generated_captions(data, a2a.Generations("text->audio", torch.zeros(1), [0]))
 
 
 def test_time_generation_counts_the_operations_of_each_stage(tiny):

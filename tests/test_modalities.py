@@ -36,6 +36,14 @@ def test_modality_ids_are_the_shared_convention():
 # --- text ---------------------------------------------------------------------------
 
 
+def test_the_tokenizers_words_are_every_word_omniworld_writes():
+    # modalities/ keeps its own copy (it must not import data/): a new word in a template
+    # of omni_edu/data/language.py belongs in omni_edu/modalities/vocabulary.py too.
+    from omni_edu.modalities.vocabulary import WORDS as TOKENIZER_WORDS
+
+    assert list(TOKENIZER_WORDS) == WORDS
+
+
 def test_vocabulary_is_specials_then_sorted_words_and_deterministic():
     assert TOKENIZER.tokens[: len(SPECIAL_TOKENS)] == list(SPECIAL_TOKENS)
     assert TOKENIZER.tokens[len(SPECIAL_TOKENS) :] == sorted(WORDS)

@@ -4,7 +4,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from omni_edu.experiments.modality_confusion import (
+from omni_edu.lessons.omni_tokens.modality_confusion import (
     FIRST_SYMBOL,
     ConfusionConfig,
     ConfusionData,

@@ -1,4 +1,4 @@
-"""The serving simulation and the small real run of omni_edu.serving."""
+"""Lesson 08's serving: the simulations of its queues, a real run, cascade against native."""
 
 import ast
 import heapq
@@ -12,25 +12,24 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from omni_edu import cost, serving
+from omni_edu import cost
+from omni_edu.lessons.cost_and_serving import cascade, queues, real_run, stations
 
 
 def test_one_request_without_contention_takes_the_sum_of_its_stages():
-    (request,) = serving.poisson_workload(1, rate=1.0, stage_means=(0.03, 0.07))
-    alone = serving.simulate([request], serving.colocated())
+    (request,) = queues.poisson_workload(1, rate=1.0, stage_means=(0.03, 0.07))
+    alone = queues.simulate([request], queues.colocated())
     assert alone.jct[0] == pytest.approx(0.10)
-    split = serving.simulate([request], serving.disaggregated(transfer_time=0.005))
+    split = queues.simulate([request], queues.disaggregated(transfer_time=0.005))
     assert split.jct[0] == pytest.approx(0.105)  # plus one hand-off
-    faster = serving.simulate(
-        [request], serving.disaggregated(transfer_time=0.0, speedup=(2.0, 1.0))
-    )
+    faster = queues.simulate([request], queues.disaggregated(transfer_time=0.0, speedup=(2.0, 1.0)))
     assert faster.jct[0] == pytest.approx(0.015 + 0.07)
 
 
 def test_deterministic_for_a_seed():
     def run(seed):
-        requests = serving.poisson_workload(200, rate=10, jitter=0.5, seed=seed)
-        return serving.simulate(requests, serving.colocated()).jct
+        requests = queues.poisson_workload(200, rate=10, jitter=0.5, seed=seed)
+        return queues.simulate(requests, queues.colocated()).jct
 
     np.testing.assert_array_equal(run(3), run(3))
     assert not np.array_equal(run(3), run(4))
@@ -42,14 +41,14 @@ def test_one_server_matches_the_md1_queue_formula():
     rate, s = 8.0, 0.1
     rho = rate * s
     md1_wait = rho * s / (2 * (1 - rho))
-    one_stage = serving.poisson_workload(20_000, rate, stage_means=(s,), seed=1)
-    result = serving.simulate(one_stage, serving.Deployment("one", ("gpu0",)))
+    one_stage = queues.poisson_workload(20_000, rate, stage_means=(s,), seed=1)
+    result = queues.simulate(one_stage, queues.Deployment("one", ("gpu0",)))
     assert result.mean == pytest.approx(s + md1_wait, rel=0.1)
     assert result.utilization["gpu0"] == pytest.approx(rho, rel=0.05)
     # Split s into two equal fixed stages on two servers: the first is the same M/D/1 queue and
     # the second never waits (jobs leave the first at least s/2 apart).
-    two_stage = serving.poisson_workload(20_000, rate, stage_means=(s, 0.03), seed=1)
-    split = serving.simulate(two_stage, serving.disaggregated(transfer_time=0.01))
+    two_stage = queues.poisson_workload(20_000, rate, stage_means=(s, 0.03), seed=1)
+    split = queues.simulate(two_stage, queues.disaggregated(transfer_time=0.01))
     assert split.mean == pytest.approx(s + md1_wait + 0.01 + 0.03, rel=0.1)
 
 
@@ -58,16 +57,16 @@ def test_colocated_stages_queue_behind_other_requests():
     # JCT is above the run-to-completion (M/D/1) value, the interference disaggregation removes.
     rate, s = 8.0, 0.1
     rho = rate * s
-    requests = serving.poisson_workload(20_000, rate, stage_means=(0.05, 0.05), seed=1)
-    result = serving.simulate(requests, serving.colocated())
+    requests = queues.poisson_workload(20_000, rate, stage_means=(0.05, 0.05), seed=1)
+    result = queues.simulate(requests, queues.colocated())
     assert result.mean > 1.1 * (s + rho * s / (2 * (1 - rho)))
     assert result.utilization["gpu0"] == pytest.approx(rho, rel=0.05)
 
 
 def test_disaggregated_is_lower_under_load():
-    requests = serving.poisson_workload(3000, rate=8, stage_means=(0.05, 0.05), jitter=0.3)
-    together = serving.simulate(requests, serving.colocated())
-    split = serving.simulate(requests, serving.disaggregated(transfer_time=0.002))
+    requests = queues.poisson_workload(3000, rate=8, stage_means=(0.05, 0.05), jitter=0.3)
+    together = queues.simulate(requests, queues.colocated())
+    split = queues.simulate(requests, queues.disaggregated(transfer_time=0.002))
     assert split.mean < 0.6 * together.mean
     assert split.p99 < together.p99
     # both keep up with the arrivals, so throughput is the arrival rate either way
@@ -75,23 +74,23 @@ def test_disaggregated_is_lower_under_load():
 
 
 def test_disaggregation_does_not_help_a_lone_request():
-    requests = serving.poisson_workload(50, rate=0.01, stage_means=(0.05, 0.05))
-    together = serving.simulate(requests, serving.colocated())
-    split = serving.simulate(requests, serving.disaggregated(transfer_time=0.01))
+    requests = queues.poisson_workload(50, rate=0.01, stage_means=(0.05, 0.05))
+    together = queues.simulate(requests, queues.colocated())
+    split = queues.simulate(requests, queues.disaggregated(transfer_time=0.01))
     assert split.mean > together.mean  # only the transfer is added
 
 
 def test_littles_law():
     rate = 6.0
-    requests = serving.poisson_workload(5000, rate, stage_means=(0.06, 0.04), jitter=0.5, seed=2)
-    for deployment in (serving.colocated(), serving.disaggregated(transfer_time=0.01)):
-        result = serving.simulate(requests, deployment)
+    requests = queues.poisson_workload(5000, rate, stage_means=(0.06, 0.04), jitter=0.5, seed=2)
+    for deployment in (queues.colocated(), queues.disaggregated(transfer_time=0.01)):
+        result = queues.simulate(requests, deployment)
         assert result.mean_in_system() == pytest.approx(rate * result.mean, rel=0.05)
 
 
 def test_fifo_keeps_arrival_order_with_equal_work():
-    requests = serving.poisson_workload(300, rate=15, stage_means=(0.03, 0.03))
-    result = serving.simulate(requests, serving.colocated())
+    requests = queues.poisson_workload(300, rate=15, stage_means=(0.03, 0.03))
+    result = queues.simulate(requests, queues.colocated())
     assert np.all(np.diff(result.finish) > 0)
 
 
@@ -104,9 +103,9 @@ def test_fifo_keeps_arrival_order_with_equal_work():
     st.integers(0, 10_000),
 )
 def test_no_request_finishes_before_its_own_work(n, rate, jitter, transfer, seed):
-    requests = serving.poisson_workload(n, rate, (0.02, 0.05), jitter=jitter, seed=seed)
-    for deployment in (serving.colocated(), serving.disaggregated(transfer_time=transfer)):
-        result = serving.simulate(requests, deployment)
+    requests = queues.poisson_workload(n, rate, (0.02, 0.05), jitter=jitter, seed=seed)
+    for deployment in (queues.colocated(), queues.disaggregated(transfer_time=transfer)):
+        result = queues.simulate(requests, deployment)
         own_work = np.array([sum(r.service) for r in requests])
         if deployment.name == "disaggregated":
             own_work += transfer
@@ -117,14 +116,14 @@ def test_no_request_finishes_before_its_own_work(n, rate, jitter, transfer, seed
 
 
 def test_step_processes_exactly_one_event():
-    requests = serving.poisson_workload(3, rate=100, stage_means=(0.05, 0.05))
-    state = serving.init_state(requests, serving.colocated())
+    requests = queues.poisson_workload(3, rate=100, stage_means=(0.05, 0.05))
+    state = queues.init_state(requests, queues.colocated())
     assert len(state.events) == 3
-    serving.step(state)  # the first arrival: the idle server starts stage 0 at once
+    queues.step(state)  # the first arrival: the idle server starts stage 0 at once
     assert state.now == pytest.approx(requests[0].arrival)
     assert state.busy["gpu0"]
     upcoming = heapq.nsmallest(len(state.events), state.events)
-    done = [e for e in upcoming if e[2] == serving.DONE]
+    done = [e for e in upcoming if e[2] == queues.DONE]
     assert len(done) == 1
     assert done[0][0] == pytest.approx(requests[0].arrival + 0.05)
     assert (done[0][3], done[0][4]) == (0, 0)
@@ -133,15 +132,15 @@ def test_step_processes_exactly_one_event():
 @pytest.mark.parametrize(
     ("call", "match"),
     [
-        (lambda: serving.poisson_workload(0, 1.0), "n_requests"),
-        (lambda: serving.poisson_workload(5, 0.0), "rate"),
-        (lambda: serving.Deployment("x", ("a", "b"), transfer_time=-1), "transfer_time"),
-        (lambda: serving.Deployment("x", ("a", "b"), speedup=(1.0,)), "one entry per stage"),
+        (lambda: queues.poisson_workload(0, 1.0), "n_requests"),
+        (lambda: queues.poisson_workload(5, 0.0), "rate"),
+        (lambda: queues.Deployment("x", ("a", "b"), transfer_time=-1), "transfer_time"),
+        (lambda: queues.Deployment("x", ("a", "b"), speedup=(1.0,)), "one entry per stage"),
         (
-            lambda: serving.simulate(serving.poisson_workload(2, 1.0, (0.1,)), serving.colocated()),
+            lambda: queues.simulate(queues.poisson_workload(2, 1.0, (0.1,)), queues.colocated()),
             "stage times",
         ),
-        (lambda: serving.real_run("both"), "mode"),
+        (lambda: real_run.real_run("both"), "mode"),
     ],
 )
 def test_bad_inputs(call, match):
@@ -163,26 +162,26 @@ class _Doubler:
 
 
 def test_measure_stages_times_each_stage_of_a_served_model():
-    small = serving.StageModels(d_model=16, ar_tokens=2, image_tokens=8, flow_steps=2)
-    seconds = serving.measure_stages(small, repeats=2)
+    small = real_run.StageModels(d_model=16, ar_tokens=2, image_tokens=8, flow_steps=2)
+    seconds = real_run.measure_stages(small, repeats=2)
     assert len(seconds) == 2 and all(0 < s < 5 for s in seconds)
-    assert len(serving.measure_stages(_Doubler(), repeats=1)) == 2
+    assert len(real_run.measure_stages(_Doubler(), repeats=1)) == 2
 
 
 def test_real_run_serves_any_served_model_from_a_shared_queue():
     # two colocated workers read one queue (the real M/G/2 run); every request comes back
-    result = serving.real_run(
+    result = real_run.real_run(
         "colocated", n_requests=6, rate=50, models=_Doubler(), timeout=120, workers=2
     )
     assert result.jct.shape == (6,) and result.stage_seconds.shape == (6, 2)
     assert result.name == "colocated, 2 workers"
     with pytest.raises(ValueError, match="workers"):
-        serving.real_run("disaggregated", workers=2)
+        real_run.real_run("disaggregated", workers=2)
 
 
 def test_real_run_returns_one_positive_jct_per_request():
-    small = serving.StageModels(d_model=32, ar_tokens=4, image_tokens=16, flow_steps=2)
-    result = serving.real_run("disaggregated", n_requests=4, rate=50, models=small, timeout=120)
+    small = real_run.StageModels(d_model=32, ar_tokens=4, image_tokens=16, flow_steps=2)
+    result = real_run.real_run("disaggregated", n_requests=4, rate=50, models=small, timeout=120)
     assert result.jct.shape == (4,)
     assert np.all(result.jct > 0)
     # each JCT includes the compute the workers measured for it
@@ -194,31 +193,31 @@ def test_the_transcript_loses_what_only_the_audio_carries():
     from omni_edu.data import OmniWorld
 
     batch = OmniWorld("train", seed=0, n_objects=1).sample(64, seed=0)
-    lost = serving.handoff_loss(batch)
+    lost = cascade.handoff_loss(batch)
     assert lost["r2_from_audio"] > 0.9  # the loudness within a size class is in the mels
     assert lost["r2_from_transcript"] < 0.05  # and nowhere in the words
     assert lost["within_class_spread"] > 0.01
     with pytest.raises(ValueError, match="one-object"):
-        serving.handoff_loss(OmniWorld("train", seed=0, n_objects=2).sample(32, seed=0))
+        cascade.handoff_loss(OmniWorld("train", seed=0, n_objects=2).sample(32, seed=0))
 
 
 def test_stations_reproduce_the_event_simulation():
     # One FIFO server per stage, no batching: the recursion and the event loop agree exactly.
-    requests = serving.poisson_workload(2000, 8, (0.05, 0.04), jitter=0.5, seed=3)
-    events = serving.simulate(requests, serving.disaggregated(transfer_time=0.003))
-    stations = serving.simulate_stations(requests, serving.pipeline(), transfer_time=0.003)
-    np.testing.assert_allclose(stations.finish, events.finish, rtol=0, atol=1e-12)
+    requests = queues.poisson_workload(2000, 8, (0.05, 0.04), jitter=0.5, seed=3)
+    events = queues.simulate(requests, queues.disaggregated(transfer_time=0.003))
+    recursion = stations.simulate_stations(requests, stations.pipeline(), transfer_time=0.003)
+    np.testing.assert_allclose(recursion.finish, events.finish, rtol=0, atol=1e-12)
     # one server running both stages back to back is the one-stage queue of their sum
-    merged = [serving.Request(r.rid, r.arrival, (sum(r.service),)) for r in requests]
-    one = serving.simulate(merged, serving.Deployment("one", ("gpu0",)))
-    together = serving.simulate_stations(requests, serving.shared_queue(servers=1))
+    merged = [queues.Job(r.rid, r.arrival, (sum(r.service),)) for r in requests]
+    one = queues.simulate(merged, queues.Deployment("one", ("gpu0",)))
+    together = stations.simulate_stations(requests, stations.shared_queue(servers=1))
     np.testing.assert_allclose(together.finish, one.finish, atol=1e-12)
 
 
 def test_shared_queue_runs_a_request_on_the_first_free_device():
     # two devices, three requests at once, 1 s of work each: two start, the third waits 1 s
-    requests = [serving.Request(i, 0.0, (0.4, 0.6)) for i in range(3)]
-    result = serving.simulate_stations(requests, serving.shared_queue(servers=2))
+    requests = [queues.Job(i, 0.0, (0.4, 0.6)) for i in range(3)]
+    result = stations.simulate_stations(requests, stations.shared_queue(servers=2))
     np.testing.assert_allclose(result.jct, [1.0, 1.0, 2.0])
     assert result.utilization["station 0"] == pytest.approx(3 / 4)
 
@@ -227,59 +226,59 @@ def test_the_colocated_baseline_decides_the_verdict():
     # Equal hardware, equal stages, 60 % load: colocated with a stage re-queued behind others
     # (two replicas, random routing) loses to disaggregation; run to completion ties; one
     # shared queue over both devices (M/G/2) wins.
-    requests = serving.poisson_workload(6000, 12, (0.05, 0.05), jitter=0.5, seed=0)
-    requeue = serving.route_randomly(requests, lambda rs: serving.simulate(rs, serving.colocated()))
-    rtc = serving.route_randomly(
-        requests, lambda rs: serving.simulate_stations(rs, serving.shared_queue(servers=1))
+    requests = queues.poisson_workload(6000, 12, (0.05, 0.05), jitter=0.5, seed=0)
+    requeue = stations.route_randomly(requests, lambda rs: queues.simulate(rs, queues.colocated()))
+    rtc = stations.route_randomly(
+        requests, lambda rs: stations.simulate_stations(rs, stations.shared_queue(servers=1))
     )
-    shared = serving.simulate_stations(requests, serving.shared_queue(servers=2))
-    split = serving.simulate_stations(requests, serving.pipeline(), transfer_time=0.002)
+    shared = stations.simulate_stations(requests, stations.shared_queue(servers=2))
+    split = stations.simulate_stations(requests, stations.pipeline(), transfer_time=0.002)
     assert split.mean < 0.9 * requeue.mean
     assert split.mean == pytest.approx(rtc.mean, rel=0.1)
     assert shared.mean < 0.85 * split.mean
 
 
 def test_route_randomly_splits_the_requests_between_replicas():
-    requests = serving.poisson_workload(500, 10, (0.03, 0.03), seed=4)
+    requests = queues.poisson_workload(500, 10, (0.03, 0.03), seed=4)
 
     def serve(rs):
-        return serving.simulate(rs, serving.colocated())
+        return queues.simulate(rs, queues.colocated())
 
-    alone = serving.route_randomly(requests, serve, replicas=1)
+    alone = stations.route_randomly(requests, serve, replicas=1)
     np.testing.assert_allclose(alone.finish, serve(requests).finish)
-    two = serving.route_randomly(requests, serve, replicas=2, seed=1)
-    np.testing.assert_allclose(two.finish, serving.route_randomly(requests, serve, 2, 1).finish)
+    two = stations.route_randomly(requests, serve, replicas=2, seed=1)
+    np.testing.assert_allclose(two.finish, stations.route_randomly(requests, serve, 2, 1).finish)
     assert two.mean < alone.mean  # half the load each
     assert np.all(two.jct >= np.array([sum(r.service) for r in requests]) - 1e-12)
     with pytest.raises(ValueError, match="replicas"):
-        serving.route_randomly(requests, serve, replicas=0)
+        stations.route_randomly(requests, serve, replicas=0)
 
 
 def test_batching_the_decode_stage():
     # Requests arriving together share one decode batch: with a memory-bound cost curve
     # (about 1 for any batch) two of them finish decoding together.
-    requests = [serving.Request(i, 0.0, (1.0, 0.1)) for i in range(2)]
-    unbatched = serving.simulate_stations(requests, serving.pipeline())
-    batched = serving.simulate_stations(requests, serving.pipeline(max_batch=(2, 1)))
+    requests = [queues.Job(i, 0.0, (1.0, 0.1)) for i in range(2)]
+    unbatched = stations.simulate_stations(requests, stations.pipeline())
+    batched = stations.simulate_stations(requests, stations.pipeline(max_batch=(2, 1)))
     np.testing.assert_allclose(unbatched.jct, [1.1, 2.1])
     np.testing.assert_allclose(batched.jct, [1.1, 1.2])
     # with a compute-bound curve (a batch of b costs b) batching saves nothing
     linear = (lambda b: float(b), lambda b: float(b))
-    same = serving.simulate_stations(requests, serving.pipeline(max_batch=(2, 1)), linear)
+    same = stations.simulate_stations(requests, stations.pipeline(max_batch=(2, 1)), linear)
     np.testing.assert_allclose(same.jct, [2.1, 2.2])
     # under load, batching a stage that costs little more per extra request lowers the JCT
-    load = serving.poisson_workload(3000, 15, (0.06, 0.02), jitter=0.3, seed=2)
+    load = queues.poisson_workload(3000, 15, (0.06, 0.02), jitter=0.3, seed=2)
     curve = (lambda b: 1 + 0.02 * (b - 1), lambda b: float(b))
-    plain = serving.simulate_stations(load, serving.pipeline(), curve)
-    eight = serving.simulate_stations(load, serving.pipeline(max_batch=(8, 1)), curve)
+    plain = stations.simulate_stations(load, stations.pipeline(), curve)
+    eight = stations.simulate_stations(load, stations.pipeline(max_batch=(8, 1)), curve)
     assert eight.mean < 0.5 * plain.mean
 
 
 def test_roofline_batch_cost_tells_memory_from_compute_bound():
-    a100 = cost.get_device_preset("A100")
+    a100 = cost.get_hardware("A100")
     llm, dit = cost.get_model_shape("qwen2-7b"), cost.get_model_shape("dit-xl-2")
-    decode = serving.roofline_batch_cost(lambda b: cost.decode_step_cost(llm, 1024, b), a100)
-    diffuse = serving.roofline_batch_cost(lambda b: cost.diffusion_step_cost(dit, 256, b), a100)
+    decode = stations.roofline_batch_cost(lambda b: cost.decode_step_cost(llm, 1024, b), a100)
+    diffuse = stations.roofline_batch_cost(lambda b: cost.diffusion_step_cost(dit, 256, b), a100)
     assert decode(1) == diffuse(1) == 1.0
     assert 1.0 < decode(8) < 1.1  # eight sequences share each weight read
     assert diffuse(8) == pytest.approx(8.0, rel=0.01)  # nothing to share
@@ -288,13 +287,13 @@ def test_roofline_batch_cost_tells_memory_from_compute_bound():
 @pytest.mark.parametrize(
     ("call", "match"),
     [
-        (lambda: serving.Station(()), "consecutive"),
-        (lambda: serving.Station((0, 2)), "consecutive"),
-        (lambda: serving.Station((0,), servers=0), "servers"),
-        (lambda: serving.pipeline(2, max_batch=(1,)), "one entry per stage"),
+        (lambda: stations.Station(()), "consecutive"),
+        (lambda: stations.Station((0, 2)), "consecutive"),
+        (lambda: stations.Station((0,), servers=0), "servers"),
+        (lambda: stations.pipeline(2, max_batch=(1,)), "one entry per stage"),
         (
-            lambda: serving.simulate_stations(
-                serving.poisson_workload(3, 1.0), [serving.Station((0,))]
+            lambda: stations.simulate_stations(
+                queues.poisson_workload(3, 1.0), [stations.Station((0,))]
             ),
             "stations should run stages",
         ),
@@ -305,8 +304,9 @@ def test_bad_station_inputs(call, match):
         call()
 
 
-def test_serving_imports_no_private_name_from_another_module():
-    tree = ast.parse(inspect.getsource(serving))
+@pytest.mark.parametrize("module", [queues, stations, real_run, cascade])
+def test_serving_imports_no_private_name_from_another_module(module):
+    tree = ast.parse(inspect.getsource(module))
     private = [
         f"{node.module}.{alias.name}"
         for node in ast.walk(tree)
@@ -323,16 +323,16 @@ def test_mel_log_power_undoes_the_log_mel_scaling():
     config = MelConfig.from_profile()
     t = torch.arange(config.sample_rate // 2) / config.sample_rate
     tone = torch.sin(2 * math.pi * 440 * t)
-    quiet, loud = serving.mel_log_power(log_mel(torch.stack([0.25 * tone, 0.5 * tone]), config))
+    quiet, loud = cascade.mel_log_power(log_mel(torch.stack([0.25 * tone, 0.5 * tone]), config))
     band = loud.mean(0).argmax()
     # twice the amplitude is four times the power: + log 4 in the tone's band
     assert (loud - quiet)[:, band].mean().item() == pytest.approx(math.log(4), abs=0.01)
 
 
 def test_voice_assistant_estimate_structure():
-    for name in cost.DEVICES:
-        device = cost.get_device_preset(name)
-        estimate = serving.voice_assistant_estimate(device, "fp16")
+    for name in cost.HARDWARE:
+        device = cost.get_hardware(name)
+        estimate = cascade.voice_assistant_estimate(device, "fp16")
         for stages in estimate.values():
             parts = sum(v for k, v in stages.items() if k != "total")
             assert stages["total"] == pytest.approx(parts)
@@ -345,8 +345,8 @@ def test_voice_assistant_estimate_structure():
 
 def test_native_speech_runs_on_the_small_talker():
     # Qwen2.5-Omni writes its speech tokens with the Talker, not the 7B Thinker.
-    a100 = cost.get_device_preset("A100")
-    native = serving.voice_assistant_estimate(a100)["native"]
+    a100 = cost.get_hardware("A100")
+    native = cascade.voice_assistant_estimate(a100)["native"]
     assert set(native) == {
         "Thinker reads question",
         "Thinker first words",
@@ -354,29 +354,29 @@ def test_native_speech_runs_on_the_small_talker():
         "total",
     }
     heard = 100 + cost.qwen_omni_audio_tokens(5.0) + 10
-    speech = serving.SPEECH_TOKENS_PER_SECOND
+    speech = cascade.SPEECH_TOKENS_PER_SECOND
     talker = cost.get_model_shape("qwen2.5-omni-talker")
     thinker = cost.get_model_shape("qwen2-7b")
     assert native["Talker speaks"] == pytest.approx(
-        serving.GenerationStage("t", talker, heard, speech).seconds(a100)
+        cascade.GenerationStage("t", talker, heard, speech).seconds(a100)
     )
-    through_thinker = serving.GenerationStage("t", thinker, heard, speech).seconds(a100)
+    through_thinker = cascade.GenerationStage("t", thinker, heard, speech).seconds(a100)
     assert native["Talker speaks"] < through_thinker / 3
 
 
 def test_generation_stage_reuses_cached_tokens():
-    a100 = cost.get_device_preset("A100")
+    a100 = cost.get_hardware("A100")
     model = cost.get_model_shape("qwen2-7b")
-    cached = serving.GenerationStage("c", model, 0, 5, cached_tokens=300).seconds(a100)
+    cached = cascade.GenerationStage("c", model, 0, 5, cached_tokens=300).seconds(a100)
     steps = sum(cost.decode_step_cost(model, 300 + k).time(a100) for k in range(5))
     assert cached == pytest.approx(steps)  # no prefill for what the cache already holds
 
 
 def test_generation_stage_is_prefill_plus_decode_steps():
-    device = cost.get_device_preset("A100")
+    device = cost.get_hardware("A100")
     model = cost.get_model_shape("qwen2-0.5b")
-    decode_only = serving.GenerationStage("d", model, 0, 5).seconds(device)
+    decode_only = cascade.GenerationStage("d", model, 0, 5).seconds(device)
     steps = sum(cost.decode_step_cost(model, k).time(device) for k in range(5))
     assert decode_only == pytest.approx(steps)
-    longer = serving.GenerationStage("d", model, 0, 10).seconds(device)
+    longer = cascade.GenerationStage("d", model, 0, 10).seconds(device)
     assert longer > decode_only

@@ -310,7 +310,11 @@ def test_a_real_build_renders_an_executed_lesson_offline(tmp_path, monkeypatch):
                 "from tqdm.auto import tqdm\nfrom omni_edu.viz.system import system_diagram\n"
                 "for _ in tqdm(range(3), desc='training'):\n    pass\nsystem_diagram()",
             ),
-            ("code", "from omni_edu.viz.cost_planner import cost_planner\ncost_planner()"),
+            (
+                "code",
+                "from omni_edu.lessons.cost_and_serving.planner import cost_planner\n"
+                "cost_planner()",
+            ),
         ]
     )
     write_notebook(lesson, tmp_path / "src" / "00_tiny.ipynb")

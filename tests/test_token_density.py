@@ -1,14 +1,14 @@
 import pytest
 
 from omni_edu import cost
-from omni_edu.modalities import TextTokenizer
-from omni_edu.profiles import get_profile
-from omni_edu.token_density import (
+from omni_edu.lessons.omni_tokens.token_density import (
     BPE_CHARS_PER_TOKEN,
     model_family_density,
     omniworld_density,
     talk_tokens,
 )
+from omni_edu.modalities import TextTokenizer
+from omni_edu.profiles import get_profile
 
 
 def test_omniworld_density_follows_the_profile():

@@ -4,7 +4,7 @@ Start with :class:`OmniWorld`::
 
     world = OmniWorld("train", seed=0, n_objects=(1, 2))
     batch = world.sample(256)        # OmniBatch: images, waveforms, mels, captions, ...
-    batch[0].show(); batch[0].play()
+    show_sample(batch[0])            # picture, sound and caption: omni_edu.viz.omniworld
     world.sample(256, prompts=PromptSpec.uniform(0.5, p_empty=0.1))  # prompts leaving
                                      # attributes free: batch.prompts (texts, images, fixed)
 

@@ -5,7 +5,7 @@ Example::
     world = OmniWorld("train", seed=0, n_objects=(1, 2))
     batch = world.sample(64)      # the next 64 samples of the train stream
     batch.images.shape            # (64, 3, H, W); also .waveforms, .mels, .captions, ...
-    batch[0].show()               # picture, spectrogram and caption; .play() for the sound
+    show_sample(batch[0])         # picture, spectrogram, caption (omni_edu.viz.omniworld)
     world.sample(64, seed=0, prompts=PromptSpec.uniform(0.5))  # + prompts that leave
                                   # attributes free (batch.prompts; see omni_edu.data.prompts)
 
@@ -45,7 +45,9 @@ from omni_edu.profiles import Profile, get_profile
 
 @dataclass
 class OmniSample:
-    """One sample, for looking at and listening to."""
+    """One sample, for looking at (:func:`omni_edu.viz.omniworld.show_sample`) and listening
+    to (:func:`omni_edu.viz.omniworld.play`). The world does not draw itself: ``data``
+    never imports ``viz``."""
 
     image: torch.Tensor  # (3, H, W)
     waveform: torch.Tensor  # (samples,)
@@ -55,18 +57,6 @@ class OmniSample:
     question: Question | None
     sample_rate: int
     mel_config: MelConfig = field(repr=False)
-
-    def show(self, title: str | None = None):
-        """Picture, log-mel spectrogram and caption side by side (a matplotlib figure)."""
-        from omni_edu.viz.omniworld import show_sample
-
-        return show_sample(self, title=title)
-
-    def play(self):
-        """The sound as an ``IPython.display.Audio`` player."""
-        from omni_edu.viz.omniworld import play
-
-        return play(self.waveform, self.sample_rate)
 
 
 @dataclass

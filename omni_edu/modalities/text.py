@@ -19,6 +19,8 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
+from omni_edu.modalities.vocabulary import WORDS
+
 SPECIAL_TOKENS = (
     "<pad>",
     "<bos>",
@@ -42,15 +44,11 @@ class TextTokenizer:
     """Word-level tokenizer: special tokens first (``<pad>`` = 0), then words in sorted order.
 
     words: the vocabulary; default every word OmniWorld can write
-    (``omni_edu.data.vocabulary()``).
+    (:data:`omni_edu.modalities.vocabulary.WORDS`).
     """
 
     def __init__(self, words: Iterable[str] | None = None) -> None:
-        if words is None:
-            from omni_edu.data.language import vocabulary  # lazy: data imports modalities
-
-            words = vocabulary()
-        words = sorted(set(words) - set(SPECIAL_TOKENS))
+        words = sorted(set(WORDS if words is None else words) - set(SPECIAL_TOKENS))
         bad = [w for w in words if not re.fullmatch(r"[a-z0-9]+", w)]
         if bad:
             raise ValueError(

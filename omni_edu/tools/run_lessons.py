@@ -128,9 +128,9 @@ def describe_machine(machine: dict[str, Any]) -> str:
 def datasheet_peak(device: str, dtype: str) -> float | None:
     """Peak dense FLOP/s of ``device`` (a CUDA device name) in ``dtype`` from the datasheet
     table in :mod:`omni_edu.cost`, or ``None`` for a device the table does not hold."""
-    from omni_edu.cost import DEVICES
+    from omni_edu.cost import HARDWARE
 
-    for key, preset in DEVICES.items():
+    for key, preset in HARDWARE.items():
         if re.search(rf"\b{re.escape(key)}\b", device, flags=re.IGNORECASE):
             return preset.peak_flops.get(dtype)
     return None

@@ -1,8 +1,8 @@
 """Checks for lesson 08's exercises: KV-cache size, Qwen2-VL image tokens, one serving step.
 
-The references are the course's own functions in :mod:`omni_edu.cost` and
-:mod:`omni_edu.serving`. Every check takes ``show_recipe=True`` (show the full recipe now)
-and ``time_limit`` (seconds).
+The references are the course's own functions in :mod:`omni_edu.cost` and this lesson's
+:mod:`.queues`. Every check takes ``show_recipe=True`` (show the full recipe now) and
+``time_limit`` (seconds).
 """
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from omni_edu import cost, serving
+from omni_edu import cost
 from omni_edu.grading import Case, CheckResult, Hints, check_function
+from omni_edu.lessons.cost_and_serving import queues
 
 kv_cache_bytes = cost.kv_cache_bytes
 qwen2vl_image_tokens = cost.qwen2vl_image_tokens
-step = serving.step
+step = queues.step
 
 KV_CACHE_BYTES = Hints(
     "kv_cache_bytes",
@@ -176,12 +177,12 @@ def check_qwen2vl_image_tokens(
     )
 
 
-def _finish_times(step_fn: Callable, requests: list, deployment: serving.Deployment) -> np.ndarray:
-    return serving.simulate(requests, deployment, step_fn=step_fn).finish
+def _finish_times(step_fn: Callable, requests: list, deployment: queues.Deployment) -> np.ndarray:
+    return queues.simulate(requests, deployment, step_fn=step_fn).finish
 
 
 def check_step(
-    learner_fn: Callable[[serving.SimState], None],
+    learner_fn: Callable[[queues.SimState], None],
     *,
     show_recipe: bool = False,
     time_limit: float | None = None,
@@ -190,30 +191,30 @@ def check_step(
 
     We run whole simulations with it and compare every request's finish time.
     """
-    one = serving.poisson_workload(1, rate=1.0, stage_means=(0.03, 0.07))
-    busy = serving.poisson_workload(12, rate=20.0, stage_means=(0.04, 0.03), jitter=0.5, seed=1)
+    one = queues.poisson_workload(1, rate=1.0, stage_means=(0.03, 0.07))
+    busy = queues.poisson_workload(12, rate=20.0, stage_means=(0.04, 0.03), jitter=0.5, seed=1)
     # Light load: the shared server often waits for the hand-off, so a wrong delay shows
     # (under heavy load it is busy with other requests meanwhile and hides it).
-    light = serving.poisson_workload(6, rate=5.0, stage_means=(0.04, 0.03), jitter=0.5, seed=2)
+    light = queues.poisson_workload(6, rate=5.0, stage_means=(0.04, 0.03), jitter=0.5, seed=2)
     handoff = (
         "When a stage finishes, the next stage's ARRIVE comes after the hand-off time, "
         "deployment.handoff_time(stage): transfer_time between two servers, 0 on one server."
     )
     cases = [
-        Case((one, serving.colocated()), label="one request, colocated"),
+        Case((one, queues.colocated()), label="one request, colocated"),
         Case(
-            (one, serving.disaggregated(transfer_time=0.01)),
+            (one, queues.disaggregated(transfer_time=0.01)),
             label="one request, two devices",
             hint=handoff,
         ),
-        Case((busy, serving.colocated()), label="12 requests under load, colocated"),
+        Case((busy, queues.colocated()), label="12 requests under load, colocated"),
         Case(
-            (busy, serving.disaggregated(transfer_time=0.005, speedup=(2.0, 1.0))),
+            (busy, queues.disaggregated(transfer_time=0.005, speedup=(2.0, 1.0))),
             label="12 requests under load, two devices, 5 ms transfer",
             hint=handoff,
         ),
         Case(
-            (light, serving.Deployment("shared", ("gpu0", "gpu0"), transfer_time=0.01)),
+            (light, queues.Deployment("shared", ("gpu0", "gpu0"), transfer_time=0.01)),
             label="6 requests, light load, both stages on one shared server, transfer_time 10 ms",
             hint="Both stages run on the same server here, so nothing is transferred: use "
             "deployment.handoff_time(stage) (0 on one server), not deployment.transfer_time.",

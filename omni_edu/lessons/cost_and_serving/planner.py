@@ -5,8 +5,7 @@
 * :func:`cost_tips` - the chapter's four cost tips, each measured against the same request;
 * :func:`planner_figure` - a static matplotlib summary (the fallback);
 * :func:`cost_planner` - sliders and drop-downs in a notebook (carrying the static figure
-  for viewers without widgets), the static figure elsewhere;
-* :func:`roofline_figure` and :func:`jct_figure` - the lesson's two other plots.
+  for viewers without widgets), the static figure elsewhere.
 
 Images and video follow the Qwen2-VL / Qwen2.5-Omni rules (28-px tokens, two frames merged),
 audio the Qwen2.5-Omni rate (25 tokens per second). Times are roofline lower bounds at batch 1
@@ -23,11 +22,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import matplotlib.pyplot as plt
-import numpy as np
 from matplotlib.figure import Figure
 
 from omni_edu import cost
-from omni_edu.serving import GenerationStage
+from omni_edu.lessons.cost_and_serving.cascade import GenerationStage
 from omni_edu.viz.fallback import WithFallback
 from omni_edu.viz.plots import detached, in_notebook, table_html
 
@@ -55,7 +53,7 @@ class Request:
 PLANNER_MODELS = ("qwen2-7b", "llama3-8b", "qwen2-0.5b")
 
 
-def _dtype(device: cost.Device) -> str:
+def _dtype(device: cost.Hardware) -> str:
     return "bf16" if "bf16" in device.peak_flops else "fp16"
 
 
@@ -111,7 +109,7 @@ def plan(request: Request) -> dict[str, Any]:
     bind, as sentences: :func:`token_caps`).
     """
     model = cost.get_model_shape(request.model)
-    device = cost.get_device_preset(request.device)
+    device = cost.get_hardware(request.device)
     price = device.price_per_hour if request.price_per_hour is None else request.price_per_hour
     if price < 0:
         raise ValueError(f"price_per_hour should be >= 0 USD; got {price}")
@@ -360,7 +358,7 @@ def planner_widget(start: Request | None = None) -> Any:
             description="model",
         ),
         "device": widgets.Dropdown(
-            options=sorted(cost.DEVICES), value=start.device, description="device"
+            options=sorted(cost.HARDWARE), value=start.device, description="device"
         ),
         # 0 means "the device preset's typical price", so switching devices updates it
         "price_per_hour": widgets.FloatText(
@@ -381,71 +379,3 @@ def planner_widget(start: Request | None = None) -> Any:
         control.observe(update, names="value")
     update()
     return widgets.VBox([widgets.VBox(list(controls.values()), layout=row()), panel], layout=row())
-
-
-def roofline_figure(
-    device: cost.Device, points: dict[str, cost.StepCost], dtype: str = "fp32"
-) -> Figure:
-    """The roofline of ``device`` (log-log) with one dot per named :class:`~omni_edu.cost.StepCost`.
-
-    x: arithmetic intensity (FLOP per byte); y: attainable FLOP/s =
-    ``min(peak, intensity * bandwidth)``. Dots left of the ridge are memory-bound. Returns
-    the figure detached from pyplot: end the cell with the call, or ``display`` it.
-    """
-    if not points:
-        raise ValueError("points should name at least one StepCost to place on the roofline")
-    peak, bandwidth = device.flops(dtype), device.mem_bandwidth
-    intensities = [p.intensity for p in points.values()]
-    lo = min(min(intensities), device.ridge_point(dtype)) / 10
-    hi = max(max(intensities), device.ridge_point(dtype)) * 10
-    x = np.logspace(np.log10(lo), np.log10(hi), 200)
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    ax.loglog(x, np.minimum(peak, x * bandwidth), color="black", label=f"{device.name} roof")
-    ax.axvline(device.ridge_point(dtype), color="0.6", linestyle=":", label="ridge point")
-    for (label, p), marker in zip(points.items(), "osD^v<>ph*", strict=False):
-        ax.loglog(
-            p.intensity, min(peak, p.intensity * bandwidth), marker, markersize=8, label=label
-        )
-    ax.set_xlabel("arithmetic intensity (FLOP / byte)")
-    ax.set_ylabel(f"attainable FLOP/s ({dtype})")
-    ax.set_title(f"Roofline of {device.name}")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return detached(fig)
-
-
-def jct_figure(results: list, title: str = "Job completion time") -> Figure:
-    """Cumulative distribution of job completion times, one curve per result.
-
-    ``results``: objects with ``.jct`` (seconds) and ``.name`` or ``.mode``, such as
-    :class:`~omni_edu.serving.ServingResult` and :class:`~omni_edu.serving.RealRunResult`.
-    Returns the figure detached from pyplot: end the cell with the call, or ``display`` it.
-    """
-    if not results:
-        raise ValueError("results should hold at least one run")
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
-    for r in results:
-        jct = np.sort(np.asarray(r.jct)) * 1e3
-        label = getattr(r, "name", None) or getattr(r, "mode", "run")
-        p99 = np.percentile(jct, 99)
-        ax.plot(jct, np.arange(1, len(jct) + 1) / len(jct), label=f"{label} (p99 {p99:.0f} ms)")
-    ax.set_xlabel("job completion time (ms)")
-    ax.set_ylabel("fraction of requests")
-    ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
-    return detached(fig)
-
-
-__all__ = [
-    "Request",
-    "cost_planner",
-    "cost_tips",
-    "jct_figure",
-    "plan",
-    "planner_figure",
-    "planner_html",
-    "planner_widget",
-    "roofline_figure",
-    "token_caps",
-]

@@ -1,0 +1,173 @@
+"""BUDGET"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from omni_edu.lessons.fusion_strategies.budget import BUDGET
+from omni_edu.lessons.fusion_strategies.costs import (
+    count_flops,
+    inference_latency,
+    training_memory,
+)
+from omni_edu.lessons.fusion_strategies.tasks import (
+    get_task,
+    make_fusion_data,
+    task_config,
+)
+from omni_edu.lessons.fusion_strategies.training import train_variant
+from omni_edu.model.fusion import (
+    FusionConfig,
+    build_fusion_model,
+)
+from omni_edu.profiles import Profile, get_profile
+from omni_edu.train import History
+
+
+def experiment_settings(profile: Profile | None = None) -> dict:
+    """Steps per task, batch size, data sizes and seeds of the lesson's comparison.
+
+    Every count goes through :meth:`Profile.budget`, so the gpu dry run takes a couple of
+    steps of each run at the gpu sizes.
+    """
+    profile = profile or get_profile()
+    settings = {
+        "steps": {"match": max(1000, 2 * profile.train_steps), "colour": profile.train_steps},
+        "batch_size": profile.batch_size,
+        "n_train": profile.n_train,
+        "n_eval": profile.n_eval,
+        "seeds": max(3, profile.n_seeds),
+    }
+    settings.update(BUDGET.get(profile.name, {}))
+    # The dry run keeps the gpu shapes but a CPU must get through it in seconds: a forward
+    # and backward pass of 128 gpu-sized examples alone takes minutes on a CPU.
+    settings["batch_size"] = profile.budget(settings["batch_size"], dry=4)
+    settings["steps"] = {t: profile.budget(n, dry=2) for t, n in settings["steps"].items()}
+    settings["n_train"] = profile.budget(settings["n_train"], dry=32)
+    settings["n_eval"] = profile.budget(settings["n_eval"], dry=16)
+    settings["seeds"] = profile.budget(settings["seeds"], dry=1)
+    settings["evals"] = profile.budget(6, dry=1)  # test-accuracy points along each run
+    settings["n_probe"] = profile.budget(64, dry=4)  # examples per latency / FLOPs probe
+    return settings
+
+
+def fusion_setups(config: FusionConfig) -> dict[str, tuple[str, dict[str, object]]]:
+    """The models the lesson trains: ``label -> (variant, FusionConfig overrides)``.
+
+    The three variants at the matched budget, and the depth-matched control: early
+    fusion with only as many blocks as late fusion's decoder, the layers where late
+    fusion's picture and sound meet. (It has fewer parameters than late fusion.)
+    """
+    mixing = config.late_decoder_layers
+    return {
+        "early": ("early", {}),
+        "late": ("late", {}),
+        "cross": ("cross", {}),
+        f"early, {mixing} blocks": ("early", {"decoder_layers": mixing}),
+    }
+
+
+def chance_margin(n_classes: int, n_eval: int, z: float = 3.0) -> float:
+    """How far above chance an accuracy on ``n_eval`` examples must be to count as learned:
+    ``z`` binomial standard errors of a model that guesses."""
+    chance = 1 / n_classes
+    return z * (chance * (1 - chance) / n_eval) ** 0.5
+
+
+@dataclass
+class FusionResults:
+    """What :func:`run_fusion_experiment` measured.
+
+    ``runs``: one dict per (task, setup, seed) with the final test accuracy.
+    ``rows``: one dict per (task, setup): mean and spread over seeds, how many seeds left
+    chance, and the costs. ``histories[(task, setup, seed)]``: the training run.
+    """
+
+    runs: list[dict[str, object]]
+    rows: list[dict[str, object]]
+    histories: dict[tuple[str, str, int], History]
+    settings: dict
+
+    def row(self, task: str, setup: str) -> dict[str, object]:
+        return next(r for r in self.rows if r["task"] == task and r["setup"] == setup)
+
+    def accuracies(self, task: str, setup: str) -> list[float]:
+        """Final test accuracy of each seed."""
+        return [
+            float(r["accuracy"]) for r in self.runs if r["task"] == task and r["setup"] == setup
+        ]
+
+
+def _summary(values: list[float]) -> dict[str, float]:
+    t = torch.tensor(values)
+    spread = t.std().item() if len(values) > 1 else 0.0
+    return {"mean": round(t.mean().item(), 3), "std": round(spread, 3)}
+
+
+def run_fusion_experiment(
+    tasks: tuple[str, ...] = ("match", "colour"),
+    setups: dict[str, tuple[str, dict[str, object]]] | None = None,
+    seeds: int | None = None,
+    progress: bool = True,
+) -> FusionResults:
+    """Train every setup on every task, over several seeds, at the same budget.
+
+    Seed ``s`` of every setup starts from ``torch.manual_seed(s)`` and sees the same
+    batches in the same order. Costs are measured once per setup, on its last trained
+    model: FLOPs per example (forward), memory of one training step at the training
+    batch size, trainable parameters, and latency per example of a forward pass.
+    """
+    from tqdm.auto import tqdm
+
+    profile = get_profile()
+    settings = experiment_settings(profile)
+    n_seeds = settings["seeds"] if seeds is None else seeds
+    setups = setups or fusion_setups(task_config(tasks[0], profile))
+    runs, rows, histories = [], [], {}
+    bar = tqdm(total=len(tasks) * len(setups) * n_seeds, desc="fusion runs", disable=not progress)
+    for task in tasks:
+        train = make_fusion_data(task, settings["n_train"], "train", seed=0)
+        test = make_fusion_data(task, settings["n_eval"], "test", seed=0)
+        probe, repeats = test[: settings["n_probe"]], profile.budget(5, dry=1)
+        n_classes = len(get_task(task).classes)
+        margin = chance_margin(n_classes, len(test))
+        for label, (kind, overrides) in setups.items():
+            for seed in range(n_seeds):
+                bar.set_postfix_str(f"{task} / {label} / seed {seed}")
+                torch.manual_seed(seed)
+                model = build_fusion_model(kind, task_config(task, profile, **overrides))
+                history = train_variant(
+                    model,
+                    train,
+                    test,
+                    steps=settings["steps"][task],
+                    evals=settings["evals"],
+                    seed=seed,
+                    batch_size=settings["batch_size"],
+                )
+                histories[(task, label, seed)] = history
+                accuracy_ = history.evals["accuracy"][-1]
+                runs.append({"task": task, "setup": label, "seed": seed, "accuracy": accuracy_})
+                bar.update(1)
+            finals = [float(r["accuracy"]) for r in runs[-n_seeds:]]
+            summary = _summary(finals)
+            memory = training_memory(model, train[: settings["batch_size"]])
+            rows.append(
+                {
+                    "task": task,
+                    "setup": label,
+                    "accuracy (mean)": summary["mean"],
+                    "accuracy (std)": summary["std"],
+                    "seeds above chance": sum(a > 1 / n_classes + margin for a in finals),
+                    "MFLOPs/example": round(count_flops(model, probe[:8]) / 1e6, 2),
+                    "train memory (MiB)": round(memory.total / 2**20, 2),
+                    "trainable params": model.num_parameters(trainable_only=True),
+                    "latency (ms/example)": round(inference_latency(model, probe, repeats), 3),
+                }
+            )
+            if memory.device_peak is not None:  # on a GPU: the allocator's own peak too
+                rows[-1]["CUDA peak (MiB)"] = round(memory.device_peak / 2**20, 2)
+    bar.close()
+    return FusionResults(runs, rows, histories, {**settings, "seeds": n_seeds})
