@@ -1,4 +1,7 @@
-"""Tests of the decoder: caching, causality, masks, RoPE / M-RoPE, errors, learning."""
+"""Tests of the decoder: caching, causality, masks, RoPE / M-RoPE, errors, learning.
+
+(tests/test_decoder_reference.py checks it against its equations, read from a checkpoint.)
+"""
 
 from __future__ import annotations
 
@@ -9,11 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from omni_edu.model.rope import apply_rope, rope_angles, rope_cos_sin, rope_frequencies
-from omni_edu.model.transformer import (
-    Decoder,
-    DecoderConfig,
-    KVCache,
-)
+from omni_edu.model.transformer import Decoder, DecoderConfig, KVCache, decoder_mask
 
 ATOL = 1e-5
 
@@ -104,6 +103,38 @@ def test_cache_reset_and_gqa_memory() -> None:
     torch.testing.assert_close(first, again)
 
 
+def test_each_block_returns_its_cache_view_grown_by_the_new_tokens() -> None:
+    decoder = make_decoder(n_kv_heads=2)
+    cache = KVCache(decoder.config, batch_size=2, max_len=8)
+    x = torch.randn(2, 3, 32)
+    cos, sin = decoder.rope_cos_sin(torch.arange(3).expand(2, 3))
+    view = cache[0]
+    with torch.no_grad():
+        out, grown, weights = decoder.blocks[0](x, cos=cos, sin=sin, cache=view)
+        plain, no_cache, _ = decoder.blocks[0](x, cos=cos, sin=sin)
+    assert (view.length, grown.length, weights, no_cache) == (0, 3, None, None)
+    assert grown.k.shape == grown.v.shape == (2, 2, 3, 8)  # (batch, kv heads, tokens, head_dim)
+    assert grown.k_store is view.k_store  # written in place: no copy of the past per step
+    torch.testing.assert_close(out, plain)  # with nothing cached, the same as no cache
+    with torch.no_grad():
+        decoder(x, cache=cache)  # the decoder puts every block's grown view back
+    assert [cache[i].length for i in range(2)] == [3, 3] and cache.length == 3
+    with pytest.raises(TypeError):
+        decoder.blocks[0](x, cos, sin)  # keyword arguments after x
+
+
+def test_decoder_mask_is_none_only_for_plain_causal_attention_without_a_past() -> None:
+    assert decoder_mask(None, 5, 0, torch.device("cpu")) is None  # SDPA's is_causal
+    assert decoder_mask(None, 2, 3, torch.device("cpu")).tolist() == [
+        [True, True, True, True, False],
+        [True, True, True, True, True],
+    ]
+    square = causal(5).unsqueeze(0)  # (batch, 5, 5): the last 2 rows are the new tokens'
+    new_rows = square[:, 3:]
+    for attn_mask in (square, new_rows):
+        assert torch.equal(decoder_mask(attn_mask, 2, 3, torch.device("cpu")), new_rows[:, None])
+
+
 # --------------------------------------------------------------------------- causality
 
 
@@ -129,6 +160,25 @@ def test_changing_a_future_token_never_changes_the_past(seq: int, data, mrope: b
         before, after = decoder(x, positions), decoder(changed, positions)
     torch.testing.assert_close(before[:, :cut], after[:, :cut], atol=ATOL, rtol=0)
     assert not torch.allclose(before[:, cut:], after[:, cut:])
+
+
+@settings(max_examples=25, deadline=None)
+@given(seq=st.integers(2, 10), data=st.data())
+def test_a_token_reaches_another_only_where_the_mask_allows(seq: int, data) -> None:
+    """One layer, any mask: changing token j changes the output of query i only if the
+    mask lets i attend to j (the diagonal is always allowed, as pack's masks do)."""
+    decoder = make_decoder(n_layers=1)
+    allowed = data.draw(st.lists(st.booleans(), min_size=seq * seq, max_size=seq * seq))
+    mask = torch.tensor(allowed).view(1, seq, seq) | torch.eye(seq, dtype=torch.bool)
+    j = data.draw(st.integers(0, seq - 1), label="changed token")
+    x = torch.randn(1, seq, 32)
+    changed = x.clone()
+    changed[:, j] += 1.0
+    with torch.no_grad():
+        before, after = decoder(x, attn_mask=mask), decoder(changed, attn_mask=mask)
+    blind = ~mask[0, :, j]  # the queries that may not look at token j
+    torch.testing.assert_close(before[0, blind], after[0, blind], atol=ATOL, rtol=0)
+    assert not torch.allclose(before[0, j], after[0, j])
 
 
 def test_explicit_causal_mask_equals_no_mask() -> None:
