@@ -1,5 +1,7 @@
 """Interleaved sequences: masks hide the future, positions, targets and round trips."""
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -7,8 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from omni_edu.modalities import PAD, Modality, TextTokenizer
+from omni_edu.model import layout
 from omni_edu.model.interleave import (
     IGNORE_INDEX,
+    PackedBatch,
+    Segment,
     SpecialTokens,
     attention_mask,
     audio_segment,
@@ -20,7 +25,7 @@ from omni_edu.model.interleave import (
     unpack,
 )
 
-IMAGE_DIM, AUDIO_DIM, VOCAB = 5, 3, 20
+IMAGE_DIM, AUDIO_DIM, VOCAB, CODES = 5, 3, 20, 8
 SPECIALS = SpecialTokens(bos=1, eos=2, boi=3, eoi=4, boa=5, eoa=6)
 
 
@@ -35,10 +40,39 @@ def segments(draw):
         return text_segment(ids, predict=predict)
     if kind == Modality.IMAGE:
         grid = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+        if draw(st.booleans(), label="discrete"):
+            codes = torch.randint(0, CODES, (grid[0] * grid[1],), generator=gen)
+            return image_segment(codes, grid, predict=predict)
         patches = torch.randn(grid[0] * grid[1], IMAGE_DIM, generator=gen)
         return image_segment(patches, grid, predict=predict)
-    frames = torch.randn(draw(st.integers(1, 4)), AUDIO_DIM, generator=gen)
-    return audio_segment(frames, predict=predict)
+    n_frames = draw(st.integers(1, 4))
+    if draw(st.booleans(), label="discrete"):  # code ids of a tokenizer, as in lesson 03
+        return audio_segment(torch.randint(0, CODES, (n_frames,), generator=gen), predict)
+    return audio_segment(torch.randn(n_frames, AUDIO_DIM, generator=gen), predict=predict)
+
+
+def with_new_contents(document: list, seed: int) -> list:
+    """The same layout (modalities, lengths, grids, flags, discrete or not), new contents."""
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for seg in document:
+        if seg.data.dtype == torch.long:
+            high = VOCAB if seg.modality == Modality.TEXT else CODES
+            data = torch.randint(0, high, seg.data.shape, generator=gen)
+        else:
+            data = torch.randn(seg.data.shape, generator=gen)
+        out.append(Segment(seg.modality, data, seg.grid, seg.predict))
+    return out
+
+
+@st.composite
+def documents_sharing_layouts(draw):
+    """A few layouts, each with several documents of its own contents, shuffled."""
+    templates = draw(st.lists(st.lists(segments(), min_size=1, max_size=5), min_size=1, max_size=3))
+    copies = [draw(st.integers(1, 4)) for _ in templates]
+    docs = [with_new_contents(t, seed) for t, k in zip(templates, copies, strict=True)
+            for seed in range(k)]  # fmt: skip
+    return draw(st.permutations(docs))
 
 
 documents = st.lists(st.lists(segments(), min_size=1, max_size=5), min_size=1, max_size=4)
@@ -144,6 +178,95 @@ def test_targets_are_the_next_tokens(p):
                 assert torch.equal(p.audio_targets[b, i], p.audio[b, i + 1])
     for m in Modality:
         assert torch.equal(p.loss_mask(m), p.target_modality == m)
+
+
+@settings(max_examples=40, deadline=None)
+@given(packed_batches())
+def test_targets_are_the_inputs_shifted_by_one_where_trained(p):
+    target = p.target_modality[:, :-1]  # position i predicts token i + 1
+    trained = target != PAD
+    assert (p.target_modality[:, -1] == PAD).all()  # nothing after the last column
+    assert torch.equal(target[trained], p.modality[:, 1:][trained])
+    text = target == Modality.TEXT
+    assert torch.equal(p.text_targets[:, :-1][text], p.text_ids[:, 1:][text])
+    assert (p.text_targets[:, :-1][~text] == IGNORE_INDEX).all()
+    coded = trained & ~text & (p.codes[:, 1:] >= 0)  # a discrete picture or sound next
+    assert torch.equal(p.code_targets[:, :-1][coded], p.codes[:, 1:][coded])
+    assert (p.code_targets[:, :-1][~coded] == IGNORE_INDEX).all()
+    for m, features, targets in (
+        (Modality.IMAGE, p.image, p.image_targets),
+        (Modality.AUDIO, p.audio, p.audio_targets),
+    ):
+        here = (target == m) & ~coded
+        assert torch.equal(targets[:, :-1][here], features[:, 1:][here])
+        assert not targets[:, :-1][~here].any() and not targets[:, -1].any()
+
+
+def assert_row_equals(p: PackedBatch, row: int, alone: PackedBatch) -> None:
+    """Row ``row`` of ``p`` is the one-row batch ``alone``, field by field."""
+    for f in dataclasses.fields(p):
+        x, y = getattr(p, f.name), getattr(alone, f.name)
+        if f.name == "mrope_positions":
+            assert torch.equal(x[:, row], y[:, 0]), f.name
+        elif f.name == "spans":
+            assert x[row] == y[0], f.name
+        else:
+            assert torch.equal(x[row], y[0]), f.name
+
+
+@settings(max_examples=30, deadline=None)
+@given(documents_sharing_layouts(), options)
+def test_documents_that_share_a_layout_pack_as_if_each_were_alone(docs, opts):
+    """pack lays each distinct layout out once and copies contents into its rows: every
+    row must be what packing its document alone gives."""
+    p = pack(docs, image_dim=IMAGE_DIM, audio_dim=AUDIO_DIM, **opts)
+    for row, doc in enumerate(docs):
+        alone = pack([doc], image_dim=IMAGE_DIM, audio_dim=AUDIO_DIM, pad_to=p.seq_len, **opts)
+        assert_row_equals(p, row, alone)
+    assert unpack(p) == docs
+
+
+def test_a_layout_is_worked_out_once_however_many_documents_share_it(monkeypatch):
+    calls = []
+
+    def counting(document, *args):
+        calls.append(len(document))
+        return document_layout(document, *args)
+
+    document_layout = layout.document_layout
+    monkeypatch.setattr(layout, "document_layout", counting)
+    caption = [text_segment([7, 8, 9]), image_segment(torch.randn(4, IMAGE_DIM))]
+    sound = [audio_segment(torch.randn(2, AUDIO_DIM))]
+    docs = [with_new_contents(d, seed) for seed in range(6) for d in (caption, sound)]
+    p = pack(docs, specials=SPECIALS)
+    assert sorted(calls) == [1, 2] and p.batch_size == 12
+
+
+@pytest.mark.parametrize("pad_side", ["right", "left"])
+def test_every_any_to_any_task_packs_as_if_each_document_were_alone(pad_side):
+    """The pool of lesson 06 (every task's layout, pictures as features and as codes)."""
+    from omni_edu.any_to_any import AnyToAnyData
+    from omni_edu.data import OmniWorld
+    from omni_edu.profiles import get_profile
+
+    world = OmniWorld("train", seed=1, profile=get_profile("ci"), caption_style="varied")
+    data = AnyToAnyData(world, 3, question_modality="audio")
+    docs = [data.document(task, i) for task in data.tasks for i in range(len(data))]
+    coded = [
+        [
+            image_segment(torch.randint(0, CODES, (len(s),)), s.grid, s.predict)
+            if s.modality == Modality.IMAGE
+            else s
+            for s in doc
+        ]
+        for doc in docs
+    ]
+    dims = {"image_dim": data.image_dim, "audio_dim": data.audio_dim}
+    for batch in (docs, coded):
+        p = pack(batch, specials=data.specials, pad_side=pad_side, **dims)
+        for row, doc in enumerate(batch):
+            alone = pack([doc], specials=data.specials, pad_side=pad_side, pad_to=p.seq_len, **dims)
+            assert_row_equals(p, row, alone)
 
 
 @settings(max_examples=25, deadline=None)
