@@ -27,7 +27,8 @@ from throughput import OursLM, measure_peak_flops
 from omni_edu import train
 from omni_edu.model.transformer import DecoderConfig
 from omni_edu.profiles import amp_dtype, get_device, get_profile
-from omni_edu.tools.run_lessons import datasheet_peak, machine_info
+from omni_edu.tools.machine import machine_info
+from omni_edu.tools.run_lessons import datasheet_peak
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Sphinx settings of the rendered course.
 
-Built by ``python -m omni_edu.tools.run_lessons site --profile ci`` (see the README,
+Built by ``python -m omni_edu.tools.site --profile ci`` (see the README,
 "Read the course online or offline"), which executes the lessons, lays out the source
 folder in ``docs/_build/source`` (these pages, the executed lessons made static, the
 exercises) and runs Sphinx with this file (``omni_edu/tools/site.py``). The notebooks are

@@ -79,7 +79,7 @@ def test_readme_commands_are_where_ci_reads_them():
     commands = (
         ("course-command", "jupyter lab"),
         ("test-command", "pytest"),
-        ("site-command", "run_lessons site"),
+        ("site-command", "tools.site"),
     )
     for marker, expected in commands:
         out = subprocess.run(

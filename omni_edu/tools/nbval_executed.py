@@ -5,7 +5,7 @@ With ``OMNI_EXECUTED_DIR`` set, ``python -m pytest`` saves every notebook nbval 
 it ``<name>.run.json`` (:mod:`omni_edu.tools.run_record`): the profile, the machine, when
 it ran and the sum of its cells' run times. The kernels nbval starts draw matplotlib
 figures as PNGs (the inline backend) instead of the suite's Agg, so the saved lessons show
-their figures. ``python -m omni_edu.tools.run_lessons site --executed
+their figures. ``python -m omni_edu.tools.site --executed
 $OMNI_EXECUTED_DIR/notebooks`` then renders them without running every lesson a second
 time: CI does this (``.ci/run``), which saves it a whole pass over the lessons. Without the
 variable the plugin does nothing.

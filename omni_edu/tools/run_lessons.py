@@ -1,6 +1,6 @@
 """Run the lessons in a chosen profile: executed notebooks, figures, timings, the site.
 
-One runner serves four jobs:
+One runner serves three jobs, and the site a fourth:
 
 * **Check** every lesson in a profile (the gpu-size dry run of the tests, the GPU check
   script): each notebook runs top to bottom in a fresh kernel; a failure names the cell and
@@ -12,19 +12,16 @@ One runner serves four jobs:
 * **Record** the figures lessons report (:mod:`omni_edu.report` appends them to the file
   named by ``OMNI_FIGURES``) and, with ``--readme``, write them into README.md between
   ``<!-- figures:start -->`` and ``<!-- figures:end -->`` with the profile and the machine.
-* **Render** the course as a static site (``site``, :mod:`omni_edu.tools.site`): the
-  executed lessons, with their figures, through Sphinx and myst-nb, offline; then check
-  it (every lesson there with its figures, no broken link, nothing fetched from outside).
+* **Render** the course as a static site: :mod:`omni_edu.tools.site` builds on this
+  runner (``python -m omni_edu.tools.site``).
 
 Usage::
 
     python -m omni_edu.tools.run_lessons run --profile ci --out runs/ci --json runs/ci.json
     python -m omni_edu.tools.run_lessons run --profile ci --readme      # refresh README figures
-    python -m omni_edu.tools.run_lessons site --profile ci              # docs/_build/html
-    python -m omni_edu.tools.run_lessons check-site docs/_build/html
 
-The tools it needs (nbclient, ipykernel; Sphinx and myst-nb for ``site``) come with the
-``dev`` and ``docs`` extras; they are imported only when used.
+The tools it needs (nbclient, ipykernel) come with the ``dev`` extra; they are imported
+only when used.
 """
 
 from __future__ import annotations
@@ -33,7 +30,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import re
 import sys
 import tempfile
@@ -43,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from omni_edu.report import FIGURES_ENV
+from omni_edu.tools.machine import describe_machine, machine_info
 from omni_edu.tools.notebook_io import cell_source, iter_notebooks
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,42 +86,6 @@ class LessonRun:
 
 
 # ------------------------------------------------------------------------------ the machine
-def machine_info() -> dict[str, Any]:
-    """CPU model, cores, RAM, GPU and versions: what a measured number depends on."""
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        ram_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-    except (ValueError, OSError, AttributeError):
-        ram_gib = None
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "ram_gib": ram_gib,
-        "gpu": gpu,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
-
-
-def describe_machine(machine: dict[str, Any]) -> str:
-    """One line, e.g. ``"AMD EPYC 7B13, 2 cores, 8.0 GiB RAM, no GPU, torch 2.13.0"``."""
-    gpu = machine.get("gpu") or "no GPU"
-    return (
-        f"{machine['cpu']}, {machine['cores']} cores, {machine['ram_gib']} GiB RAM, {gpu}, "
-        f"torch {machine['torch']}"
-    )
-
-
 def datasheet_peak(device: str, dtype: str) -> float | None:
     """Peak dense FLOP/s of ``device`` (a CUDA device name) in ``dtype`` from the datasheet
     table in :mod:`omni_edu.cost`, or ``None`` for a device the table does not hold."""
@@ -516,34 +477,9 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         help="FLOP/s for MFU where the datasheet table lacks the device",
     )
-    site = sub.add_parser("site", help="execute the lessons and render the course as HTML")
-    site.add_argument("--profile", default="ci")
-    site.add_argument("--executed", help="take executed lessons from here instead of running")
-    site.add_argument("--out", default=str(ROOT / "docs" / "_build" / "html"))
-    site.add_argument("--timeout", type=int, default=900, help="seconds per cell")
-    check = sub.add_parser("check-site", help="check a built site's pages, links and requests")
-    check.add_argument("html")
     args = parser.parse_args(argv)
 
-    if args.command == "run":
-        return _run_command(args)
-    from omni_edu.tools import site
-
-    if args.command == "site":
-        try:
-            summary = site.build_site(
-                args.profile, executed=args.executed, out=args.out, timeout=args.timeout
-            )
-        except (RuntimeError, ValueError) as exc:
-            print(exc, file=sys.stderr)
-            return 1
-        print(json.dumps(summary))
-        print(f"open {Path(summary['html']) / 'index.html'}")
-        return 0
-    lessons = [f"notebooks/{p.stem}" for p in lesson_notebooks()]
-    problems = site.check_site(args.html, lessons)
-    print("\n".join(problems) or f"{args.html}: {len(lessons)} lessons, no problem found")
-    return 1 if problems else 0
+    return _run_command(args)
 
 
 if __name__ == "__main__":

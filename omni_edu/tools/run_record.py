@@ -78,7 +78,7 @@ def make_record(
         sharing: processes that ran lessons on this machine at the same time (test
             workers), since two of them sharing two cores make each one slower.
     """
-    from omni_edu.tools.run_lessons import machine_info
+    from omni_edu.tools.machine import machine_info
 
     return {
         "notebook": notebook,

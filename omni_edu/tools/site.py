@@ -1,7 +1,8 @@
 """The rendered course: the executed lessons staged for Sphinx, rendered, and checked.
 
-``python -m omni_edu.tools.run_lessons site`` (see the README, "Read the course online or
-offline") runs :func:`build_site`:
+``python -m omni_edu.tools.site`` (see the README, "Read the course online or offline")
+runs :func:`build_site`; ``python -m omni_edu.tools.site --check docs/_build/html`` checks a
+built site:
 
 1. **Execute** every lesson in a profile with the lesson runner, or take the notebooks the
    test suite already executed (``--executed DIR``, with their run records).
@@ -22,6 +23,7 @@ offline") runs :func:`build_site`:
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import html.parser
 import json
@@ -36,7 +38,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from omni_edu.tools.machine import describe_machine, machine_info
 from omni_edu.tools.notebook_io import cell_source, iter_notebooks, read_notebook, write_notebook
+from omni_edu.tools.run_lessons import lesson_notebooks, run_lessons
 from omni_edu.tools.run_record import read_records
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -211,8 +215,6 @@ def about_page(
 ) -> str:
     """The page "How these pages were made": when, where and how long each lesson ran
     (from its run record), then when the site was rendered from them."""
-    from omni_edu.tools.run_lessons import describe_machine
-
     lines = ["# How these pages were made", ""]
     ran = [records[name] for name in lessons if name in records]
     where = {(r["profile"], r["runner"], describe_machine(r["machine"]), r["sharing"]) for r in ran}
@@ -251,7 +253,7 @@ def about_page(
     lines += [
         "",
         f"This site was rendered from those runs on {built['date']} by `python -m "
-        f"omni_edu.tools.run_lessons site --profile {built['profile']}` (Sphinx and myst-nb; "
+        f"omni_edu.tools.site --profile {built['profile']}` (Sphinx and myst-nb; "
         "nothing ran again). Run the lessons yourself to get your own numbers.",
     ]
     return "\n".join(lines) + "\n"
@@ -387,8 +389,6 @@ def check_site(
 
 # --------------------------------------------------------------------------------- the build
 def _lessons_not_executed(executed: Path) -> list[str]:
-    from omni_edu.tools.run_lessons import lesson_notebooks
-
     have = {p.stem for p in executed.glob("*.ipynb")}
     return [
         f"lesson {p.stem} was not executed: {executed} has no {p.name} (run it too, or build "
@@ -409,8 +409,6 @@ def build_site(
     them with Sphinx, and check the result. Returns a summary (build times, size, figures
     per lesson page); raises ``RuntimeError`` with the summary and every problem when a
     lesson failed or is missing, the build fails, or the check finds problems."""
-    from omni_edu.tools.run_lessons import machine_info, run_lessons
-
     start = time.perf_counter()
     if executed is None:
         folder = SITE_BUILD / "executed"
@@ -459,3 +457,34 @@ def build_site(
     if problems:
         raise RuntimeError(f"{json.dumps(summary)}\nthe site has problems:\n" + "\n".join(problems))
     return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m omni_edu.tools.site [--profile ci] [--executed DIR] [--out DIR]`` builds
+    the site; ``--check DIR`` checks one already built."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="ci")
+    parser.add_argument("--executed", help="take executed lessons from here instead of running")
+    parser.add_argument("--out", default=str(SITE_BUILD / "html"))
+    parser.add_argument("--timeout", type=int, default=900, help="seconds per cell")
+    parser.add_argument("--check", metavar="HTML", help="only check the site built in HTML")
+    args = parser.parse_args(argv)
+    if args.check:
+        lessons = [f"notebooks/{p.stem}" for p in lesson_notebooks()]
+        problems = check_site(args.check, lessons)
+        print("\n".join(problems) or f"{args.check}: {len(lessons)} lessons, no problem found")
+        return 1 if problems else 0
+    try:
+        summary = build_site(
+            args.profile, executed=args.executed, out=args.out, timeout=args.timeout
+        )
+    except (RuntimeError, ValueError) as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(json.dumps(summary))
+    print(f"open {Path(summary['html']) / 'index.html'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
