@@ -15,6 +15,10 @@ mixed precision on GPUs, a progress bar, an optional live loss plot, evaluation 
 
 Steps are counted from 0: "step s" is measured with the weights after ``s`` updates, so
 the training loss at step 0 and an evaluation at step 0 describe the untrained model.
+
+Longer than 500 lines on purpose: this is the course's one training loop, and a learner
+reads it top to bottom in the order it runs (config, schedule, history, checkpoints that
+resume exactly, the loop, ``fit``); split across files, the loop would lose that order.
 """
 
 from __future__ import annotations

@@ -11,9 +11,8 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from omni_edu.modalities import PAD, Modality
-from omni_edu.viz import attention
-from omni_edu.viz.attention import (
+from omni_edu.lessons.interleaved_autoregression import attention
+from omni_edu.lessons.interleaved_autoregression.attention import (
     attention_figure,
     attention_mass,
     attention_widget,
@@ -22,6 +21,7 @@ from omni_edu.viz.attention import (
     explore_attention,
     query_options,
 )
+from omni_edu.modalities import PAD, Modality
 
 TXT, IMG = Modality.TEXT, Modality.IMAGE
 

@@ -77,7 +77,7 @@ def test_every_function_that_makes_a_pyplot_figure_returns_it_detached():
 
 def test_figure_helpers_leave_nothing_open_in_pyplot_but_draw_into_a_given_axes():
     from omni_edu.data import OmniWorld
-    from omni_edu.viz.attention import attention_figure
+    from omni_edu.lessons.interleaved_autoregression.attention import attention_figure
     from omni_edu.viz.omniworld import show_batch, show_sample
     from omni_edu.viz.plots import bar_chart, plot_loss_curves, show_image_rows, show_images
     from omni_edu.viz.system import system_diagram
@@ -116,7 +116,8 @@ HELPER_CELLS = {
     "fig, ax = plt.subplots()\nbar_chart({'a': 1.0}, ax=ax)\nplt.show()",
     "source": "from omni_edu.viz.source import show_source, source_of\nshow_source(source_of)",
     "widget": "from omni_edu.lessons.cost_and_serving.planner import cost_planner\ncost_planner()",
-    "attention widget": "import numpy as np\nfrom omni_edu.viz.attention import explore_attention\n"
+    "attention widget": "import numpy as np\n"
+    "from omni_edu.lessons.interleaved_autoregression.attention import explore_attention\n"
     "explore_attention(np.eye(3), [0, 1, 1])",
 }
 # What each cell must show, once: (images, outputs in all).

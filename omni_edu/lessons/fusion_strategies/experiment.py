@@ -1,4 +1,6 @@
-"""BUDGET"""
+"""Lesson 05's experiment: every fusion variant on both tasks at a matched budget, over several
+seeds, with a depth-matched control (:func:`run_fusion_experiment`, :func:`fusion_setups`).
+"""
 
 from __future__ import annotations
 

@@ -37,12 +37,12 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from omni_edu.data.language import HORIZONTAL, SYNONYMS, VERTICAL
+from omni_edu.lessons.interleaved_autoregression.attention import attention_mass
 from omni_edu.modalities import PAD, Modality
 from omni_edu.model.documents import InterleavedCorpus, check_order, loss_fn
 from omni_edu.model.interleave import PackedBatch
 from omni_edu.model.omni_lm import OmniLM
 from omni_edu.train import History, TrainConfig, Trainer
-from omni_edu.viz.attention import attention_mass
 from omni_edu.viz.plots import detached
 
 # Every word that names the value of an attribute (size, colour, shape, position): the

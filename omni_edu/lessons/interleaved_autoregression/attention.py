@@ -1,4 +1,4 @@
-"""The attention explorer (lesson 02): where does a token look, and in which modality?
+"""The attention explorer of lesson 02: where does a token look, and in which modality?
 
 All functions take the attention maps of *one* sequence as ``(layers, heads, T, T)``
 (query rows, key columns, each row summing to 1), as numpy or torch, or as a list of
