@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from omni_edu.model.transformer import Decoder, DecoderConfig, KVCache
 
 D_MODEL, N_HEADS, N_LAYERS = 32, 4, 2
-BLOCK_PARAMETERS = (
+BLOCK_PARAMETERS = (  # by their names in a checkpoint of the course cache
     "attn_norm.weight",
     "attn.qkv.weight",
     "attn.proj.weight",
@@ -29,18 +29,28 @@ BLOCK_PARAMETERS = (
 )
 
 
-def checkpoint_names(config: DecoderConfig) -> set[str]:
-    """The parameter names of a decoder checkpoint (those saved before issue 21 too)."""
-    blocks = {f"blocks.{i}.{n}" for i in range(config.n_layers) for n in BLOCK_PARAMETERS}
-    return blocks | {"norm.weight"}
+def checkpoint_shapes(config: DecoderConfig) -> dict[str, tuple[int, ...]]:
+    """Parameter names and shapes of a decoder checkpoint as the course cache holds them
+    (saved before issue 21: gate and up stacked in one ``gate_up`` matrix, gate first)."""
+    d, h, hd = config.d_model, config.mlp_hidden, config.head_dim
+    block = {
+        "attn_norm.weight": (d,),
+        "attn.qkv.weight": ((config.n_heads + 2 * config.n_kv_heads) * hd, d),
+        "attn.proj.weight": (d, config.n_heads * hd),
+        "mlp_norm.weight": (d,),
+        "mlp.gate_up.weight": (2 * h, d),
+        "mlp.down.weight": (d, h),
+    }
+    shapes = {f"blocks.{i}.{n}": s for i in range(config.n_layers) for n, s in block.items()}
+    return {**shapes, "norm.weight": (d,)}
 
 
 def random_state(config: DecoderConfig, seed: int) -> dict[str, torch.Tensor]:
-    """A state dict of random weights (larger than the init, so that every term counts)."""
+    """A checkpoint of random weights (larger than the init, so that every term counts)."""
     g = torch.Generator().manual_seed(seed)
     state = {}
-    for name, value in Decoder(config).state_dict().items():
-        noise = 0.3 * torch.randn(value.shape, generator=g)
+    for name, shape in checkpoint_shapes(config).items():
+        noise = 0.3 * torch.randn(shape, generator=g)
         state[name] = noise + 1.0 if name.endswith("norm.weight") else noise  # gains near 1
     return state
 
@@ -114,9 +124,19 @@ def reference_of(config, state, x, positions, mask):
     return reference_decoder(state, config, x, full, causal if mask is None else mask)
 
 
-def test_a_checkpoint_holds_the_same_parameter_names() -> None:
+def test_checkpoints_of_both_formats_load_and_agree() -> None:
     config = DecoderConfig(d_model=D_MODEL, n_layers=3, n_heads=N_HEADS, n_kv_heads=2)
-    assert set(Decoder(config).state_dict()) == checkpoint_names(config)
+    old_format = random_state(config, seed=0)
+    decoder = Decoder(config)
+    decoder.load_state_dict(old_format, strict=True)  # gate_up is split into gate and up
+    mlp = decoder.blocks[1].mlp
+    stacked = old_format["blocks.1.mlp.gate_up.weight"]
+    assert torch.equal(torch.cat([mlp.gate.weight, mlp.up.weight]), stacked)
+    again = Decoder(config)
+    again.load_state_dict(decoder.state_dict(), strict=True)  # today's format
+    x = torch.randn(2, 5, D_MODEL)
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), decoder(x), atol=0, rtol=0)
 
 
 @settings(max_examples=30, deadline=None)
@@ -124,7 +144,7 @@ def test_a_checkpoint_holds_the_same_parameter_names() -> None:
 def test_the_decoder_computes_its_equations(case) -> None:
     config, state, x, positions, mask = case
     decoder = Decoder(config).eval()
-    decoder.load_state_dict(state, strict=True)  # a checkpoint loads as it is
+    decoder.load_state_dict(state, strict=True)  # a course-cache checkpoint loads as it is
     expected = reference_of(config, state, x, positions, mask)
     with torch.no_grad():
         torch.testing.assert_close(decoder(x, positions, mask), expected, atol=1e-4, rtol=1e-4)

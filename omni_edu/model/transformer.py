@@ -170,9 +170,10 @@ def causal_mask(q_len: int, past: int = 0, device: torch.device | str | None = N
 def decoder_mask(
     attn_mask: Tensor | None, q_len: int, past: int, device: torch.device
 ) -> Tensor | None:
-    """The mask every layer of one forward pass uses: ``(batch | 1, 1, q_len, past + q_len)``
-    bool, True = may attend, or ``None`` for plain causal attention over ``q_len`` tokens
-    (no past), which lets the attention kernel skip the upper triangle (half the work).
+    """The mask every layer of one forward pass uses: a bool mask that broadcasts to
+    ``(batch, heads, q_len, past + q_len)``, True = may attend, or ``None`` for plain causal
+    attention over ``q_len`` tokens (no past), which lets the attention kernel skip the
+    upper triangle (half the work).
 
     ``attn_mask`` may be ``(q, k)``, ``(batch, q, k)`` or ``(batch, heads | 1, q, k)``; a
     square mask of the whole sequence ``(..., k, k)`` is cut down to its last ``q_len``
@@ -234,8 +235,8 @@ class Attention(nn.Module):
         Args:
             x: ``(batch, seq, d_model)``, already normalised.
             cos, sin: ``(batch, seq, 1, head_dim // 2)`` rotary tables of these positions.
-            mask: bool ``(batch | 1, heads | 1, seq, past + seq)``, True = may attend (see
-                :func:`decoder_mask`); ``None`` = causal.
+            mask: bool, broadcasting to ``(batch, heads, seq, past + seq)``, True = may
+                attend (see :func:`decoder_mask`); ``None`` = causal.
             cache: this block's keys and values of earlier tokens, if any.
             return_attention: use the explicit path and also return the weights.
 
@@ -297,22 +298,27 @@ class MLP(nn.Module):
     """SwiGLU feed-forward: ``down(silu(gate(x)) * up(x))``.
 
     The gate lets each hidden unit switch its own "up" signal on or off smoothly; it beats
-    a plain GELU MLP at equal parameters (Shazeer 2020). The gate and up matrices are
-    stored as the two halves of one weight, ``gate_up``.
+    a plain GELU MLP at equal parameters (Shazeer 2020).
     """
 
     def __init__(self, config: DecoderConfig) -> None:
         super().__init__()
-        self.gate_up = nn.Linear(config.d_model, 2 * config.mlp_hidden, bias=False)
+        self.gate = nn.Linear(config.d_model, config.mlp_hidden, bias=False)
+        self.up = nn.Linear(config.d_model, config.mlp_hidden, bias=False)
         self.down = nn.Linear(config.mlp_hidden, config.d_model, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
         """``(batch, seq, d_model) -> (batch, seq, d_model)``."""
-        # Two products with the halves of one weight, not one product cut in two: the same
-        # arithmetic, but the backward pass has no (tokens, 2 * hidden) gradient to stitch
-        # back together (a copy that cost ~2% of a training step on a CPU).
-        gate, up = self.gate_up.weight.chunk(2)
-        return self.down(F.silu(F.linear(x, gate)) * F.linear(x, up))
+        return self.down(F.silu(self.gate(x)) * self.up(x))
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        # Checkpoints saved before issue 21 stack gate over up in one matrix, gate_up (one
+        # matmul cut in two, whose backward pass then stitched the two gradients together:
+        # ~2% of a training step on a CPU). Split it, so that they keep loading.
+        stacked = state_dict.pop(prefix + "gate_up.weight", None)
+        if stacked is not None:
+            state_dict[prefix + "gate.weight"], state_dict[prefix + "up.weight"] = stacked.chunk(2)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class Block(nn.Module):
