@@ -10,20 +10,22 @@ fair setting of it: ``norm_first=True``, ``batch_first=True``, dropout 0, a caus
 The torch model has no position encoding (ours has RoPE), which only favours torch.
 
 What differs, and which way it pushes: ours has no biases (``mm`` instead of ``addmm``,
-no bias gradients), RMSNorm instead of LayerNorm, one matmul for the SwiGLU gate and up
-projections and a thinner attention wrapper; it pays for rotating queries and keys (RoPE)
-and for the gate's extra elementwise work. Both use the same causal SDPA kernel and a
-fused QKV projection, so in eager mode the ratio stays near 1: the matmuls are the same.
-Under ``torch.compile`` (``--compile``, both models compiled) our elementwise work (RMSNorm,
-RoPE, SwiGLU gate) fuses into few kernels, and the ratio rises above 1; the JSON then also
-gives our compiled speed against the torch encoder's *eager* speed, in case compiling
-happens to slow the torch encoder down on your machine.
+no bias gradients) and a thinner attention wrapper; it pays for RMSNorm (the CPU has no
+fused kernel for its backward pass, LayerNorm has one), for rotating queries and keys
+(RoPE, in real numbers: about six elementwise passes each way where a complex
+multiplication takes one; ``benchmarks/rope.py`` times both) and for the SwiGLU gate's
+extra elementwise work. The matmuls are the same. In eager mode on a CPU nothing fuses
+those elementwise passes, and ours comes out a few percent slower; under
+``torch.compile`` (``--compile``, both models compiled) they fuse into few kernels and
+the ratio rises above 1. The JSON then also gives our compiled speed against the torch
+encoder's *eager* speed, in case compiling happens to slow the torch encoder down on
+your machine.
 
 We time whole training steps (forward, backward, AdamW). Warm-up steps run first; then
 ``--repeats`` timed rounds alternate between the two models (so a noisy neighbour on a
 shared machine hits both; every other round runs them in reverse order), each of
-``--steps`` steps. We report the median tokens/s, the
-spread, the median of the per-round ratios, and an MFU estimate:
+``--steps`` steps. We report the median tokens/s, the spread, the median of the
+per-round ratios, the load average before and after, and an MFU estimate:
 
     model FLOPs per token = 6 * N + 12 * n_layers * d_model * seq   (PaLM, appendix B)
 
