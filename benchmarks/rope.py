@@ -51,6 +51,7 @@ def rotate_complex(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tor
 
 
 FORMS = {"real": apply_rope, "complex": rotate_complex}
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 def per_call(
@@ -113,7 +114,8 @@ def training_step(
             order = list(FORMS) if round_ % 2 == 0 else list(FORMS)[::-1]
             for name in order:
                 transformer.apply_rope = FORMS[name]
-                rates[name].append(tokens / time_steps(steps[name], args.steps, device))
+                seconds = time_steps(steps[name], args.steps, device, CLOCKS[args.clock])
+                rates[name].append(tokens / seconds)
     finally:
         transformer.apply_rope = apply_rope
     ratios = [r / c for r, c in zip(rates["real"], rates["complex"], strict=True)]
@@ -136,6 +138,12 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=512)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--compile", action="store_true", help="compile the training steps")
+    parser.add_argument(
+        "--clock",
+        choices=list(CLOCKS),
+        default="wall",
+        help="for the training steps; cpu = process CPU time, as in throughput.py",
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     for key, value in DEFAULTS[device.type].items():
@@ -153,6 +161,7 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "sizes": {k: getattr(args, k) for k in ("d_model", "layers", "heads", "seq", "batch")},
         "compile": args.compile,
+        "clock": args.clock,
         "per_call": per_call(config, args.batch, args.seq, device, args.calls),
         "training_step": training_step(config, args, device),
         "load_average": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
