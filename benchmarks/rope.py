@@ -110,6 +110,9 @@ def training_step(
     rates: dict[str, list[float]] = {name: [] for name in FORMS}
     tokens = args.batch * args.seq * args.steps
     try:
+        for name in FORMS:  # one untimed round in the timed pattern: no first-switch costs
+            transformer.apply_rope = FORMS[name]
+            time_steps(steps[name], 1, device)
         for round_ in range(args.repeats):
             order = list(FORMS) if round_ % 2 == 0 else list(FORMS)[::-1]
             for name in order:
