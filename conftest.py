@@ -6,8 +6,12 @@ these environment variables.
 """
 
 import os
+import re
 import sys
 import tempfile
+from pathlib import Path
+
+import pytest
 
 # Small and fast unless the caller asked for another profile (OMNI_PROFILE=cpu pytest).
 os.environ.setdefault("OMNI_PROFILE", "ci")
@@ -24,3 +28,67 @@ os.environ.setdefault("OMNI_CACHE_DIR", tempfile.mkdtemp(prefix="omni_cache_"))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 if "torch" in sys.modules:  # a plugin imported torch before this file ran
     sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+# --------------------------------------------------------------------------- test selection
+# `pytest -m lesson02` runs what lesson 02 touches; `-m "lesson02 and not slow"` runs it in
+# seconds (README, "For maintainers"). The marks come from file names, so a new test file
+# needs no decorator: tests/lessons/test_<topic>.py and the notebooks NN_<topic>.ipynb by
+# their lesson; the tests of the model's parts and of the parts lessons share by the lesson
+# that builds that part (COURSE_DESIGN 1b). Every notebook is also `slow`: its cells train.
+
+ROOT = Path(__file__).resolve().parent
+# Test files anywhere under tests/ (tests/lessons/ too) import the shared hypothesis
+# strategies, and each other's helpers, by name: from strategies import scenes.
+sys.path.insert(0, str(ROOT / "tests"))
+LESSONS = {
+    p.stem.split("_", 1)[1]: p.stem[:2]
+    for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+}
+PART_TESTS = {
+    "test_modalities.py": "01",
+    "test_projector.py": "01",
+    "test_interleave.py": "02",
+    "test_transformer.py": "02",
+    "test_decoder_reference.py": "02",
+    "test_documents.py": "02",
+    "test_vq.py": "03",
+    "test_fsq.py": "03",
+    "test_tokenizers.py": "03",
+    "test_flow.py": "04",
+    "test_heads.py": "04",
+    "test_judges.py": "04",
+    "test_metrics.py": "04",
+    "test_prompts.py": "04",
+    "test_fusion.py": "05",
+    "test_omni_lm.py": "06",
+    "test_any_to_any.py": "06",
+    "test_course_cache.py": "06",
+}
+# "Does it learn" tests in files whose owners have not marked them yet: mark them there with
+# @pytest.mark.slow and remove them here.
+SLOW_ELSEWHERE = {
+    "test_transformer.py::test_tiny_decoder_learns_to_copy",
+}
+
+
+def lesson_of(path: Path) -> str | None:
+    """``"02"`` for anything lesson 02 touches, ``None`` for the shared tools' tests."""
+    if path.suffix == ".ipynb":
+        match = re.match(r"(\d\d)_", path.name)
+        return match.group(1) if match else None
+    if path.parent.name == "lessons":  # test_<topic>.py, or test_<topic>_<aspect>.py
+        stem = path.stem.removeprefix("test_")
+        topics = [t for t in LESSONS if stem == t or stem.startswith(t + "_")]
+        return LESSONS[max(topics, key=len)] if topics else None
+    return PART_TESTS.get(path.name)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = Path(str(item.fspath))
+        number = lesson_of(path)
+        if number is not None:
+            item.add_marker(getattr(pytest.mark, f"lesson{number}"))
+        if path.suffix == ".ipynb" or f"{path.name}::{item.name}" in SLOW_ELSEWHERE:
+            item.add_marker(pytest.mark.slow)

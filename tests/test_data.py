@@ -6,6 +6,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import scenes
 
 from omni_edu.data import (
     ATTRIBUTES,
@@ -13,7 +14,6 @@ from omni_edu.data import (
     HELDOUT_PAIRS,
     POSITIONS,
     SHAPES,
-    SIZES,
     SYNONYMS,
     OmniWorld,
     Scene,
@@ -50,18 +50,6 @@ def single():
 @pytest.fixture(scope="module")
 def multi():
     return OmniWorld("train", seed=0, profile=CI, n_objects=(1, 4)).sample(300)
-
-
-objects = st.builds(
-    SceneObject,
-    st.sampled_from(SHAPES),
-    st.sampled_from(COLOURS),
-    st.sampled_from(SIZES),
-    st.sampled_from(POSITIONS),
-)
-scenes = st.lists(objects, min_size=1, max_size=4, unique_by=lambda o: o.position).map(
-    lambda objs: Scene(tuple(objs))
-)
 
 
 # --- the batch ----------------------------------------------------------------------

@@ -1,13 +1,11 @@
-"""Interleaved OmniWorld documents (lesson 02) and the stripes task of the RoPE experiment."""
+"""Interleaved OmniWorld documents of lesson 02 (omni_edu/model/documents.py)."""
 
 import pytest
 import torch
 
-from omni_edu.lessons.interleaved_autoregression import rope_position
 from omni_edu.modalities import Modality
 from omni_edu.model.documents import InterleavedCorpus, check_order, loss_fn, order_name
 from omni_edu.model.omni_lm import OmniLM
-from omni_edu.profiles import get_profile
 
 
 @pytest.fixture(scope="module")
@@ -56,40 +54,3 @@ def test_loss_fn_gives_the_trainer_a_total_and_each_modality(corpus):
     out = loss_fn(model, corpus.batch(0, 4))
     assert set(out) == {"loss", "text", "image", "audio"}
     assert torch.allclose(out["loss"], out["text"] + out["image"] + out["audio"])
-
-
-def test_stripes_repeat_the_row_above():
-    config = rope_position.StripesConfig(rows=3, widths=(2, 5), noise=0.0)
-    packed = rope_position.stripes(6, torch.Generator().manual_seed(0), config)
-    for b, spans in enumerate(packed.spans):
-        span = next(s for s in spans if s.modality == Modality.IMAGE)
-        cols = span.grid[1]
-        patches = packed.image[b, span.start : span.stop]
-        assert torch.equal(patches[cols:], patches[:-cols])  # row r + 1 == row r
-
-
-def test_predictable_marks_the_positions_before_rows_below_the_first():
-    config = rope_position.StripesConfig(rows=4, widths=(3,))
-    packed = rope_position.stripes(2, torch.Generator().manual_seed(1), config)
-    mask = rope_position.predictable(packed)
-    assert mask.sum(dim=1).tolist() == [3 * 3, 3 * 3]  # (rows - 1) * cols patches each
-    span = next(s for s in packed.spans[0] if s.modality == Modality.IMAGE)
-    # position start + 2 (patch 0,2) predicts patch 1,0, the first copy of the row above
-    assert mask[0, span.start + 2] and not mask[0, span.start + 1]
-
-
-def test_fast_width_is_the_models_own_layout():
-    packed = rope_position.stripes(1, torch.Generator().manual_seed(2))
-    model = OmniLM(rope_position.model_config("mrope_fast_width"))
-    moved = model.positions(packed)
-    assert torch.equal(moved[0], packed.mrope_positions[2])
-    assert torch.equal(moved[2], packed.mrope_positions[0])
-    with pytest.raises(ValueError, match="rope should be one of"):
-        rope_position.model_config("2d")
-
-
-def test_a_dry_run_cuts_the_rope_budget():
-    dry = get_profile("gpu-dry")
-    run = rope_position.train_rope("1d", seed=0, steps=500, profile=dry, progress=False)
-    assert run.history.steps[-1] < 2  # 2 updates (steps 0 and 1), not 500
-    assert set(run.errors) == {"rows below (copy)", "first row"}

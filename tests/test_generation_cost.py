@@ -1,13 +1,11 @@
-"""Timing the course's own model stage by stage, and serving it (omni_edu.cost, .serving)."""
+"""Timing the course's own model stage by stage (omni_edu/cost/generation.py, measure.py)."""
 
-import numpy as np
 import pytest
 import torch
 
 from omni_edu import any_to_any as a2a
 from omni_edu import cost
 from omni_edu.data import OmniWorld
-from omni_edu.lessons.cost_and_serving import cascade, real_run
 from omni_edu.modalities import Modality
 from omni_edu.profiles import get_profile
 
@@ -89,18 +87,6 @@ def test_generation_costs_follow_the_model_and_the_timed_call(tiny):
     assert len(costs["head"]) == len(timing.head)
 
 
-def test_prefill_is_compute_bound_for_long_prompts_and_matches_the_voice_stages():
-    llm = cost.get_model_shape("qwen2-7b")
-    a100 = cost.get_hardware("A100")
-    assert cost.prefill_cost(llm, 4).bound(a100) == "memory"
-    assert cost.prefill_cost(llm, 2048).bound(a100) == "compute"
-    # a prefill of b rows reads the weights once: b times the FLOPs, not b times the bytes
-    one, eight = cost.prefill_cost(llm, 100), cost.prefill_cost(llm, 100, batch=8)
-    assert eight.flops == pytest.approx(8 * one.flops) and eight.bytes_moved < 2 * one.bytes_moved
-    stage = cascade.GenerationStage("read", llm, prompt_tokens=300, output_tokens=0)
-    assert stage.seconds(a100) == pytest.approx(cost.prefill_cost(llm, 300).time(a100))
-
-
 def test_counting_torch_calls():
     x = torch.ones(3)
     assert cost.count_torch_calls(lambda: (x + 1).mul(2)) == 2
@@ -123,56 +109,6 @@ def test_the_narrowest_copy_runs_the_same_operations_on_tiny_matrices():
 
     assert calls_per_step(wide) == calls_per_step(narrow) > 20
     assert 0 < cost.seconds_per_torch_call(wide, context=8, repeats=1) < 1e-2
-
-
-def test_spoken_captions_serve_the_model_it_was_given(tiny):
-    model, data = tiny
-    served = real_run.SpokenCaptions.from_model(model, data, data.batch.captions[:2], steps=2)
-    speak, vocode = served.build()
-    ids = served.prompt(3)  # request 3 speaks caption 3 % 2
-    assert data.tokenizer.decode(ids.tolist()) == data.batch.captions[1]
-    mels = speak(ids)
-    frames = data.batch.mels.shape[1]
-    assert mels.shape == (1, frames, data.batch.mels.shape[2]) and mels.abs().max() <= 1
-    # the workers' rebuilt model writes what the original writes from the same noise
-    torch.manual_seed(0)
-    again = speak(ids)
-    torch.manual_seed(0)
-    (direct,) = model.generate(
-        [data.document("text->audio", 1, with_target=False)],
-        Modality.AUDIO,
-        data.audio.shape[1],
-        specials=data.specials,
-        steps=2,
-    )
-    torch.testing.assert_close(again, data.decode("audio", direct[None]).clamp(-1, 1))
-    wave = vocode(mels)
-    assert wave.shape == (1, frames * data.world.mel_config.hop_length)
-    assert torch.isfinite(wave).all()
-    with pytest.raises(ValueError, match="caption"):
-        real_run.SpokenCaptions.from_model(model, data, [])
-
-
-def test_the_real_run_serves_the_course_model(tiny):
-    model, data = tiny
-    served = real_run.SpokenCaptions.from_model(model, data, data.batch.captions[:3], steps=1)
-    served = real_run.SpokenCaptions(**{**vars(served), "vocoder_iters": 2})
-    result = real_run.real_run("colocated", n_requests=3, rate=50, models=served, timeout=180)
-    assert result.jct.shape == (3,) and np.all(result.jct >= result.stage_seconds.sum(1))
-
-
-def test_a_cascade_reads_the_generated_captions(tiny):
-    _, data = tiny
-    described = a2a.Generations("image->text", ["a big red circle at the center"], [2])
-    retold = real_run.with_generated_captions(data, described)
-    assert retold.batch.captions[2] == "a big red circle at the center"
-    assert retold.batch.captions[:2] == data.batch.captions[:2]
-    assert data.batch.captions[2] != retold.batch.captions[2]  # the original is untouched
-    assert retold.document("text->audio", 2, with_target=False) != data.document(
-        "text->audio", 2, with_target=False
-    )
-    with pytest.raises(ValueError, match="captions"):
-        real_run.with_generated_captions(data, a2a.Generations("text->audio", torch.zeros(1), [0]))
 
 
 def test_time_generation_counts_the_operations_of_each_stage(tiny):

@@ -7,6 +7,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import scenes
 
 from omni_edu.data import (
     ATTRIBUTES,
@@ -37,17 +38,6 @@ MIXED = PromptSpec(
     p_empty=0.1,
     p_grey=0.4,
     p_untimed=0.3,
-)
-
-objects = st.builds(
-    SceneObject,
-    st.sampled_from(SHAPES),
-    st.sampled_from(COLOURS),
-    st.sampled_from(SIZES),
-    st.sampled_from(POSITIONS),
-)
-scenes = st.lists(objects, min_size=1, max_size=4, unique_by=lambda o: o.position).map(
-    lambda objs: Scene(tuple(objs))
 )
 
 

@@ -30,6 +30,11 @@ if TYPE_CHECKING:
     from omni_edu.model.omni_lm import OmniLM
 
 
+def _parameters(module: torch.nn.Module) -> int:
+    """Every parameter of ``module``, frozen ones too: all of them are read at every step."""
+    return sum(p.numel() for p in module.parameters())
+
+
 def _modality(modality):
     """A :class:`~omni_edu.modalities.Modality` from itself or its name (``"audio"``)."""
     from omni_edu.modalities import Modality
@@ -49,7 +54,7 @@ def decoder_shape(decoder: torch.nn.Module, name: str = "our decoder") -> ModelS
         raise ValueError(
             f"decoder should be an omni_edu Decoder (with a DecoderConfig); got {type(decoder)}"
         )
-    n_params = sum(p.numel() for p in decoder.parameters())
+    n_params = _parameters(decoder)
     return ModelShape(
         name,
         float(n_params),
@@ -75,7 +80,7 @@ def flow_sampling_cost(
     steps = steps or head.config.sampling_steps
     positive("steps", steps)
     size = bytes_per_value(dtype)
-    n_params = sum(p.numel() for p in head.parameters())
+    n_params = _parameters(head)
     flops = 2.0 * n_params * n_tokens * steps
     width = head.config.width
     activations = 2 * (head.config.depth + 2) * n_tokens * width * size
@@ -235,7 +240,7 @@ def head_sampling_cost(head: torch.nn.Module, batch: int, steps: int | None = No
     if hasattr(head, "config") and hasattr(head.config, "sampling_steps"):
         return flow_sampling_cost(head, batch, steps)
     positive("batch", batch)
-    n_params = sum(p.numel() for p in head.parameters())
+    n_params = _parameters(head)
     return StepCost(2.0 * n_params * batch, 4.0 * n_params, batch, "fp32")
 
 

@@ -113,6 +113,7 @@ def run_fusion_experiment(
     setups: dict[str, tuple[str, dict[str, object]]] | None = None,
     seeds: int | None = None,
     progress: bool = True,
+    profile: Profile | None = None,
 ) -> FusionResults:
     """Train every setup on every task, over several seeds, at the same budget.
 
@@ -120,18 +121,19 @@ def run_fusion_experiment(
     batches in the same order. Costs are measured once per setup, on its last trained
     model: FLOPs per example (forward), memory of one training step at the training
     batch size, trainable parameters, and latency per example of a forward pass.
+    ``profile`` (default: the active one) is resolved here once and handed down.
     """
     from tqdm.auto import tqdm
 
-    profile = get_profile()
+    profile = profile or get_profile()
     settings = experiment_settings(profile)
     n_seeds = settings["seeds"] if seeds is None else seeds
     setups = setups or fusion_setups(task_config(tasks[0], profile))
     runs, rows, histories = [], [], {}
     bar = tqdm(total=len(tasks) * len(setups) * n_seeds, desc="fusion runs", disable=not progress)
     for task in tasks:
-        train = make_fusion_data(task, settings["n_train"], "train", seed=0)
-        test = make_fusion_data(task, settings["n_eval"], "test", seed=0)
+        train = make_fusion_data(task, settings["n_train"], "train", seed=0, profile=profile)
+        test = make_fusion_data(task, settings["n_eval"], "test", seed=0, profile=profile)
         probe, repeats = test[: settings["n_probe"]], profile.budget(5, dry=1)
         n_classes = len(get_task(task).classes)
         margin = chance_margin(n_classes, len(test))
@@ -148,6 +150,7 @@ def run_fusion_experiment(
                     evals=settings["evals"],
                     seed=seed,
                     batch_size=settings["batch_size"],
+                    profile=profile,
                 )
                 histories[(task, label, seed)] = history
                 accuracy_ = history.evals["accuracy"][-1]

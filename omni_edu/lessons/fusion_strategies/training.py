@@ -12,7 +12,7 @@ from omni_edu.model.fusion import (
     FusionBatch,
     FusionModel,
 )
-from omni_edu.profiles import get_profile
+from omni_edu.profiles import Profile
 from omni_edu.train import History, TrainConfig, Trainer
 
 # ----------------------------------------------------------------------------- training
@@ -46,15 +46,17 @@ def train_variant(
     seed: int = 0,
     batch_size: int | None = None,
     progress: bool = False,
+    *,
+    profile: Profile,
     **overrides,
 ) -> History:
     """Train ``model`` on ``train`` and record test accuracy ``evals`` times along the way.
 
     Batches are drawn by step from a fixed shuffle, so two variants see the same data in
     the same order. Returns the :class:`~omni_edu.train.History` (``evals["accuracy"]``
-    against ``eval_steps``).
+    against ``eval_steps``). ``profile`` sets the default steps and batch size and the
+    training recipe (its caller resolved it once).
     """
-    profile = get_profile()
     steps = steps or profile.train_steps
     size = batch_size or profile.batch_size
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))

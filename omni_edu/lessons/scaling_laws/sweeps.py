@@ -42,14 +42,11 @@ from omni_edu.train import TrainConfig, Trainer
 
 def decoder_parameters(size: ModelSize) -> int:
     """``N`` of a size before training it: the decoder's parameters (as in the sweep)."""
-
-    decoder = Decoder(
-        DecoderConfig(d_model=size.d_model, n_layers=size.n_layers, n_heads=size.n_heads)
-    )
-    return sum(p.numel() for p in decoder.parameters() if p.requires_grad)
+    config = DecoderConfig(d_model=size.d_model, n_layers=size.n_layers, n_heads=size.n_heads)
+    return Decoder(config).num_parameters()
 
 
-def count_parameters(model: nn.Module) -> dict[str, int]:
+def count_parameters(model: OmniLM) -> dict[str, int]:
     """``{"total": ..., "non_embedding": ...}`` trainable parameters of an OmniLM.
 
     ``non_embedding`` counts the decoder blocks only: no text embedding, image/audio
@@ -57,9 +54,7 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
     are a large, modality-dependent share, so the decoder count is the ``N`` that
     compares across text, image and audio runs.
     """
-    total = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    decoder = sum(p.numel() for p in model.decoder.parameters() if p.requires_grad)
-    return {"total": total, "non_embedding": decoder}
+    return {"total": model.num_parameters(), "non_embedding": model.decoder.num_parameters()}
 
 
 def training_flops(

@@ -1,4 +1,5 @@
-"""Lesson 08's serving: the simulations of its queues, a real run, cascade against native."""
+"""Lesson 08: the serving simulations and a real run, cascade against native, the cost
+planner and the lesson's figures."""
 
 import ast
 import heapq
@@ -6,14 +7,21 @@ import inspect
 import math
 from dataclasses import dataclass
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from omni_edu import any_to_any as a2a
 from omni_edu import cost
-from omni_edu.lessons.cost_and_serving import cascade, queues, real_run, stations
+from omni_edu.data import OmniWorld
+from omni_edu.lessons.cost_and_serving import cascade, planner, queues, real_run, stations
+from omni_edu.modalities import Modality
+from omni_edu.profiles import get_profile
+
+# --- queues, stations, a real run, cascade against native ----------------------------------------
 
 
 def test_one_request_without_contention_takes_the_sum_of_its_stages():
@@ -168,6 +176,7 @@ def test_measure_stages_times_each_stage_of_a_served_model():
     assert len(real_run.measure_stages(_Doubler(), repeats=1)) == 2
 
 
+@pytest.mark.slow
 def test_real_run_serves_any_served_model_from_a_shared_queue():
     # two colocated workers read one queue (the real M/G/2 run); every request comes back
     result = real_run.real_run(
@@ -179,6 +188,7 @@ def test_real_run_serves_any_served_model_from_a_shared_queue():
         real_run.real_run("disaggregated", workers=2)
 
 
+@pytest.mark.slow
 def test_real_run_returns_one_positive_jct_per_request():
     small = real_run.StageModels(d_model=32, ar_tokens=4, image_tokens=16, flow_steps=2)
     result = real_run.real_run("disaggregated", n_requests=4, rate=50, models=small, timeout=120)
@@ -380,3 +390,227 @@ def test_generation_stage_is_prefill_plus_decode_steps():
     assert decode_only == pytest.approx(steps)
     longer = cascade.GenerationStage("d", model, 0, 10).seconds(device)
     assert longer > decode_only
+
+
+# --- the cost planner's caps and widget ----------------------------------------------------------
+
+
+def test_image_cap_is_reported_exactly_when_it_binds():
+    # Below about 994 px a square photo is priced by its size; from there on the 1280-token
+    # max_pixels shrinks it, so the image slider stops changing the price.
+    assert planner.token_caps(planner.Request(image_side=980)) == []
+    for side in (994, 1024, 4096):
+        (note,) = planner.token_caps(planner.Request(image_side=side))
+        assert "image capped at 1,225 tokens" in note and "994px" in note
+        assert planner.plan(planner.Request(image_side=side))["tokens"]["image"] == 1225
+    assert planner.token_caps(planner.Request(image_side=0)) == []  # no image, no cap
+
+
+def test_video_caps_name_the_limit_that_binds():
+    (note,) = planner.token_caps(planner.Request(image_side=448, video_seconds=60, video_side=1080))
+    assert "shared budget" in note and "120 frames" in note
+    later = planner.Request(
+        image_side=448, video_seconds=60, video_side=1080, video_rule="qwen2.5-vl"
+    )
+    (note,) = planner.token_caps(later)
+    assert "per-frame cap" in note
+    long = planner.token_caps(planner.Request(image_side=448, video_seconds=600))
+    assert any("768 frames" in note for note in long)
+    square = cost.qwen2vl_video_tokens(1080, 1080, 60, release="qwen2.5-vl")
+    assert planner.plan(later)["tokens"]["video"] == square
+
+
+def test_widget_panel_follows_its_controls_and_shows_caps():
+    pytest.importorskip("ipywidgets")
+    box = planner.planner_widget(planner.Request(image_side=1024))
+    controls, panel = box.children
+    assert panel.value.count("Cap reached") == 1 and "1,225 tokens" in panel.value
+    output = controls.children[6]
+    # the browser snaps a slider to min + k * step: the start value must lie on that grid
+    assert output.description == "output tokens"
+    assert (output.value - output.min) % output.step == 0
+    image = controls.children[0]
+    assert image.description == "image side (px)"
+    image.value = 448  # below the cap: the note goes away and the price falls
+    assert "Cap reached" not in panel.value
+    assert "256" in panel.value  # 448x448 -> 256 tokens
+    # every control spans the notebook, with a label column wide enough for its label
+    for control in controls.children:
+        assert control.layout.width == "100%"
+        width = int(control.style.description_width.removesuffix("px"))
+        assert width >= 7 * len(control.description)  # about 7 px per character
+    controls.children[-2].value = "H100"  # device: the panel is rewritten for the new request
+    assert controls.children[-2].description == "device"
+    assert panel.value == planner.planner_html(planner.Request(image_side=448, device="H100"))
+    assert panel.value != planner.planner_html(planner.Request(image_side=448))
+
+
+def test_static_figure_states_the_caps():
+    fig = planner.planner_figure(planner.Request(image_side=2048))
+    assert any("Cap reached" in t.get_text() for t in fig.texts)
+    plt.close(fig)
+    fig = planner.planner_figure(planner.Request(image_side=448))
+    assert not fig.texts
+    plt.close(fig)
+
+
+def test_in_a_notebook_the_planner_carries_its_static_figure(monkeypatch):
+    """One output: the widget where widgets run, the starting request's figure elsewhere."""
+    import base64
+
+    pytest.importorskip("ipywidgets")
+    from omni_edu.viz.fallback import WIDGET_VIEW, WithFallback
+
+    monkeypatch.setattr(planner, "in_notebook", lambda: True)
+    shown = planner.cost_planner(video_seconds=60)
+    assert isinstance(shown, WithFallback)
+    bundle = shown._repr_mimebundle_()
+    assert bundle[WIDGET_VIEW]["model_id"] == shown.widget.model_id
+    assert base64.b64decode(bundle["image/png"]).startswith(b"\x89PNG")
+    assert bundle["text/plain"].startswith("Cost planner") and "VBox" not in repr(shown)
+    video = shown.widget.children[0].children[2]
+    assert video.description == "video length (s)" and video.value == 60
+
+
+# --- the cost planner's numbers, the lesson's figures --------------------------------------------
+
+
+def test_cost_planner_numbers_and_tips():
+    from omni_edu.lessons.cost_and_serving import planner
+
+    request = planner.Request(image_side=1024, video_seconds=60, audio_seconds=10, text_tokens=50)
+    result = planner.plan(request)
+    tokens = result["tokens"]
+    assert tokens["image"] == cost.qwen2vl_image_tokens(1024, 1024)
+    assert tokens["audio"] == 250  # 10 s at 25 Hz
+    assert tokens["prompt"] == tokens["image"] + tokens["video"] + tokens["audio"] + 50
+    assert result["latency_s"] == pytest.approx(result["prefill_s"] + result["decode_s"])
+    # the price is proportional to the GPU-hour price
+    double = planner.plan(planner.Request(**{**request.__dict__, "price_per_hour": 3.6}))
+    assert double["usd_per_request"] == pytest.approx(2 * result["usd_per_request"])
+    # every tip saves money on this media-heavy request
+    tips = planner.cost_tips(request)
+    assert [row["tip"] for row in tips] == [
+        "resize images",
+        "sample video at 1 fps",
+        "cache media embeddings",
+        "a cheap model first",
+    ]
+    assert all(0 < row["saving_%"] < 100 for row in tips)
+    with pytest.raises(ValueError, match="Unknown hardware"):
+        planner.plan(planner.Request(device="Z80"))
+
+
+def test_cost_planner_falls_back_to_a_figure_and_builds_its_widget():
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    from omni_edu.lessons.cost_and_serving import planner
+
+    figure = planner.cost_planner(video_seconds=30)  # not in a notebook: the static figure
+    assert isinstance(figure, Figure)
+    assert figure.axes[0].get_title() and figure.axes[1].get_xlabel() == "USD per 1,000 requests"
+    plt.close(figure)
+    box = planner.planner_widget(planner.Request())
+    assert len(box.children) == 2
+
+
+def test_roofline_and_jct_figures():
+    import matplotlib.pyplot as plt
+
+    from omni_edu.lessons.cost_and_serving import plots, queues
+
+    a100 = cost.get_hardware("A100")
+    model = cost.get_model_shape("qwen2-7b")
+    points = {
+        "decode": cost.decode_step_cost(model, 1024),
+        "flow": cost.diffusion_step_cost(model, 1024),
+    }
+    fig = plots.roofline_figure(a100, points, dtype="bf16")
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and "FLOP / byte" in ax.get_xlabel()
+    assert len(ax.get_legend().get_texts()) == 2 + len(points)  # roof, ridge, one per point
+    plt.close(fig)
+    requests = queues.poisson_workload(50, rate=5.0)
+    fig = plots.jct_figure([queues.simulate(requests, queues.colocated())])
+    assert "ms" in fig.axes[0].get_xlabel()
+    plt.close(fig)
+    with pytest.raises(ValueError, match="at least one"):
+        plots.roofline_figure(a100, {})
+
+
+# --- the course's model served -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """An untrained OmniLM with flow heads for pictures and sounds, and its data (ci sizes)."""
+    ci = get_profile("ci")
+    world = OmniWorld("train", seed=0, n_objects=1, caption_style="canonical", profile=ci)
+    data = a2a.AnyToAnyData(world, 6)
+    model = a2a.build_model(data, image_head="flow", audio_head="flow").eval()
+    return model, data
+
+
+def test_prefill_is_compute_bound_for_long_prompts_and_matches_the_voice_stages():
+    llm = cost.get_model_shape("qwen2-7b")
+    a100 = cost.get_hardware("A100")
+    assert cost.prefill_cost(llm, 4).bound(a100) == "memory"
+    assert cost.prefill_cost(llm, 2048).bound(a100) == "compute"
+    # a prefill of b rows reads the weights once: b times the FLOPs, not b times the bytes
+    one, eight = cost.prefill_cost(llm, 100), cost.prefill_cost(llm, 100, batch=8)
+    assert eight.flops == pytest.approx(8 * one.flops) and eight.bytes_moved < 2 * one.bytes_moved
+    stage = cascade.GenerationStage("read", llm, prompt_tokens=300, output_tokens=0)
+    assert stage.seconds(a100) == pytest.approx(cost.prefill_cost(llm, 300).time(a100))
+
+
+@pytest.mark.slow
+def test_spoken_captions_serve_the_model_it_was_given(tiny):
+    model, data = tiny
+    served = real_run.SpokenCaptions.from_model(model, data, data.batch.captions[:2], steps=2)
+    speak, vocode = served.build()
+    ids = served.prompt(3)  # request 3 speaks caption 3 % 2
+    assert data.tokenizer.decode(ids.tolist()) == data.batch.captions[1]
+    mels = speak(ids)
+    frames = data.batch.mels.shape[1]
+    assert mels.shape == (1, frames, data.batch.mels.shape[2]) and mels.abs().max() <= 1
+    # the workers' rebuilt model writes what the original writes from the same noise
+    torch.manual_seed(0)
+    again = speak(ids)
+    torch.manual_seed(0)
+    (direct,) = model.generate(
+        [data.document("text->audio", 1, with_target=False)],
+        Modality.AUDIO,
+        data.audio.shape[1],
+        specials=data.specials,
+        steps=2,
+    )
+    torch.testing.assert_close(again, data.decode("audio", direct[None]).clamp(-1, 1))
+    wave = vocode(mels)
+    assert wave.shape == (1, frames * data.world.mel_config.hop_length)
+    assert torch.isfinite(wave).all()
+    with pytest.raises(ValueError, match="caption"):
+        real_run.SpokenCaptions.from_model(model, data, [])
+
+
+@pytest.mark.slow
+def test_the_real_run_serves_the_course_model(tiny):
+    model, data = tiny
+    served = real_run.SpokenCaptions.from_model(model, data, data.batch.captions[:3], steps=1)
+    served = real_run.SpokenCaptions(**{**vars(served), "vocoder_iters": 2})
+    result = real_run.real_run("colocated", n_requests=3, rate=50, models=served, timeout=180)
+    assert result.jct.shape == (3,) and np.all(result.jct >= result.stage_seconds.sum(1))
+
+
+def test_a_cascade_reads_the_generated_captions(tiny):
+    _, data = tiny
+    described = a2a.Generations("image->text", ["a big red circle at the center"], [2])
+    retold = real_run.with_generated_captions(data, described)
+    assert retold.batch.captions[2] == "a big red circle at the center"
+    assert retold.batch.captions[:2] == data.batch.captions[:2]
+    assert data.batch.captions[2] != retold.batch.captions[2]  # the original is untouched
+    assert retold.document("text->audio", 2, with_target=False) != data.document(
+        "text->audio", 2, with_target=False
+    )
+    with pytest.raises(ValueError, match="captions"):
+        real_run.with_generated_captions(data, a2a.Generations("text->audio", torch.zeros(1), [0]))

@@ -318,6 +318,7 @@ def test_shipped_cache_holds_every_run_lesson_07_needs_in_ci(monkeypatch):
         assert held[-1]["step"] == budget.heldout_size("ci")[1]
 
 
+@pytest.mark.slow
 def test_shipped_cache_is_what_this_code_trains(tmp_path):
     """The shipped ci numbers are the project's own runs: retraining the smallest run of
     the sweep from scratch gives the losses the shipped file holds (within float noise
@@ -489,6 +490,7 @@ def _points(laws: dict[str, dict], seed: int, noise: float = 0.01) -> compute_la
     return compute_law.ComputePoints(np.array(flops), np.array(loss), modality, run, modality)
 
 
+@pytest.mark.slow
 def test_compare_compute_laws_tells_one_law_from_several():
     one = {"E": 0.25, "A": 300.0, "gamma": 0.3}
     shared = _points({m: one for m in ("text", "image", "audio")}, seed=0)

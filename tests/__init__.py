@@ -1,0 +1,1 @@
+"""The test suite: shared tools here, lesson code in lessons/ (see README, "For maintainers")."""

@@ -1,0 +1,1 @@
+"""Tests of lesson code: ``omni_edu/lessons/<topic>/`` -> ``test_<topic>.py``."""
