@@ -1,5 +1,6 @@
-"""The course's tokenizers: trained through the Trainer, cached, and with the interface
-the language model needs; and the measurements of Discrete Representation Inconsistency."""
+"""The course's tokenizers: trained through the Trainer, cached, with both interfaces a
+language model needs (code ids and continuous latents through one decoder); and the
+measurements of Discrete Representation Inconsistency."""
 
 import math
 
@@ -7,20 +8,32 @@ import pytest
 import torch
 from test_vq import boxes  # coloured rectangles: a tiny picture set
 
-from omni_edu import tokenizers
+from omni_edu import course_cache, tokenizers
 from omni_edu.data import OmniWorld
+from omni_edu.judges import AttributeClassifier, attribute_accuracy
 from omni_edu.modalities import frame_audio
-from omni_edu.model.heads.vq import VQVAE, VQVAEConfig
+from omni_edu.model.heads.vq import VQVAE, AudioVQVAE, VQVAEConfig, evaluate_autoencoder
 from omni_edu.profiles import get_profile
 from omni_edu.tokenizers import (
+    TOKENIZER_SETTINGS,
     add_noise,
     audio_tokenizer,
     image_tokenizer,
+    latent_stats,
+    path_scores,
     representation_change,
     scene_tensors,
     shift_along,
     train_autoencoder,
 )
+
+
+def vocab(modality: str) -> int:
+    """The codebook size the recipe of ``modality`` asks for."""
+    settings = TOKENIZER_SETTINGS[modality]
+    if settings.get("quantizer", "vq") == "fsq":
+        return math.prod(settings["fsq_levels"])
+    return settings["codebook_size"]
 
 
 @pytest.mark.parametrize("quantizer", ["vq", "fsq", "none"])
@@ -74,14 +87,20 @@ def test_image_tokenizer_at_gpu_shapes_is_cached_and_reads_patches_row_by_row(ca
     part = image_tokenizer(profile, retrain=True)
     assert part.status == "trained" and "saved" in capsys.readouterr().out
     model = part.model
-    assert model.vocab_size == 256 and not model.training
+    assert model.vocab_size == vocab("image") and not model.training
     assert not any(p.requires_grad for p in model.parameters())
     g = profile.image_size // profile.patch_size  # one code per patch: 8 x 8 at 32 pixels
     images = scene_tensors("test", 4, profile).images
     ids = model.encode_to_indices(images)
     assert ids.shape == (4, g * g) and ids.dtype == torch.int64 and 0 <= ids.min()
-    assert ids.max() < 256
+    assert ids.max() < model.vocab_size
     assert model.decode_from_indices(ids).shape == images.shape
+    # The continuous path: one latent per patch, the same decoder.
+    latents = model.encode_latents(images)
+    assert latents.shape == (4, g * g, model.latent_dim)
+    decoded = model.decode_latents(latents)
+    assert decoded.shape == images.shape and 0 <= decoded.min() and decoded.max() <= 1
+    assert model.config.quantizer_dropout == TOKENIZER_SETTINGS["image"]["quantizer_dropout"] > 0
     # Row-major: repainting the bottom quarter of the picture leaves the first row of
     # tokens (the top patches, out of the encoder's reach) as they were.
     changed, quarter = images.clone(), images.shape[-1] // 4
@@ -93,7 +112,29 @@ def test_image_tokenizer_at_gpu_shapes_is_cached_and_reads_patches_row_by_row(ca
     again = image_tokenizer(profile)
     assert again.status == "loaded"
     assert torch.equal(again.model.encode_to_indices(images), ids)
-    assert set(again.extra) >= {"test_recon_mse", "test_usage", "test_perplexity"}
+    assert torch.equal(again.model.encode_latents(images), latents)
+    assert set(again.extra) >= {
+        "test_recon_mse",
+        "test_continuous_recon_mse",
+        "test_usage",
+        "test_perplexity",
+    }
+    assert len(again.extra["latent_mean"]) == len(again.extra["latent_std"]) == model.latent_dim
+
+
+def test_a_tokenizer_of_an_older_recipe_is_retrained(capsys):
+    """The checkpoint holds only tensors and plain values (weights_only=True loads it) and
+    names its recipe version; one of an older recipe is not used but trained again."""
+    profile = get_profile("gpu-dry")
+    part = image_tokenizer(profile, verbose=False)
+    state = torch.load(part.path, map_location="cpu", weights_only=True)
+    assert state["config"]["recipe"] == tokenizers.RECIPE_VERSION
+    assert state["config"]["model"]["quantizer_dropout"] > 0
+    old_config = {**state["config"], "recipe": tokenizers.RECIPE_VERSION - 1}
+    course_cache.save(part.path, part.model, part.name, profile, old_config, {}, 0.0)
+    again = image_tokenizer(profile)
+    assert again.status == "trained" and "recipe" in again.reason
+    assert "recipe" in capsys.readouterr().out
 
 
 def test_audio_tokenizer_at_gpu_shapes_has_one_code_per_audio_token():
@@ -103,8 +144,12 @@ def test_audio_tokenizer_at_gpu_shapes_has_one_code_per_audio_token():
     mels = scene_tensors("test", 3, profile).mels  # (3, 32 frames, 64 mels)
     ids = model.encode_to_indices(mels)
     assert ids.shape == frame_audio(mels, 4).shape[:2] == (3, 8)
-    assert ids.dtype == torch.int64 and model.vocab_size == 256
+    assert ids.dtype == torch.int64 and model.vocab_size == vocab("audio")
     decoded = model.decode_from_indices(ids)
+    assert decoded.shape == mels.shape and decoded.min() >= -1 and decoded.max() <= 1
+    latents = model.encode_latents(mels)
+    assert latents.shape == (3, 8, model.latent_dim)
+    decoded = model.decode_latents(latents)
     assert decoded.shape == mels.shape and decoded.min() >= -1 and decoded.max() <= 1
 
 
@@ -147,8 +192,63 @@ def test_representation_change_counts_changed_tokens():
 
 def test_tokenizer_configs_follow_the_profile_and_take_overrides():
     image = tokenizers.image_tokenizer_config("gpu")
-    assert (image.image_size, image.grid_size, image.codebook_size) == (32, 8, 256)
-    assert image.ema and image.kmeans_init and image.dead_code_steps > 0
+    assert (image.image_size, image.grid_size) == (32, 8)
+    assert image.quantizer_dropout == TOKENIZER_SETTINGS["image"]["quantizer_dropout"]
+    assert tokenizers.image_tokenizer_config("ci", quantizer_dropout=0.0).quantizer_dropout == 0
     audio = tokenizers.audio_tokenizer_config("ci", quantizer="none")
     assert (audio.n_mels, audio.frames_per_token, audio.quantizer) == (32, 4, "none")
     assert tokenizers.audio_tokenizer_config("ci").quantizer == "vq"
+
+
+@pytest.mark.parametrize("modality", ["image", "audio"])
+def test_the_continuous_path_reconstructs_held_out_scenes_better(modality):
+    """The course's recipe at a small budget: decoding the latents loses less than decoding
+    the codes, on scenes it never saw (a quantiser that throws nothing away, or a
+    continuous path that decodes the codes, would tie)."""
+    field = "images" if modality == "image" else "mels"
+    train = getattr(scene_tensors("train", 512, "ci"), field)
+    test = getattr(scene_tensors("test", 256, "ci"), field)
+    torch.manual_seed(0)
+    if modality == "image":
+        model, steps = VQVAE(tokenizers.image_tokenizer_config("ci", channels=16)), 100
+    else:
+        model, steps = AudioVQVAE(tokenizers.audio_tokenizer_config("ci", channels=64)), 150
+    train_autoencoder(model, train, steps=steps, batch_size=32, progress=False)
+    quantised = evaluate_autoencoder(model, test)["recon_mse"]
+    continuous = evaluate_autoencoder(model, test, quantize=False)["recon_mse"]
+    assert continuous < quantised < test.var().item()
+
+
+def test_path_scores_and_latent_stats_measure_what_the_decoder_draws():
+    torch.manual_seed(0)
+    model = VQVAE(VQVAEConfig(channels=8, codebook_size=16, quantizer_dropout=0.5)).eval()
+    data = scene_tensors("test", 16, "ci")
+    judge = AttributeClassifier().eval()  # untrained: any judge is scored the same way
+    for quantize in (True, False):
+        if quantize:
+            drawn = model.decode_from_indices(model.encode_to_indices(data.images))
+        else:
+            drawn = model.decode_latents(model.encode_latents(data.images))
+        scores = path_scores(model, data.images, judge, data.attributes, quantize=quantize)
+        assert scores["recon_mse"] == pytest.approx((drawn - data.images).pow(2).mean().item())
+        expected = attribute_accuracy(judge, drawn, data.attributes)["mean"]
+        assert scores["attr_acc"] == pytest.approx(expected)
+    stats = latent_stats(model, data.images, batch_size=5)
+    latents = model.encode_latents(data.images).reshape(-1, model.latent_dim)
+    torch.testing.assert_close(torch.tensor(stats["mean"]), latents.mean(0))
+    torch.testing.assert_close(torch.tensor(stats["std"]), latents.std(0))
+
+
+@pytest.mark.parametrize("modality", ["image", "audio"])
+def test_the_recipe_follows_its_measurement(modality):
+    """TOKENIZER_SETTINGS is what the rules of benchmarks/tokenizer_paths.py chose."""
+    measured = tokenizers.RECIPE_MEASUREMENT[modality]
+    config = (
+        tokenizers.image_tokenizer_config("ci")
+        if modality == "image"
+        else tokenizers.audio_tokenizer_config("ci")
+    )
+    expected = {"vq256": "VQ K=256", "fsq64": "FSQ 64 (4,4,4)"}[measured["quantiser"]]
+    assert config.describe() == f"{expected}, quantiser dropout {measured['share']:g}"
+    if config.quantizer == "vq":  # the cures of section 4 come with VQ
+        assert config.ema and config.kmeans_init and config.dead_code_steps > 0

@@ -286,6 +286,9 @@ def test_quantizer_dropout_decodes_that_share_from_the_latents():
         torch.testing.assert_close(model(images).recon, coded)
     with pytest.raises(ValueError, match=r"quantizer_dropout should be a share in \[0, 1\)"):
         VQVAEConfig(quantizer_dropout=1.0)
+    assert model.config.describe() == "VQ K=16, quantiser dropout 0.3"
+    assert VQVAEConfig(quantizer="fsq", fsq_levels=(4, 4, 4)).describe() == "FSQ 64 (4,4,4)"
+    assert VQVAEConfig(quantizer="none", code_dim=3).describe() == "continuous (3 per token)"
 
 
 class PlainVQVAE(VQVAE):

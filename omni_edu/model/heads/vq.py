@@ -396,6 +396,19 @@ class QuantizerConfig:
                 f"quantizer_dropout should be a share in [0, 1); got {self.quantizer_dropout}."
             )
 
+    def describe(self) -> str:
+        """The bottleneck in a few words: ``"VQ K=256"``, ``"FSQ 64 (4,4,4)"`` or
+        ``"continuous (8 per token)"``, with ``", quantiser dropout 0.25"`` when it has one."""
+        if self.quantizer == "vq":
+            name = f"VQ K={self.codebook_size}"
+        elif self.quantizer == "fsq":
+            name = f"FSQ {math.prod(self.fsq_levels)} ({','.join(map(str, self.fsq_levels))})"
+        else:
+            return f"continuous ({self.code_dim} per token)"
+        if self.quantizer_dropout:
+            name += f", quantiser dropout {self.quantizer_dropout:g}"
+        return name
+
     def build_quantizer(self) -> tuple[nn.Module, int]:
         """The quantiser and the width of the vectors it takes (the encoder's output)."""
         if self.quantizer == "vq":
