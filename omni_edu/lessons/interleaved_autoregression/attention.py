@@ -189,6 +189,21 @@ def cross_modal_attention_mass(
     return result
 
 
+def _checked(attn, modality_ids, labels, query: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The attention ``(layers, heads, T, T)``, the modality ids ``(T,)`` and ``T`` labels
+    (default ones when ``labels`` is None), or a clear error for labels or a query that do
+    not fit the ``T`` tokens."""
+    a = _attention_array(attn)
+    n_tokens = a.shape[-1]
+    m = _modality_array(modality_ids, n_tokens)
+    labels = list(labels) if labels is not None else default_token_labels(m)
+    if len(labels) != n_tokens:
+        raise ValueError(f"got {len(labels)} labels for {n_tokens} tokens; give one per token.")
+    if not -n_tokens <= query < n_tokens:
+        raise ValueError(f"query should be a position in [0, {n_tokens}); got {query}.")
+    return a, m, labels
+
+
 def attention_figure(
     attn: Any,
     modality_ids: Any,
@@ -210,14 +225,8 @@ def attention_figure(
 
     Returns the figure detached from pyplot: end the cell with the call, or ``display`` it.
     """
-    a = _attention_array(attn)
+    a, m, labels = _checked(attn, modality_ids, labels, query)
     n_tokens = a.shape[-1]
-    m = _modality_array(modality_ids, n_tokens)
-    labels = list(labels) if labels is not None else default_token_labels(m)
-    if len(labels) != n_tokens:
-        raise ValueError(f"got {len(labels)} labels for {n_tokens} tokens; give one per token.")
-    if not -n_tokens <= query < n_tokens:
-        raise ValueError(f"query should be a position in [0, {n_tokens}); got {query}.")
     query %= n_tokens
     weights = _select(a, layer, head)  # (T, T)
     row = weights[query]
@@ -298,14 +307,8 @@ def attention_widget(
     """
     import ipywidgets as widgets
 
-    a = _attention_array(attn)
+    a, m, labels = _checked(attn, modality_ids, labels, query)
     n_layers, n_heads, n_tokens, _ = a.shape
-    m = _modality_array(modality_ids, n_tokens)
-    labels = list(labels) if labels is not None else default_token_labels(m)
-    if len(labels) != n_tokens:
-        raise ValueError(f"got {len(labels)} labels for {n_tokens} tokens; give one per token.")
-    if not -n_tokens <= query < n_tokens:
-        raise ValueError(f"query should be a position in [0, {n_tokens}); got {query}.")
     mean = -1  # a Dropdown value of None means "nothing selected", so -1 stands for "mean"
     query_menu = widgets.Dropdown(
         options=query_options(labels),

@@ -21,7 +21,7 @@ deviations, so one run that diverged or stopped early does not drag the whole fi
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ import torch
 from omni_edu.lessons.scaling_laws.fitting import (
     HUBER_DELTA,
     ArrayLike,
+    LawFit,
     ValueAndGrad,
     capped_exp,
     check_delta,
@@ -36,8 +37,6 @@ from omni_edu.lessons.scaling_laws.fitting import (
     check_points,
     huber_parts,
     multistart,
-    named_intervals,
-    params_table,
     power_term,
 )
 from omni_edu.stats import bootstrap_refits, percentile_interval
@@ -155,22 +154,16 @@ def _chinchilla_value_and_grad(
 # ---------------------------------------------------------------------------
 
 
-@dataclass
-class FitResult:
+@dataclass(kw_only=True)
+class FitResult(LawFit):
     """A fitted Chinchilla law ``L(N, D) = E + A / N**alpha + B / D**beta``.
 
-    ``params`` holds ``E, A, B, alpha, beta``; ``loss`` is the summed Huber objective at
-    the optimum (in log space); ``ci`` maps each parameter to a ``(low, high)``
-    bootstrap interval (empty without a bootstrap); ``bootstrap`` holds the refitted
-    parameters, shape ``(n_bootstrap, 5)`` in :data:`CHINCHILLA_PARAMS` order.
+    ``params`` holds ``E, A, B, alpha, beta`` (:data:`CHINCHILLA_PARAMS`); ``loss`` is the
+    summed Huber objective in log space; ``ci`` and ``bootstrap`` as in :class:`LawFit`.
     """
 
-    params: dict[str, float]
-    loss: float
-    ci: dict[str, tuple[float, float]] = field(default_factory=dict)
-    bootstrap: np.ndarray = field(default_factory=lambda: np.empty((0, 5)))
-    n_points: int = 0
-    ci_level: float = 0.95
+    NAMES = CHINCHILLA_PARAMS
+    TITLE = "Chinchilla fit"
 
     def predict(self, N: ArrayLike, D: ArrayLike) -> np.ndarray:
         """Predicted loss for ``N`` parameters trained on ``D`` tokens (broadcasts)."""
@@ -180,12 +173,7 @@ class FitResult:
         """``(low, high)`` of the prediction over the bootstrap fits (``ci_level`` coverage)."""
         if not len(self.bootstrap):
             raise ValueError("this fit has no bootstrap; fit again with n_bootstrap > 0.")
-        draws = np.stack(
-            [
-                chinchilla_loss(N, D, **dict(zip(CHINCHILLA_PARAMS, row, strict=True)))
-                for row in self.bootstrap
-            ]
-        )
+        draws = np.stack([chinchilla_loss(N, D, **p) for p in self.refitted()])
         return percentile_interval(draws, self.ci_level)
 
     def terms(self, N: ArrayLike, D: ArrayLike) -> dict[str, np.ndarray]:
@@ -213,9 +201,7 @@ class FitResult:
         value = shares(self.params)
         low = high = value
         if len(self.bootstrap):
-            draws = np.stack(
-                [shares(dict(zip(CHINCHILLA_PARAMS, row, strict=True))) for row in self.bootstrap]
-            )
+            draws = np.stack([shares(p) for p in self.refitted()])
             low, high = percentile_interval(draws, self.ci_level)
         return {
             k: (float(value[i]), float(low[i]), float(high[i]))
@@ -226,11 +212,6 @@ class FitResult:
         """``(N*, D*)`` minimising the predicted loss at compute ``C = 6 N D`` FLOPs."""
         p = self.params
         return compute_optimal_split(C, A=p["A"], B=p["B"], alpha=p["alpha"], beta=p["beta"])
-
-    def summary(self) -> str:
-        """A small table: each parameter with its interval."""
-        title = f"Chinchilla fit on {self.n_points} runs (summed Huber {self.loss:.3g})"
-        return params_table(title, CHINCHILLA_PARAMS, self.params, self.ci, self.ci_level)
 
 
 def _terms(params: dict[str, float], N: ArrayLike, D: ArrayLike) -> dict[str, np.ndarray]:
@@ -308,9 +289,7 @@ def fit_chinchilla(
     result = FitResult(
         params=_theta_to_params(theta), loss=value, n_points=len(n), ci_level=ci_level
     )
-    if n_bootstrap > 0:
-        result.bootstrap = samples
-        result.ci = named_intervals(samples, CHINCHILLA_PARAMS, ci_level)
+    result.keep_bootstrap(samples)
     return result
 
 

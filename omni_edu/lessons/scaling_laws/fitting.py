@@ -21,6 +21,8 @@ import contextlib
 import math
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -292,3 +294,39 @@ def params_table(
             line += f"   {round(100 * ci_level)}% CI [{lo:.4g}, {hi:.4g}]"
         lines.append(line)
     return "\n".join(lines)
+
+
+@dataclass(kw_only=True)
+class LawFit:
+    """What every fitted law of lesson 07 holds, and how its bootstrap is kept.
+
+    ``params`` maps each parameter to its fitted value; ``loss`` is the summed Huber
+    objective at the optimum; ``bootstrap`` holds the refitted parameters,
+    ``(n_bootstrap, len(NAMES))`` in :attr:`NAMES` order, and ``ci`` each parameter's
+    ``(low, high)`` interval over them (both empty without a bootstrap).
+    """
+
+    NAMES: ClassVar[tuple[str, ...]] = ()  # the parameters, in the bootstrap's column order
+    TITLE: ClassVar[str] = "fit"
+
+    params: dict[str, float]
+    loss: float
+    ci: dict[str, tuple[float, float]] = field(default_factory=dict)
+    bootstrap: np.ndarray = field(default_factory=lambda: np.empty((0, 5)))
+    n_points: int = 0
+    ci_level: float = 0.95
+
+    def keep_bootstrap(self, samples: np.ndarray) -> None:
+        """Keep the refits ``samples`` and their intervals (nothing for no refits)."""
+        if len(samples):
+            self.bootstrap = samples
+            self.ci = named_intervals(samples, self.NAMES, self.ci_level)
+
+    def refitted(self) -> list[dict[str, float]]:
+        """The parameters of every bootstrap refit, as dicts like :attr:`params`."""
+        return [dict(zip(self.NAMES, row, strict=True)) for row in self.bootstrap]
+
+    def summary(self) -> str:
+        """A small table: each parameter with its interval."""
+        title = f"{self.TITLE} on {self.n_points} runs (summed Huber {self.loss:.3g})"
+        return params_table(title, self.NAMES, self.params, self.ci, self.ci_level)

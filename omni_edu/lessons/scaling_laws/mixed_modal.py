@@ -18,7 +18,7 @@ the two power laws say how competition fades with model size and with total toke
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ from omni_edu.lessons.scaling_laws.chinchilla import FitResult
 from omni_edu.lessons.scaling_laws.fitting import (
     HUBER_DELTA,
     ArrayLike,
+    LawFit,
     ValueAndGrad,
     as_1d,
     capped_exp,
@@ -34,8 +35,6 @@ from omni_edu.lessons.scaling_laws.fitting import (
     check_points,
     huber_parts,
     multistart,
-    named_intervals,
-    params_table,
     power_term,
     shape_of,
 )
@@ -91,24 +90,20 @@ def _bimodal_value_and_grad(
     return value_and_grad
 
 
-@dataclass
-class BimodalFitResult:
+@dataclass(kw_only=True)
+class BimodalFitResult(LawFit):
     """A fitted mixed-modal law for modalities ``i`` and ``j`` (Aghajanyan et al. 2023).
 
-    ``params`` holds the interaction's ``C, A, alpha, B, beta``; ``law_i`` and ``law_j``
-    are the unimodal fits it builds on; ``ci`` and ``bootstrap`` as in
-    :class:`FitResult` (bootstrap shape ``(n_bootstrap, 5)`` in
-    :data:`BIMODAL_PARAMS` order).
+    ``params`` holds the interaction's ``C, A, alpha, B, beta`` (:data:`BIMODAL_PARAMS`);
+    ``law_i`` and ``law_j`` are the unimodal fits it builds on; ``ci`` and ``bootstrap`` as
+    in :class:`LawFit`.
     """
 
-    params: dict[str, float]
+    NAMES = BIMODAL_PARAMS
+    TITLE = "Mixed-modal interaction"
+
     law_i: FitResult
     law_j: FitResult
-    loss: float
-    ci: dict[str, tuple[float, float]] = field(default_factory=dict)
-    bootstrap: np.ndarray = field(default_factory=lambda: np.empty((0, 5)))
-    n_points: int = 0
-    ci_level: float = 0.95
 
     def interaction(self, N: ArrayLike, D: ArrayLike) -> np.ndarray:
         """``-C + A / N**alpha + B / D**beta`` at ``N`` parameters, ``D`` total tokens."""
@@ -132,12 +127,7 @@ class BimodalFitResult:
         n, d = np.broadcast_arrays(np.asarray(N, float), np.asarray(D, float))
         value = self.interaction(n, d)
         if len(self.bootstrap):
-            draws = np.stack(
-                [
-                    bimodal_interaction(n, d, **dict(zip(BIMODAL_PARAMS, row, strict=True)))
-                    for row in self.bootstrap
-                ]
-            )
+            draws = np.stack([bimodal_interaction(n, d, **p) for p in self.refitted()])
             low, high = percentile_interval(draws, self.ci_level)
         else:
             low = high = value
@@ -156,11 +146,6 @@ class BimodalFitResult:
                 }
             )
         return rows
-
-    def summary(self) -> str:
-        """A small table: each interaction parameter with its interval."""
-        title = f"Mixed-modal interaction on {self.n_points} runs (summed Huber {self.loss:.3g})"
-        return params_table(title, BIMODAL_PARAMS, self.params, self.ci, self.ci_level)
 
 
 def _bimodal_theta_to_params(theta: torch.Tensor) -> dict[str, float]:
@@ -249,7 +234,5 @@ def fit_bimodal(
         n_points=len(n),
         ci_level=ci_level,
     )
-    if n_bootstrap > 0:
-        result.bootstrap = samples
-        result.ci = named_intervals(samples, BIMODAL_PARAMS, ci_level)
+    result.keep_bootstrap(samples)
     return result

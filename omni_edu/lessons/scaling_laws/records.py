@@ -52,16 +52,21 @@ def compute_points(records: Sequence[dict], baselines: dict[str, float]) -> Comp
     return ComputePoints(np.array(flops), np.array(loss), modality, run, setting)
 
 
+def _runs_of(records: Sequence[dict], setting: str) -> tuple[list[dict], np.ndarray]:
+    """The records of ``setting`` and their ``N`` (decoder parameters), or a clear error."""
+    rows = [r for r in records if r["setting"] == setting]
+    if not rows:
+        raise ValueError(f"no records of setting {setting!r}; settings: {settings_of(records)}.")
+    return rows, np.array([r["params_nonembedding"] for r in rows], dtype=np.float64)
+
+
 def sweep_points(
     records: Sequence[dict], setting: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(N, D, L)`` of a unimodal setting: decoder parameters, tokens, validation loss."""
     if setting not in MODALITIES:
         raise ValueError(f"sweep_points takes a unimodal setting {MODALITIES}; got {setting!r}.")
-    rows = [r for r in records if r["setting"] == setting]
-    if not rows:
-        raise ValueError(f"no records of setting {setting!r}; settings: {settings_of(records)}.")
-    n = np.array([r["params_nonembedding"] for r in rows], dtype=np.float64)
+    rows, n = _runs_of(records, setting)
     d = np.array([r["tokens"][setting] for r in rows], dtype=np.float64)
     loss = np.array([r["loss"][setting] for r in rows], dtype=np.float64)
     return n, d, loss
@@ -73,10 +78,7 @@ def mixed_points(
     """``(N, D_i, D_j, L)`` of a mixed setting ``"i+j"``; ``L`` is the mean of its two
     per-modality validation losses, as in Aghajanyan et al."""
     i, j = mixed_pair(setting)
-    rows = [r for r in records if r["setting"] == setting]
-    if not rows:
-        raise ValueError(f"no records of setting {setting!r}; settings: {settings_of(records)}.")
-    n = np.array([r["params_nonembedding"] for r in rows], dtype=np.float64)
+    rows, n = _runs_of(records, setting)
     d_i = np.array([r["tokens"][i] for r in rows], dtype=np.float64)
     d_j = np.array([r["tokens"][j] for r in rows], dtype=np.float64)
     loss = np.array([(r["loss"][i] + r["loss"][j]) / 2 for r in rows], dtype=np.float64)
