@@ -61,7 +61,6 @@ from omni_edu.modalities import (
 from omni_edu.model.heads.flow import FlowHeadConfig
 from omni_edu.model.heads.output import build_head
 from omni_edu.model.interleave import (
-    IGNORE_INDEX,
     PackedBatch,
     Segment,
     SpecialTokens,
@@ -392,10 +391,11 @@ class AnyToAnyData:
     @property
     def pool(self) -> PackedBatch:
         """Every (task, scene) document packed once: row ``t * n + i`` is task ``t``, scene
-        ``i``. Batches are row selections of this pool (see :func:`pack_alike`)."""
+        ``i``. Batches are row selections of this pool; :func:`pack` lays out each distinct
+        document layout once, so packing thousands of documents of a few tasks is fast."""
         if self._pool is None:
             docs = [self.document(t, i) for t in self.tasks for i in range(len(self))]
-            self._pool = pack_alike(docs, self.pack)
+            self._pool = self.pack(docs)
         return self._pool
 
     def batches(
@@ -427,70 +427,6 @@ def _in_chunks(encode: Callable[[Tensor], Tensor], x: Tensor, size: int = 512) -
     """A tokenizer's ``encode`` method over ``x`` in chunks, on the tokenizer's device."""
     device = next(encode.__self__.parameters()).device
     return torch.cat([encode(c.to(device)).cpu() for c in x.split(size)])
-
-
-def _layout(document: Sequence[Segment]) -> tuple:
-    return tuple((s.modality, len(s), s.grid, s.predict, s.discrete) for s in document)
-
-
-def pack_alike(
-    documents: Sequence[Sequence[Segment]],
-    pack_fn: Callable[[Sequence[Sequence[Segment]]], PackedBatch] = pack,
-) -> PackedBatch:
-    """The same batch as ``pack_fn(documents)``, fast when many documents share a layout.
-
-    :func:`~omni_edu.model.interleave.pack` walks every token in Python (about as slow as
-    a training step of the tiny model per batch). Documents of one task usually differ only
-    in their contents (same segments, same lengths), and then everything else - positions,
-    masks, which positions are trained - is the same. So each layout is packed once and
-    the contents of the others are copied into its rows; next-token targets are the
-    contents shifted by one where the template trains a prediction.
-    """
-    groups: dict[tuple, list[int]] = {}
-    for i, doc in enumerate(documents):
-        groups.setdefault(_layout(doc), []).append(i)
-    templates = pack_fn([documents[rows[0]] for rows in groups.values()])
-    order = torch.tensor([t for t, rows in enumerate(groups.values()) for _ in rows])
-    batch = templates.select(order)
-    batch.text_ids, batch.image, batch.audio, batch.codes = (
-        batch.text_ids.clone(),
-        batch.image.clone(),
-        batch.audio.clone(),
-        batch.codes.clone(),
-    )
-    row = 0
-    for t, rows in enumerate(groups.values()):
-        where = slice(row, row + len(rows))
-        for span in templates.spans[t]:
-            if span.segment < 0:
-                continue  # an inserted marker: the same in every document
-            cols = slice(span.start, span.stop)
-            segments = [documents[i][span.segment] for i in rows]
-            stacked = torch.stack([seg.data for seg in segments])
-            if segments[0].discrete:
-                field = batch.codes
-            else:
-                field = {Modality.TEXT: batch.text_ids, Modality.IMAGE: batch.image}.get(
-                    span.modality, batch.audio
-                )
-            field[where, cols] = stacked
-        row += len(rows)
-
-    def shifted(x: Tensor) -> Tensor:  # x[:, i] <- x[:, i + 1]
-        return torch.cat([x[:, 1:], torch.zeros_like(x[:, :1])], dim=1)
-
-    target = batch.target_modality
-    batch.text_targets = torch.where(
-        target == Modality.TEXT, shifted(batch.text_ids), batch.text_targets
-    )
-    batch.code_targets = torch.where(
-        batch.code_targets != IGNORE_INDEX, shifted(batch.codes), batch.code_targets
-    )
-    for name, modality in (("image", Modality.IMAGE), ("audio", Modality.AUDIO)):
-        here = ((target == modality) & (batch.code_targets == IGNORE_INDEX))[..., None]
-        setattr(batch, f"{name}_targets", torch.where(here, shifted(getattr(batch, name)), 0.0))
-    # Back to the documents' own order.
-    return batch.select(torch.argsort(torch.tensor([i for rows in groups.values() for i in rows])))
 
 
 # ------------------------------------------------------------------------------- training
@@ -1021,6 +957,17 @@ def answer_chance(questions: Sequence[Question]) -> float:
 RACE_STEPS = {"ci": 900, "cpu": 1500, "gpu": 3000}
 
 
+# What the capstone's inputs leave free in training: each attribute of a caption with
+# probability 0.3 (a quarter of the captions still name all four), one caption in ten
+# empty (classifier-free guidance's unconditional branch), three pictures in ten grey
+# (colour free) and three sounds in ten untimed (position free).
+CAPSTONE_PROMPTS = PromptSpec.uniform(0.3, p_empty=0.1, p_grey=0.3, p_untimed=0.3)
+# Held-out prompts of lesson 06: "full" fixes everything (the control), "open" leaves each
+# attribute of a caption free with probability 0.5, and every picture grey and every
+# sound untimed.
+TEST_PROMPTS = {"full": PromptSpec(), "open": PromptSpec.uniform(0.5, p_grey=1.0, p_untimed=1.0)}
+
+
 @dataclass(frozen=True)
 class CapstoneRecipe:
     """How the course's any-to-any model is made: data, heads, budget, curriculum.
@@ -1029,7 +976,8 @@ class CapstoneRecipe:
     (:data:`CAPSTONE_HEADS`; lesson 06 measures the candidates again in every run).
     ``base_steps`` sizes the stages: unified training on all six directions for
     ``2 * base_steps`` updates, then instruction-style questions with a replay of the
-    directions for ``2/3 * base_steps`` (:func:`curriculum`).
+    directions for ``2/3 * base_steps`` (:func:`curriculum`). ``prompts``: what the
+    training inputs leave free.
     """
 
     scenes: int
@@ -1040,6 +988,7 @@ class CapstoneRecipe:
     audio_head: str = "linear"
     question_modality: str = "image"
     seed: int = 0
+    prompts: PromptSpec = CAPSTONE_PROMPTS
 
     @property
     def stages(self) -> list[Stage]:
@@ -1047,30 +996,43 @@ class CapstoneRecipe:
         by_name = {s.name: s for s in curriculum(self.base_steps)}
         return [by_name["unified"], by_name["instruct"]]
 
+    @property
+    def model_settings(self) -> dict:
+        """OmniLM config fields the heads need (:data:`FLOW_HEAD` for flow heads)."""
+        return dict(FLOW_HEAD) if "flow" in (self.image_head, self.audio_head) else {}
 
-# The capstone's output heads (pictures, sounds) per profile. Chosen by lesson 06's own
-# measurement of the three candidates (linear regression, lesson 03's VQ codes, lesson 04's
-# flow head) trained with this recipe: in the ci profile on a 2-core CPU (2026-11-29) the
-# six directions scored 0.67-0.84 with linear heads, 0.67-0.88 with VQ codes and stayed near
-# chance (0.29-0.38) on the four generating directions with flow heads, whose per-token
-# flow head needs more updates to learn to read the prompt than a sixth of this budget
-# gives it (lesson 04 shows the learning curves). The cpu profile shares ci's budget. No
-# GPU run has measured the gpu profile's budget yet: it uses the chapter's design, flow
-# heads, and lesson 06 reports whether that was the best choice.
-CAPSTONE_HEADS = {"ci": ("linear", "linear"), "cpu": ("linear", "linear"), "gpu": ("flow", "flow")}
+
+# The capstone's output heads (pictures, sounds) per profile, chosen by lesson 06's rule
+# (fidelity on full prompts, validity and coverage on open ones) from its candidates trained
+# with this recipe; lesson 06 measures them again in every run and says whether the rule
+# still picks these. Measured in the ci profile on a 2-core CPU (2026-12-06); the cpu and
+# gpu profiles follow ci's choice until a run there says otherwise (lesson 06 reports it).
+CAPSTONE_HEADS = {"ci": ("flow", "flow"), "cpu": ("flow", "flow"), "gpu": ("flow", "flow")}
+# Base steps of the capstone per profile (unified training gets twice as many). In ci,
+# 300 left the model short of its plateau (generating directions 0.79 with linear heads,
+# 0.52-0.76 with flow heads); 600 reached 0.93 and 0.91 (benchmarks/flow_ablation.py).
+CAPSTONE_BASE_STEPS = {"ci": 600, "cpu": 400}
+
+
+def claim_base_steps(profile: Profile | str | None = None) -> int:
+    """Base steps of lesson 06's many short runs (curriculum, loss balance, transfer): the
+    capstone's old budget, 300 on a CPU (the profile's own on a GPU), so that a lesson of
+    a dozen runs still fits the profile's time; each comparison trains its arms alike."""
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    return profile.budget(profile.train_steps if profile.name == "gpu" else 300, dry=3)
 
 
 def capstone_recipe(profile: Profile | str | None = None) -> CapstoneRecipe:
-    """The recipe for a profile. ``ci`` and ``cpu`` share one budget (300 base steps of
-    32 documents): measured in lesson 06, 150 steps leave most directions near chance,
-    and the cpu profile's wider model costs 4-8x more per step."""
+    """The recipe for a profile: its heads (:data:`CAPSTONE_HEADS`) and its budget
+    (:data:`CAPSTONE_BASE_STEPS` documents of 32, or the gpu profile's own sizes)."""
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
     large = profile.name == "gpu"
     image_head, audio_head = CAPSTONE_HEADS[profile.name]
+    base = profile.train_steps if large else CAPSTONE_BASE_STEPS[profile.name]
     return CapstoneRecipe(
         scenes=profile.budget(min(profile.n_train // 2, 4096), dry=64),
         test_scenes=profile.budget(profile.n_eval // 2, dry=16),
-        base_steps=profile.budget(profile.train_steps if large else 300, dry=3),
+        base_steps=profile.budget(base, dry=3),
         batch_size=profile.batch_size if large else 32,
         image_head=image_head,
         audio_head=audio_head,
@@ -1078,36 +1040,58 @@ def capstone_recipe(profile: Profile | str | None = None) -> CapstoneRecipe:
 
 
 def capstone_data(
-    recipe: CapstoneRecipe, profile: Profile | str | None = None
+    recipe: CapstoneRecipe,
+    profile: Profile | str | None = None,
+    test_prompts: PromptSpec | None = None,
+    heads: tuple[str, str] | None = None,
 ) -> tuple[AnyToAnyData, AnyToAnyData]:
     """The training pool and the test scenes of the capstone: single-object OmniWorld
     scenes with canonical captions ("a small red circle at the top left"), so a tiny
-    model can learn all six directions in minutes on a CPU."""
+    model can learn all six directions in minutes on a CPU. Training prompts follow
+    ``recipe.prompts``; test prompts ``test_prompts`` (default: fully specified).
+    ``heads``: build the pools for other heads than the recipe's (a candidate's)."""
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
-    tokenizers = _tokenizers_for(recipe, profile)
+    tokenizers = _tokenizers_for(heads or (recipe.image_head, recipe.audio_head), profile)
 
     def world(split: str) -> OmniWorld:
         return OmniWorld(split, seed=0, n_objects=1, caption_style="canonical", profile=profile)
 
     q = recipe.question_modality
-    train = AnyToAnyData(world("train"), recipe.scenes, question_modality=q, **tokenizers)
+    train = AnyToAnyData(
+        world("train"), recipe.scenes, question_modality=q, prompts=recipe.prompts, **tokenizers
+    )
     tasks = (*DIRECTIONS, QUESTION)
-    test = AnyToAnyData(world("test"), recipe.test_scenes, tasks, question_modality=q, **tokenizers)
+    test = AnyToAnyData(
+        world("test"),
+        recipe.test_scenes,
+        tasks,
+        question_modality=q,
+        prompts=test_prompts,
+        **tokenizers,
+    )
     return train, test
 
 
-def _tokenizers_for(recipe: CapstoneRecipe, profile: Profile) -> dict[str, nn.Module]:
-    """Lesson 03's tokenizers for the modalities the recipe writes as codes."""
+def _tokenizers_for(heads: tuple[str, str], profile: Profile) -> dict[str, nn.Module]:
+    """Lesson 03's tokenizers for the modalities written as codes."""
     out = {}
-    if recipe.image_head == "codes":
+    if heads[0] == "codes":
         from omni_edu.tokenizers import image_tokenizer
 
         out["image_tokenizer"] = image_tokenizer(profile).model
-    if recipe.audio_head == "codes":
+    if heads[1] == "codes":
         from omni_edu.tokenizers import audio_tokenizer
 
         out["audio_tokenizer"] = audio_tokenizer(profile).model
     return out
+
+
+def recipe_model(data: AnyToAnyData, recipe: CapstoneRecipe) -> OmniLM:
+    """A fresh OmniLM with the recipe's heads, sized by the profile, its loss weights
+    measured on ``data`` (:func:`balanced_loss_weights`)."""
+    heads = (recipe.image_head, recipe.audio_head)
+    weights = balanced_loss_weights(data, *heads, **recipe.model_settings)
+    return build_model(data, recipe.seed, weights, None, *heads, **recipe.model_settings)
 
 
 def train_recipe(
@@ -1134,8 +1118,10 @@ def capstone(profile: Profile | str | None = None, retrain: bool = False, verbos
 
     Returns a :class:`~omni_edu.course_cache.CachedPart`: ``model`` is the trained
     :class:`~omni_edu.model.omni_lm.OmniLM` (on the CPU when loaded), ``extra`` holds the
-    recipe's training losses per stage. Training shows a progress bar per stage; on a
-    2-core CPU in the ``ci`` profile it takes a couple of minutes.
+    recipe's training losses per stage and the loss weights it trained with. Training
+    shows a progress bar per stage; on a 2-core CPU in the ``ci`` profile it takes about
+    two minutes. The loss weights are measured when the model trains, not when it loads:
+    they decide how it learns, not its shape.
     """
     from dataclasses import asdict
 
@@ -1144,18 +1130,22 @@ def capstone(profile: Profile | str | None = None, retrain: bool = False, verbos
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
     recipe = capstone_recipe(profile)
     data, _ = capstone_data(recipe, profile)
-    weights = balanced_loss_weights(data, recipe.image_head, recipe.audio_head)
-    config = model_config(data, weights, profile, recipe.image_head, recipe.audio_head, recipe.seed)
+    heads = (recipe.image_head, recipe.audio_head)
+    config = model_config(data, None, profile, *heads, recipe.seed, **recipe.model_settings)
 
     def build() -> OmniLM:
         torch.manual_seed(recipe.seed)
         return OmniLM(config)
 
     def train(model: OmniLM) -> dict:
-        return {"losses": train_recipe(model, data, recipe)}
+        weights = balanced_loss_weights(data, *heads, **recipe.model_settings)
+        model.config.loss_weights = weights
+        return {"losses": train_recipe(model, data, recipe), "loss_weights": weights}
 
-    settings = {"recipe": asdict(recipe), "model": asdict(config), "version": 1}
-    return load_or_train("capstone", build, train, settings, profile, retrain, verbose)
+    settings = {"recipe": asdict(recipe), "model": asdict(config), "version": 2}
+    part = load_or_train("capstone", build, train, settings, profile, retrain, verbose)
+    part.model.config.loss_weights = dict(part.extra["loss_weights"])
+    return part
 
 
 # ------------------------------------------------------------------------------- transfer

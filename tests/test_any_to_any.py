@@ -1,5 +1,3 @@
-import dataclasses
-
 import pytest
 import torch
 from torch import nn
@@ -61,16 +59,6 @@ def test_bad_inputs_are_explained():
         a2a.make_document("image->smell", TOK, IMAGE)
     with pytest.raises(ValueError, match="reads a caption"):
         a2a.make_document("text->image", TOK, IMAGE)
-
-
-def test_pack_alike_equals_pack():
-    world = OmniWorld("train", seed=1, profile=get_profile("ci"), caption_style="varied")
-    data = a2a.AnyToAnyData(world, 12, question_modality="audio")
-    docs = [data.document(t, i) for t in data.tasks for i in range(len(data))]
-    fast, slow = a2a.pack_alike(docs, data.pack), data.pack(docs)
-    for f in dataclasses.fields(fast):
-        x, y = getattr(fast, f.name), getattr(slow, f.name)
-        assert torch.equal(x, y) if isinstance(x, torch.Tensor) else x == y, f.name
 
 
 def test_batches_follow_the_mix(data):
@@ -236,11 +224,6 @@ def coded():
 
 def test_pictures_as_codes_are_packed_trained_and_decoded(coded):
     assert coded.codes["image"].shape == (32, 16) and coded.vocab_size("image") == 8
-    docs = [coded.document(t, i) for t in coded.tasks for i in range(len(coded))]
-    fast, slow = a2a.pack_alike(docs, coded.pack), coded.pack(docs)
-    for f in dataclasses.fields(fast):
-        x, y = getattr(fast, f.name), getattr(slow, f.name)
-        assert torch.equal(x, y) if isinstance(x, torch.Tensor) else x == y, f.name
     draw = coded.pool.select([coded.tasks.index("text->image") * len(coded)])
     assert (draw.code_targets[0] >= 0).sum() == 16 and (draw.image_targets == 0).all()
     with pytest.raises(ValueError, match="image_tokenizer exactly when"):
@@ -267,6 +250,11 @@ def test_capstone_is_trained_once_and_loaded_after(tmp_path, monkeypatch):
     trained, loaded = first.model.state_dict(), second.model.state_dict()
     assert trained.keys() == loaded.keys()
     assert all(torch.equal(trained[k].cpu(), loaded[k]) for k in trained)
+    # the loss weights it trained with are measured, kept beside it and restored on load
+    weights = first.extra["loss_weights"]
+    assert set(weights) == {"text", "image", "audio"} and weights["image"] > 0
+    assert second.model.config.loss_weights == weights == first.model.config.loss_weights
+    assert second.model.image_head.config.time_shift == a2a.FLOW_HEAD["flow_time_shift"]
     _, test = a2a.capstone_data(recipe, "gpu-dry")
     out = a2a.generate(second.model, test, "text->image", [0], steps=2)
     assert out.outputs.shape == (1, 3, 32, 32)
