@@ -218,11 +218,12 @@ def with_generated_captions(data: AnyToAnyData, described: Generations) -> AnyTo
 
     if not all(isinstance(text, str) for text in described.outputs):
         raise ValueError(f"described should hold generated captions; got {described.direction}.")
-    captions = list(data.batch.captions)
+    captions, said = list(data.batch.captions), list(data.batch.prompts.texts)
     for i, text in zip(described.indices, described.outputs, strict=True):
-        captions[i] = text
+        captions[i] = said[i] = text  # a direction reads its caption from the prompts
     retold = copy.copy(data)  # a shallow copy: the same tensors, a new batch of captions
-    retold.batch = dataclasses.replace(data.batch, captions=captions)
+    prompts = dataclasses.replace(data.batch.prompts, texts=said)
+    retold.batch = dataclasses.replace(data.batch, captions=captions, prompts=prompts)
     return retold
 
 
