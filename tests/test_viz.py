@@ -141,3 +141,20 @@ def test_live_plot_updates_one_display_in_place(monkeypatch):
     assert [kind for kind, _ in shown] == ["display", "update"]
     assert shown[0][1].data[:4] == b"\x89PNG"
     assert plt.get_fignums() == []  # the live figure never enters pyplot
+
+
+def test_show_source_can_fold_an_answer_away(capsys, monkeypatch):
+    """Outside a notebook a folded listing prints only its summary; inside, the code sits in
+    a closed <details> element under the summary."""
+    from omni_edu.train import EMA
+    from omni_edu.viz import plots, source
+
+    source.show_source(EMA.update, folded="the package's answer")
+    assert capsys.readouterr().out.strip() == "[folded: the package's answer]"
+    shown = []
+    monkeypatch.setattr(plots, "in_notebook", lambda: True)
+    monkeypatch.setattr("IPython.display.display", shown.append)
+    source.show_source(EMA.update, folded="the package's <answer>")
+    html = shown[0].data
+    assert html.startswith("<details><summary>the package&#x27;s &lt;answer&gt;</summary>")
+    assert "lerp_" in html and "open" not in html.split(">")[0]

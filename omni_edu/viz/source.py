@@ -9,6 +9,7 @@ runs; the cells after it call that same code.
 
 from __future__ import annotations
 
+import html
 import inspect
 import textwrap
 from pathlib import Path
@@ -31,12 +32,16 @@ def source_of(obj: Any) -> str:
     return f"# {where}: {getattr(obj, '__qualname__', obj)}\n{textwrap.dedent(text)}"
 
 
-def show_source(*objects: Any) -> None:
+def show_source(*objects: Any, folded: str = "") -> None:
     """Display the source of each of ``objects`` (functions, classes, methods).
 
     In Jupyter it renders as highlighted Python; elsewhere it prints. It displays and
     returns ``None`` (a helper displays or returns, never both), so the code appears once
     whatever the cell does after it; :func:`source_of` gives the text.
+
+    ``folded``: a summary line; the code is then folded away under it (an HTML
+    ``<details>`` element) until the learner opens it. A lesson folds the package's answer
+    to an exercise that comes later, so that reading on does not give it away.
     """
     if not objects:
         raise ValueError("show_source needs at least one function, class or method.")
@@ -44,8 +49,13 @@ def show_source(*objects: Any) -> None:
     from omni_edu.viz.plots import in_notebook
 
     if not in_notebook():
-        print(text)
+        print(f"[folded: {folded}]" if folded else text)
         return
-    from IPython.display import Code, display
+    from IPython.display import HTML, Code, display
 
-    display(Code(text, language="python"))
+    code = Code(text, language="python")
+    if not folded:
+        display(code)
+        return
+    summary = html.escape(folded)
+    display(HTML(f"<details><summary>{summary}</summary>{code._repr_html_()}</details>"))
