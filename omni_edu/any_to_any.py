@@ -489,7 +489,14 @@ def prompt_losses(
     """
     features = data.patches if modality == "image" else data.audio
     tokens = data.codes[modality] if kind == "codes" else features
-    key = (id(data), len(data), modality, kind, repr(head), steps)
+    # Keyed by the tokens' content, not the pool object: a pool built again later (or a
+    # new one at a freed object's address) must not reuse another pool's measurement.
+    fingerprint = (
+        tuple(tokens.shape),
+        float(tokens.float().sum()),
+        float(tokens.float().square().sum()),
+    )
+    key = (fingerprint, modality, kind, repr(head), steps)
     if key in _PROMPT_LOSSES:
         return dict(_PROMPT_LOSSES[key])
     n, length = tokens.shape[:2]
