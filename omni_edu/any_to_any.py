@@ -958,12 +958,6 @@ def answer_chance(questions: Sequence[Question]) -> float:
 
 # ------------------------------------------------------------------------------- capstone
 
-# Lesson 04's text -> image race: optimizer steps of each model, per profile. (In the ci
-# profile the decoder reads colour words only after ~500 steps; 900 leaves room for every
-# head to learn the task, and the lesson says how the ranking looked at half the budget.)
-RACE_STEPS = {"ci": 900, "cpu": 1500, "gpu": 3000}
-
-
 # What the capstone's inputs leave free in training: each attribute of a caption with
 # probability 0.3 (a quarter of the captions still name all four), one caption in ten
 # empty (classifier-free guidance's unconditional branch), three pictures in ten grey

@@ -58,7 +58,9 @@ __all__ = [
     "train_arm",
 ]
 
-# Optimizer steps per arm, per profile (gpu-dry cuts them through profile.budget).
+# Optimizer steps per arm, per profile (gpu-dry cuts them through profile.budget). In the
+# ci profile the decoder reads colour words only after ~500 steps; 900 leaves room for
+# every head to learn the task.
 STEPS = {"ci": 900, "cpu": 1500, "gpu": 3000}
 
 
