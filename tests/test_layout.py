@@ -30,6 +30,7 @@ SHARED_TOOLS = {
     "__init__",
     "__main__",
     "cost",
+    "generation",
     "grading",
     "modalities",
     "profiles",
