@@ -35,6 +35,11 @@ ROWS: dict[str, tuple[dict, dict, dict]] = {
     "half the updates": ({}, {"steps": 0.5}, {}),
     "EMA 0.999": ({}, {"ema": 0.999}, {}),
     "logit-normal times": ({"flow_time_sampling": "logit_normal"}, {}, {}),
+    "logit-normal times, pixels in [-1, 1]": (
+        {"flow_time_sampling": "logit_normal", "image_scale": (0.5, 0.5)},
+        {},
+        {},
+    ),
     "16 noise draws": ({"flow_repeats": 16}, {}, {}),
     "lr 1e-3": ({}, {"lr": 1e-3}, {}),
     "temperature 0.7": ({}, {}, {"temperature": 0.7}),
