@@ -41,9 +41,11 @@ ROOT = Path(__file__).resolve().parent
 # Test files anywhere under tests/ (tests/lessons/ too) import the shared hypothesis
 # strategies, and each other's helpers, by name: from strategies import scenes.
 sys.path.insert(0, str(ROOT / "tests"))
+# A lesson's number is its name up to the first "_": "04", or "04b" for a lesson that
+# follows 04 (the diffusion family).
 LESSONS = {
-    p.stem.split("_", 1)[1]: p.stem[:2]
-    for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    p.stem.split("_", 1)[1]: p.stem.split("_", 1)[0]
+    for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]*_*.ipynb"))
 }
 PART_TESTS = {
     "test_modalities.py": "01",
@@ -57,6 +59,7 @@ PART_TESTS = {
     "test_tokenizers.py": "03",
     "test_flow.py": "04",
     "test_heads.py": "04",
+    "test_span_heads.py": "04b",
     "test_judges.py": "04",
     "test_metrics.py": "04",
     "test_prompts.py": "04",
@@ -75,7 +78,7 @@ SLOW_ELSEWHERE = {
 def lesson_of(path: Path) -> str | None:
     """``"02"`` for anything lesson 02 touches, ``None`` for the shared tools' tests."""
     if path.suffix == ".ipynb":
-        match = re.match(r"(\d\d)_", path.name)
+        match = re.match(r"(\d\d[a-z]?)_", path.name)
         return match.group(1) if match else None
     if path.parent.name == "lessons":  # test_<topic>.py, or test_<topic>_<aspect>.py
         stem = path.stem.removeprefix("test_")

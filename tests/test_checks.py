@@ -33,6 +33,11 @@ from omni_edu.lessons.cost_and_serving.checks import (
     qwen2vl_image_tokens,
     step,
 )
+from omni_edu.lessons.diffusion_family.checks import (
+    check_masked_after,
+    check_span_flow_loss,
+    check_unmask_by_confidence,
+)
 from omni_edu.lessons.diffusion_head.checks import check_euler_step, check_flow_matching_loss
 from omni_edu.lessons.evaluation.benchmark import blind_accuracy, choose, circular_correct, rotate
 from omni_edu.lessons.evaluation.checks import check_blind_accuracy, check_circular_correct
@@ -66,6 +71,8 @@ from omni_edu.lessons.vq_tokens.checks import check_ema_update, check_quantize
 from omni_edu.lessons.welcome.checks import check_to_unit_range, to_unit_range
 from omni_edu.modalities import Modality
 from omni_edu.model.heads.flow import euler_step, flow_matching_loss
+from omni_edu.model.heads.masked import masked_after, unmask_by_confidence
+from omni_edu.model.heads.span import span_flow_loss
 from omni_edu.model.heads.vq import ema_codebook_update, quantize_straight_through
 from omni_edu.model.interleave import SpecialTokens, audio_segment, image_segment, text_segment
 
@@ -323,6 +330,105 @@ def velocity_at_the_end(velocity_fn, x_t, t, dt, cond):
 def one_time_for_all(velocity_fn, x_t, t, dt, cond):
     # Mistake: t as a (1,) tensor, which broadcasts in a simple field but is not (n,).
     return x_t + dt * velocity_fn(x_t, torch.tensor([float(t)]), cond)
+
+
+# === lesson 04b, diffusion_family: plausible mistakes ====================
+
+
+def rounded_up(step, steps, length):
+    # Mistake: ceil instead of floor; cos(pi/2) is 6e-17 in floating point, so one code
+    # stays hidden after the last step.
+    n = math.ceil(length * math.cos(math.pi / 2 * step / steps))
+    return max(0, min(n, length - step))
+
+
+def no_reveal_cap(step, steps, length):
+    # Mistake: the schedule alone, without "at least one code per step".
+    return math.floor(length * math.cos(math.pi / 2 * step / steps))
+
+
+def linear_schedule(step, steps, length):
+    # Mistake: a linear schedule instead of the cosine one.
+    return max(0, min(math.floor(length * (1 - step / steps)), length - step))
+
+
+def sine_schedule(step, steps, length):
+    # Mistake: sin instead of cos (it hides more as decoding goes on).
+    return max(0, min(math.floor(length * math.sin(math.pi / 2 * step / steps)), length - step))
+
+
+def one_step_late(step, steps, length):
+    # Mistake: the count after step + 1.
+    return masked_after(min(step + 1, steps), steps, length)
+
+
+def remasks_revealed(codes, masked, sampled, confidence, n_masked):
+    # Mistake: ranks every position, so a revealed code of low confidence is hidden again.
+    rank = confidence.argsort(dim=1).argsort(dim=1)
+    still = rank < n_masked
+    return torch.where(masked & ~still, sampled, codes), still
+
+
+def keeps_the_surest_hidden(codes, masked, sampled, confidence, n_masked):
+    # Mistake: the most confident draws stay hidden, the least confident are revealed.
+    return unmask_by_confidence(codes, masked, sampled, -confidence, n_masked)
+
+
+def overwrites_revealed(codes, masked, sampled, confidence, n_masked):
+    # Mistake: every position not kept hidden takes its draw, revealed ones too.
+    _, still = unmask_by_confidence(codes, masked, sampled, confidence, n_masked)
+    return torch.where(still, codes, sampled), still
+
+
+def ranks_the_whole_batch(codes, masked, sampled, confidence, n_masked):
+    # Mistake: one ranking over all spans at once, so n_masked is shared by the batch.
+    score = confidence.masked_fill(~masked, float("inf")).flatten()
+    still = (masked.flatten() & (score.argsort().argsort() < n_masked)).view_as(masked)
+    return torch.where(masked & ~still, sampled, codes), still
+
+
+def keeps_one_too_many(codes, masked, sampled, confidence, n_masked):
+    # Mistake: off by one in the count kept hidden.
+    return unmask_by_confidence(codes, masked, sampled, confidence, n_masked + 1)
+
+
+def time_per_token(denoiser, x, noise, t):
+    # Mistake: t as a column, as for single tokens: (n, 1) broadcasts over the wrong axes.
+    x_t = (1 - t[:, None]) * noise + t[:, None] * x
+    return F.mse_loss(denoiser(x_t, t), x - noise)
+
+
+def span_path_reversed(denoiser, x, noise, t):
+    # Mistake: t = 0 at the data, t = 1 at the noise.
+    t_span = t[:, None, None]
+    return F.mse_loss(denoiser((1 - t_span) * x + t_span * noise, t), x - noise)
+
+
+def span_target_is_noise_minus_data(denoiser, x, noise, t):
+    # Mistake: the velocity points from the data to the noise.
+    t_span = t[:, None, None]
+    return F.mse_loss(denoiser((1 - t_span) * noise + t_span * x, t), noise - x)
+
+
+def one_token_at_a_time(denoiser, x, noise, t):
+    # Mistake: each token denoised alone (MAR's way), not the span as a whole.
+    t_span = t[:, None, None]
+    x_t = (1 - t_span) * noise + t_span * x
+    v = torch.cat([denoiser(x_t[:, i : i + 1], t) for i in range(x.shape[1])], dim=1)
+    return F.mse_loss(v, x - noise)
+
+
+def summed_not_averaged(denoiser, x, noise, t):
+    # Mistake: the sum of squared errors instead of their mean.
+    t_span = t[:, None, None]
+    return (denoiser((1 - t_span) * noise + t_span * x, t) - (x - noise)).pow(2).sum()
+
+
+def times_per_token_to_the_denoiser(denoiser, x, noise, t):
+    # Mistake: one time per token handed to the denoiser, which wants one per span.
+    t_span = t[:, None, None]
+    x_t = (1 - t_span) * noise + t_span * x
+    return F.mse_loss(denoiser(x_t, t.repeat_interleave(x.shape[1])), x - noise)
 
 
 # === lesson 05, fusion_strategies: plausible mistakes ====================
@@ -771,6 +877,38 @@ TABLE = [
     ),
     Row("03", check_ema_update, ema_codebook_update, (no_smoothing, decay_swapped)),
     Row("04", check_flow_matching_loss, flow_matching_loss, (reversed_path, target_is_the_data)),
+    Row(
+        "04b",
+        check_masked_after,
+        masked_after,
+        (rounded_up, no_reveal_cap, linear_schedule, sine_schedule, one_step_late),
+    ),
+    Row(
+        "04b",
+        check_unmask_by_confidence,
+        unmask_by_confidence,
+        (
+            remasks_revealed,
+            keeps_the_surest_hidden,
+            overwrites_revealed,
+            ranks_the_whole_batch,
+            keeps_one_too_many,
+        ),
+    ),
+    Row(
+        "04b",
+        check_span_flow_loss,
+        span_flow_loss,
+        (
+            time_per_token,
+            span_path_reversed,
+            span_target_is_noise_minus_data,
+            one_token_at_a_time,
+            summed_not_averaged,
+            times_per_token_to_the_denoiser,
+        ),
+        may_error=(time_per_token,),
+    ),
     Row(
         "04", check_euler_step, euler_step, (step_backwards, velocity_at_the_end, one_time_for_all)
     ),

@@ -11,6 +11,9 @@ Each lesson adds or measures a part of it:
   a VQ tokenizer (``image_head="codes"``);
 * lesson 04: or as *continuous* tokens with a regression or a per-token flow head
   (``image_head="flow"``), for pictures and for audio frames alike;
+* lesson 04b: or a whole span at once: a DiT head over the picture's patches
+  (``"dit"``), whole-image diffusion by the decoder itself (``"transfusion"``), masked
+  discrete diffusion over code ids (``"masked_codes"``);
 * lesson 06: one set of weights for every direction (:mod:`omni_edu.any_to_any`).
 
 One forward pass over a :class:`~omni_edu.model.interleave.PackedBatch`: embed, decode,
@@ -22,12 +25,20 @@ Generation lays the whole answer out first - the prompt followed by a span of
 placeholders of the right length - and then fills the placeholders one at a time, left to
 right. Causal attention means a placeholder not yet filled cannot influence the tokens
 before it, so positions and masks are those of the finished sequence from the start.
+A span head fills the whole span at once instead: from the decoder's states at placeholders
+(DiT, one decoder pass), or by running the decoder over the span a few times with the
+prompt's KV cache kept (whole-image diffusion, masked codes; their spans attend both ways,
+in training and generation alike).
+
+The module is longer than 500 lines on purpose: the model, its loss and its one generation
+loop (token by token, or a whole span at once) read best side by side, as nanoGPT keeps
+its model in one file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +46,14 @@ from torch import Tensor, nn
 
 from omni_edu.modalities import Modality
 from omni_edu.model.heads.flow import FlowHeadConfig
-from omni_edu.model.heads.output import HEAD_KINDS, build_head, sample_token
+from omni_edu.model.heads.output import DISCRETE_KINDS, HEAD_KINDS, build_head, sample_token
+from omni_edu.model.heads.span import (
+    SpanState,
+    WrittenSpans,
+    both_ways_within,
+    guided_rows,
+    written_spans,
+)
 from omni_edu.model.interleave import (
     PackedBatch,
     Segment,
@@ -65,10 +83,13 @@ class OmniLMConfig:
     ``"linear"`` (linear regression, MSE: the baseline), ``"regression"`` (an MLP as large
     as the flow head, MSE), ``"flow"`` (a per-token flow-matching head) or ``"codes"``
     (a softmax over the tokenizer codes; needs ``projector.image_vocab_size`` /
-    ``audio_vocab_size``, and the media given as code ids).
+    ``audio_vocab_size``, and the media given as code ids); or a span head (lesson 04b):
+    ``"dit"``, ``"transfusion"`` (whole-image diffusion in the decoder) or
+    ``"masked_codes"`` (masked discrete diffusion over code ids, like ``"codes"``).
     ``head_width``, ``head_depth``: the MLP of the regression and flow heads (width
-    default: the larger of ``d_model`` and the token's width). ``flow_repeats``: noise
-    draws per token per step; ``flow_steps``: default Euler steps when sampling;
+    default: the larger of ``d_model`` and the token's width), or the DiT's width and
+    blocks. ``flow_repeats``: noise draws per token per step; ``flow_steps``: default
+    Euler steps when sampling (and decoding steps of masked codes);
     ``flow_time_sampling``: how the flow head draws training times and
     ``flow_time_shift`` how far towards the noise (see
     :class:`~omni_edu.model.heads.flow.FlowHeadConfig`);
@@ -111,9 +132,9 @@ class OmniLMConfig:
             kind = getattr(self, f"{name}_head")
             if kind not in HEAD_KINDS:
                 raise ValueError(f"{name}_head should be one of {HEAD_KINDS}; got {kind!r}.")
-            if kind == "codes" and getattr(self.projector, f"{name}_vocab_size") < 1:
+            if kind in DISCRETE_KINDS and getattr(self.projector, f"{name}_vocab_size") < 1:
                 raise ValueError(
-                    f"{name}_head='codes' writes tokenizer codes, so the projector needs "
+                    f"{name}_head={kind!r} writes tokenizer codes, so the projector needs "
                     f"{name}_vocab_size = the codebook size (now 0)."
                 )
         self.image_scale = tuple(float(v) for v in self.image_scale)
@@ -216,16 +237,60 @@ class OmniLM(nn.Module):
             return packed.mrope_positions.flip(0)
         return packed.rope_positions(self.config.rope)
 
+    def attention_mask(self, packed: PackedBatch) -> Tensor:
+        """The mask ``(batch, seq, seq)`` this model reads ``packed`` with: the packed one,
+        and every span of a modality whose head denoises inside the decoder (whole-image
+        diffusion, masked codes) attending both ways within itself."""
+        mask = packed.attn_mask
+        for modality in CONTINUOUS:
+            if getattr(self.head(modality), "in_decoder", False):
+                mask = both_ways_within(mask, packed.modality == modality)
+        return mask
+
     def forward(
-        self, packed: PackedBatch, return_attention: bool = False
+        self,
+        packed: PackedBatch,
+        return_attention: bool = False,
+        corrupted: dict[Modality, tuple[WrittenSpans, SpanState]] | None = None,
     ) -> Tensor | tuple[Tensor, list[Tensor]]:
         """Hidden states ``(batch, seq, d_model)`` of a packed batch.
 
         With ``return_attention``, also each layer's weights ``(batch, heads, seq, seq)``.
+        ``corrupted`` (from :meth:`corrupt_spans`): spans whose contents the decoder reads
+        noised or masked, as whole-image diffusion and masked codes train.
         """
+        corrupted = corrupted or {}
+        for modality, (spans, state) in corrupted.items():
+            if state.contents.dtype == torch.long:
+                packed = replace(packed, codes=packed.codes.index_put(spans.index, state.contents))
+            else:
+                name = "image" if modality == Modality.IMAGE else "audio"
+                features = getattr(packed, name).index_put(spans.index, state.contents)
+                packed = replace(packed, **{name: features})
         x = self.projector(packed)
-        positions = self.positions(packed)
-        return self.decoder(x, positions, packed.attn_mask, return_attention=return_attention)
+        for modality, (spans, state) in corrupted.items():
+            x = x.index_put(spans.index, self.head(modality).embed(x[spans.index], state))
+        mask = self.attention_mask(packed)
+        return self.decoder(x, self.positions(packed), mask, return_attention=return_attention)
+
+    def corrupt_spans(
+        self, packed: PackedBatch, generator: torch.Generator | None = None
+    ) -> dict[Modality, tuple[WrittenSpans, SpanState]]:
+        """What the decoder reads in the trained spans of each modality written by a span
+        head: noised (whole-image diffusion), partly masked (masked codes) or placeholders
+        (DiT), ``{modality: (spans, state)}``."""
+        out = {}
+        for modality in CONTINUOUS:
+            head = self.head(modality)
+            spans = written_spans(packed, modality) if getattr(head, "writes_span", False) else None
+            if spans is not None:
+                clean = packed.codes if head.discrete else self._features(packed, modality)
+                out[modality] = (spans, head.corrupt(clean[spans.index], spans.grid, generator))
+        return out
+
+    @staticmethod
+    def _features(packed: PackedBatch, modality: Modality) -> Tensor:
+        return packed.image if modality == Modality.IMAGE else packed.audio
 
     def loss(self, packed: PackedBatch) -> dict[str, Tensor]:
         """Next-token losses: ``{"total": ..., "text": ..., "image": ..., "audio": ...}``.
@@ -234,8 +299,14 @@ class OmniLM(nn.Module):
         modality (absent modalities are left out); ``total`` is their weighted sum, so a
         modality counts by its weight in ``config.loss_weights``, not by how many tokens
         it has (16 patches of one image weigh as much as 10 words of one caption).
+
+        A span head's loss is over whole spans, predicted at the span's own positions in
+        the same pass as the text (one model, the text loss plus theirs): whole-image
+        diffusion and masked codes read their spans noised or masked, a DiT head reads the
+        decoder's states at placeholders.
         """
-        hidden = self(packed)
+        corrupted = self.corrupt_spans(packed)
+        hidden = self(packed, corrupted=corrupted)
         losses = {}
         text = packed.loss_mask(Modality.TEXT)
         if text.any():
@@ -245,9 +316,14 @@ class OmniLM(nn.Module):
             (Modality.IMAGE, packed.image_targets),
             (Modality.AUDIO, packed.audio_targets),
         ):
+            name, head = modality.name.lower(), self.head(modality)
+            if getattr(head, "writes_span", False):
+                if modality in corrupted:
+                    spans, state = corrupted[modality]
+                    losses[name] = head.span_loss(hidden[spans.index], state)
+                continue
             here = packed.loss_mask(modality)
             if here.any():
-                name, head = modality.name.lower(), self.head(modality)
                 targets = self._targets(name, head, here, packed.code_targets, features)
                 losses[name] = head.loss(targets, hidden[here])
         if not losses:
@@ -302,18 +378,25 @@ class OmniLM(nn.Module):
                 without it every step reruns the whole sequence (same result, slower).
                 Tokens being generated are causal (a bidirectional span cannot be written
                 token by token, so it is refused); bidirectional spans in the prompt are
-                fine, since the prompt is read in one pass.
+                fine, since the prompt is read in one pass. A span head writes the span at
+                once: the prompt runs once (into the cache), then the DiT head draws from
+                the decoder's states at the span's placeholders, while whole-image
+                diffusion and masked codes rerun the span ``steps`` times against the
+                prompt's cached keys and values (without the cache, against the prompt
+                recomputed each time).
             guidance, uncond_prompts: classifier-free guidance for media heads. With
                 ``guidance != 1`` and ``uncond_prompts`` (one per prompt: the same request
                 with its content left out, e.g. ``<draw>`` alone), each unconditional
                 prompt runs beside its prompt in the same batch, receives the same tokens,
                 and its hidden state is the head's unconditional branch:
                 ``guided = uncond + guidance * (cond - uncond)``. Without
-                ``uncond_prompts`` a flow head uses its learned null state instead.
+                ``uncond_prompts`` a flow or DiT head uses its learned null state instead
+                (whole-image diffusion and masked codes need ``uncond_prompts``).
             sample_options: passed to the head that writes each token: ``temperature``,
                 ``top_k``, ``generator`` for text and codes (greedy by default);
-                ``steps``, ``temperature``, ``generator`` for a flow head. A head ignores
-                the options of the others.
+                ``steps``, ``temperature``, ``generator`` for a flow head, and for a span
+                head (``steps``: denoising or decoding passes). A head ignores the options
+                of the others.
 
         Returns:
             one tensor per prompt: text ids ``(n,)`` (cut before the first ``stop_id``,
@@ -323,7 +406,9 @@ class OmniLM(nn.Module):
             of images; wrap them in a segment to continue the document.
         """
         modality = Modality(modality)
-        if modality in set(bidirectional):
+        head = None if modality == Modality.TEXT else self.head(modality)
+        writes_span = getattr(head, "writes_span", False)
+        if modality in set(bidirectional) and not writes_span:
             raise ValueError(
                 f"{modality.name} spans are bidirectional here: each token would see the "
                 "placeholders after it, so they cannot be generated token by token."
@@ -357,16 +442,27 @@ class OmniLM(nn.Module):
             raise ValueError("each prompt needs at least one token before the generated span.")
 
         n = len(placeholder)
-        if use_cache:
-            steps = self._cached_steps(packed, start, n)
-        else:
-            steps = (self(packed)[:, start + k - 1] for k in range(n))
         if modality == Modality.TEXT:
             slots = packed.text_ids
         elif placeholder.discrete:
             slots = packed.codes
         else:
-            slots = packed.image if modality == Modality.IMAGE else packed.audio
+            slots = self._features(packed, modality)
+        if writes_span:  # the whole span at once
+            if guidance != 1.0 and not guided and head.in_decoder:
+                raise ValueError(
+                    "guidance with a head that denoises inside the decoder needs "
+                    "uncond_prompts (its unconditional branch is the empty prompt)."
+                )
+            span = self._write_span(
+                packed, start, placeholder, n_rows, guidance, use_cache, **sample_options
+            )
+            slots[:, start : start + n] = torch.cat([span, span]) if guided else span
+            return [self._read_span(packed, b, start, placeholder, stop_id) for b in range(n_rows)]
+        if use_cache:
+            steps = self._cached_steps(packed, start, n)
+        else:
+            steps = (self(packed)[:, start + k - 1] for k in range(n))
         for k, hidden in enumerate(steps):  # hidden: (batch, d_model) just before slot k
             if modality == Modality.TEXT:
                 token = sample_token(self.text_head(hidden), **_text_options(sample_options))
@@ -389,22 +485,119 @@ class OmniLM(nn.Module):
         cache = KVCache(
             self.config.decoder, packed.batch_size, max_len=start + n, device=packed.modality.device
         )
-        positions = self.positions(packed)
+        positions, full_mask = self.positions(packed), self.attention_mask(packed)
 
         def run(cols: slice) -> Tensor:
-            x = self.projector.embed(
-                packed.modality[:, cols],
-                packed.text_ids[:, cols],
-                packed.image[:, cols],
-                packed.audio[:, cols],
-                packed.codes[:, cols],
-            )
-            mask = packed.attn_mask[:, cols, : cols.stop]  # new rows against all keys so far
+            x = self._embed_columns(packed, cols)
+            mask = full_mask[:, cols, : cols.stop]  # new rows against all keys so far
             return self.decoder(x, positions[..., cols], mask, cache=cache)[:, -1]
 
         yield run(slice(0, start))  # prefill: the whole prompt in one call
         for k in range(1, n):
             yield run(slice(start + k - 1, start + k))  # the slot just filled
+
+    def _embed_columns(self, packed: PackedBatch, cols: slice) -> Tensor:
+        """The projector's embeddings ``(batch, len(cols), d_model)`` of some columns."""
+        return self.projector.embed(
+            packed.modality[:, cols],
+            packed.text_ids[:, cols],
+            packed.image[:, cols],
+            packed.audio[:, cols],
+            packed.codes[:, cols],
+        )
+
+    def _write_span(
+        self,
+        packed: PackedBatch,
+        start: int,
+        placeholder: Segment,
+        n_rows: int,
+        guidance: float,
+        use_cache: bool,
+        **options,
+    ) -> Tensor:
+        """The span a span head writes for the first ``n_rows`` rows (the rest are their
+        unconditional twins): features ``(n_rows, n, dim)`` or code ids ``(n_rows, n)``."""
+        modality, n = placeholder.modality, len(placeholder)
+        head, device = self.head(modality), packed.modality.device
+        run_span = self._span_runner(packed, start, n, use_cache)
+        twins = packed.batch_size // n_rows  # 2 with guidance: each row beside its empty prompt
+
+        def decode(state: SpanState) -> Tensor:  # the decoder's output over the span
+            embedded = self._embed_span(modality, state.contents)
+            return run_span(head.embed(embedded, state))
+
+        if not head.in_decoder:  # DiT: the decoder reads placeholders once, the head draws
+            states = decode(SpanState(self._features(packed, modality)[:, start : start + n]))
+            uncond = states[n_rows:] if twins > 1 else None
+            grid = placeholder.grid or (1, n)
+            return head.sample(states[:n_rows], grid, guidance=guidance, uncond=uncond, **options)
+
+        if head.discrete:  # masked codes: logits of every position of the span
+
+            def logits_of(codes: Tensor, masked: Tensor) -> Tensor:
+                state = SpanState(codes.repeat(twins, 1), masked=masked.repeat(twins, 1))
+                return guided_rows(head.proj(decode(state)), n_rows, guidance)
+
+            return head.sample(logits_of, (n_rows, n), device=device, **options)
+
+        def velocity_of(x_t: Tensor, t: Tensor) -> Tensor:  # whole-image diffusion
+            state = SpanState(head.to_data(x_t).repeat(twins, 1, 1), t=t.repeat(twins))
+            return guided_rows(head.velocity(decode(state)), n_rows, guidance)
+
+        width = placeholder.data.shape[-1]
+        return head.sample(velocity_of, (n_rows, n, width), device=device, **options)
+
+    def _span_runner(
+        self, packed: PackedBatch, start: int, n: int, use_cache: bool
+    ) -> Callable[[Tensor], Tensor]:
+        """``run_span(x)``: the decoder's output ``(batch, n, d_model)`` for span embeddings
+        ``x`` ``(batch, n, d_model)`` in columns ``start..start + n``, after the prompt.
+
+        With the cache, the prompt (the columns before ``start``) runs once now, and each
+        run reads its cached keys and values and then drops the span's own (the next run
+        rewrites the span); without it, each run recomputes the prompt.
+        """
+        positions, mask = self.positions(packed), self.attention_mask(packed)
+        prompt, span, end = slice(0, start), slice(start, start + n), start + n
+        x_prompt = self._embed_columns(packed, prompt)
+        if not use_cache:
+
+            def run_span(x: Tensor) -> Tensor:
+                both = torch.cat([x_prompt, x], dim=1)
+                return self.decoder(both, positions[..., :end], mask[:, :end, :end])[:, start:]
+
+            return run_span
+        device = packed.modality.device
+        cache = KVCache(self.config.decoder, packed.batch_size, max_len=end, device=device)
+        self.decoder(x_prompt, positions[..., prompt], mask[:, prompt, prompt], cache=cache)
+        prompt_only = list(cache.blocks)
+
+        def run_span(x: Tensor) -> Tensor:
+            hidden = self.decoder(x, positions[..., span], mask[:, span, :end], cache=cache)
+            cache.blocks = list(prompt_only)  # forget the span: the next step rewrites it
+            return hidden
+
+        return run_span
+
+    def _embed_span(self, modality: Modality, contents: Tensor) -> Tensor:
+        """The projector's embeddings ``(batch, n, d_model)`` of a span of ``modality``
+        holding ``contents``: code ids ``(batch, n)`` or features ``(batch, n, dim)``."""
+        batch, n = contents.shape[:2]
+        device = contents.device
+        kinds = torch.full((batch, n), int(modality), device=device)
+        empty = torch.zeros(batch, n, 0, device=device)
+        if contents.dtype == torch.long:
+            features, codes = {}, contents
+        else:
+            features, codes = {modality: contents}, torch.full_like(kinds, -1)
+        return self.projector.embed(
+            kinds,
+            torch.zeros_like(kinds),
+            features.get(Modality.IMAGE, empty),
+            features.get(Modality.AUDIO, empty),
+            codes,
+        )
 
     def _placeholder(
         self, modality: Modality, n_tokens: int | None, grid: tuple[int, int] | None

@@ -5,11 +5,15 @@
   (:class:`~omni_edu.model.heads.output.CodeHead`);
 * continuous tokens (lesson 04): regression heads and the per-token flow-matching head
   (:mod:`~omni_edu.model.heads.flow`, :mod:`~omni_edu.model.heads.output`), and the
-  two-mode toy that shows why they differ (:mod:`~omni_edu.model.heads.toy`).
+  two-mode toy that shows why they differ (:mod:`~omni_edu.model.heads.toy`);
+* whole spans at once (lesson 04b, :mod:`~omni_edu.model.heads.span`): the DiT head
+  (:mod:`~omni_edu.model.heads.dit`), whole-image diffusion in the decoder
+  (:mod:`~omni_edu.model.heads.transfusion`), masked codes (:mod:`~omni_edu.model.heads.masked`).
 
 Training code lives outside ``omni_edu.model`` (see :mod:`omni_edu.train`).
 """
 
+from omni_edu.model.heads.dit import DiTConfig, DiTHead
 from omni_edu.model.heads.flow import (
     FlowHead,
     FlowHeadConfig,
@@ -18,6 +22,7 @@ from omni_edu.model.heads.flow import (
     flow_matching_loss,
 )
 from omni_edu.model.heads.fsq import FSQ
+from omni_edu.model.heads.masked import MaskedCodeHead, masked_after, unmask_by_confidence
 from omni_edu.model.heads.output import (
     HEAD_KINDS,
     CodeHead,
@@ -25,7 +30,9 @@ from omni_edu.model.heads.output import (
     build_head,
     sample_token,
 )
+from omni_edu.model.heads.span import span_flow_loss
 from omni_edu.model.heads.toy import mode_coverage, two_mode_points
+from omni_edu.model.heads.transfusion import TransfusionHead
 from omni_edu.model.heads.vq import (
     VQVAE,
     VectorQuantizer,
@@ -44,10 +51,14 @@ __all__ = [
     "HEAD_KINDS",
     "VQVAE",
     "CodeHead",
+    "DiTConfig",
+    "DiTHead",
     "FlowHead",
     "FlowHeadConfig",
     "LinearHead",
+    "MaskedCodeHead",
     "RegressionHead",
+    "TransfusionHead",
     "VQVAEConfig",
     "VectorQuantizer",
     "build_head",
@@ -57,10 +68,13 @@ __all__ = [
     "evaluate_autoencoder",
     "flow_matching_loss",
     "kmeans",
+    "masked_after",
     "mode_coverage",
     "nearest_code",
     "quantize_straight_through",
     "sample_token",
+    "span_flow_loss",
     "two_mode_points",
+    "unmask_by_confidence",
     "vq_loss_terms",
 ]

@@ -10,12 +10,20 @@ next token depends on what a token *is*:
   with mean squared error (:class:`LinearHead`, or the MLP
   :class:`~omni_edu.model.heads.flow.RegressionHead`), which gives the conditional
   *mean*; a **flow** head (:class:`~omni_edu.model.heads.flow.FlowHead`) learns to turn
-  noise into a token, which gives a *sample*.
+  noise into a token, which gives a *sample*;
+* a whole span at once (lesson 04b, :mod:`~omni_edu.model.heads.span`): a **DiT** head
+  denoises all of a picture's patches together from the decoder's state before it
+  (:class:`~omni_edu.model.heads.dit.DiTHead`); in **whole-image diffusion** the decoder
+  itself denoises the picture's span
+  (:class:`~omni_edu.model.heads.transfusion.TransfusionHead`); **masked codes** fill in a
+  picture's code ids in a few parallel steps
+  (:class:`~omni_edu.model.heads.masked.MaskedCodeHead`).
 
-Every head has the same two methods, so OmniLM can swap them: ``loss(target, cond)``
-(the mean loss of targets given hidden states ``(n, d_model)``) and ``sample(cond,
-**options)`` (one token per hidden state). ``discrete`` says whether targets are code ids.
-:func:`build_head` makes a head by name; lesson 04 races them.
+Every per-token head has the same two methods, so OmniLM can swap them: ``loss(target,
+cond)`` (the mean loss of targets given hidden states ``(n, d_model)``) and ``sample(cond,
+**options)`` (one token per hidden state). ``discrete`` says whether targets are code ids;
+``writes_span`` marks a span head, whose methods take whole spans (see its module).
+:func:`build_head` makes a head by name; lessons 04 and 04b race them.
 """
 
 from __future__ import annotations
@@ -26,9 +34,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from omni_edu.model.heads.dit import DiTConfig, DiTHead
 from omni_edu.model.heads.flow import FlowHead, FlowHeadConfig, RegressionHead, guide
+from omni_edu.model.heads.masked import MaskedCodeHead
+from omni_edu.model.heads.transfusion import TransfusionHead
 
-HEAD_KINDS = ("linear", "regression", "flow", "codes")
+HEAD_KINDS = ("linear", "regression", "flow", "codes", "dit", "transfusion", "masked_codes")
+DISCRETE_KINDS = ("codes", "masked_codes")  # heads that write a tokenizer's code ids
+SPAN_KINDS = ("dit", "transfusion", "masked_codes")  # heads that write a whole span at once
 
 
 def sample_token(
@@ -139,23 +152,33 @@ def build_head(
     Args:
         kind: ``"linear"`` (linear regression, MSE), ``"regression"`` (the flow head's MLP
             trained with MSE: the baseline of equal size), ``"flow"`` (per-token flow
-            matching) or ``"codes"`` (softmax over ``vocab_size`` tokenizer codes).
+            matching), ``"codes"`` (softmax over ``vocab_size`` tokenizer codes), or a span
+            head: ``"dit"`` (a DiT of ``flow.depth`` blocks ``flow.width`` wide),
+            ``"transfusion"`` (whole-image diffusion in the decoder) or ``"masked_codes"``
+            (masked discrete diffusion over ``vocab_size`` codes).
         d_model: width of the hidden states the head reads.
         token_dim: width of a continuous token (patch or audio frame features).
         vocab_size: codes of the tokenizer, for ``"codes"``.
-        flow: network sizes, data scale and sampling steps of the ``"regression"`` and
-            ``"flow"`` heads; ``token_dim`` and ``cond_dim`` are taken from the arguments.
+        flow: network sizes, data scale and sampling steps of the ``"regression"``,
+            ``"flow"``, ``"dit"`` and ``"transfusion"`` heads (and the default decoding steps
+            of ``"masked_codes"``); ``token_dim`` and ``cond_dim`` come from the arguments.
     """
     if kind not in HEAD_KINDS:
         raise ValueError(f"an output head is one of {HEAD_KINDS}; got {kind!r}.")
-    if kind == "codes":
+    flow = flow or FlowHeadConfig(token_dim=max(token_dim, 1), cond_dim=d_model)
+    if kind in DISCRETE_KINDS:
         if vocab_size < 1:
-            raise ValueError("a 'codes' head needs the tokenizer's vocab_size (codebook size).")
+            raise ValueError(f"a {kind!r} head needs the tokenizer's vocab_size (codebook size).")
+        if kind == "masked_codes":
+            return MaskedCodeHead(d_model, vocab_size, flow.sampling_steps)
         return CodeHead(d_model, vocab_size)
     if token_dim < 1:
         raise ValueError(f"a {kind!r} head needs token_dim >= 1; got {token_dim}.")
     if kind == "linear":
         return LinearHead(d_model, token_dim)
-    flow = flow or FlowHeadConfig(token_dim=token_dim, cond_dim=d_model)
     config = replace(flow, token_dim=token_dim, cond_dim=d_model)
+    if kind == "dit":
+        return DiTHead(DiTConfig.from_flow(config, config.width, config.depth))
+    if kind == "transfusion":
+        return TransfusionHead(d_model, config)
     return FlowHead(config) if kind == "flow" else RegressionHead(config)
