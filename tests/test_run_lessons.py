@@ -125,6 +125,23 @@ def test_the_figures_section_replaces_markers_or_the_old_section():
     assert bare.index("- fresh") < bare.index("## Profiles")
 
 
+def test_each_profile_keeps_its_own_section_and_differing_verdicts_are_named():
+    claim = 'Claim check: "Cats can fly." (chapter 000): it flew 3 m. Verdict: **{}**.'
+    ci = "### ci\n\n- **01** " + claim.format("supported") + "\n"
+    cpu = "### cpu\n\n- **01** " + claim.format("not supported") + "\n"
+    readme = run_lessons.replace_figures_section("# R\n\n## Profiles\n", ci)
+    readme = run_lessons.replace_figures_section(readme, cpu, "cpu")
+    start, end = run_lessons.figures_markers("cpu")
+    assert readme.index(run_lessons.FIGURES_END) < readme.index(start) < readme.index("## Profiles")
+    again = run_lessons.replace_figures_section(readme, cpu, "cpu")
+    assert again == readme and readme.count(start) == 1  # idempotent, one section each
+    assert run_lessons.verdicts(ci) == {"Cats can fly.": "supported"}
+    differ = run_lessons.verdict_differences(readme, "cpu")
+    assert len(differ) == 1 and "ci **supported**, cpu **not supported**" in differ[0]
+    same = run_lessons.replace_figures_section(readme, ci.replace("ci", "cpu"), "cpu")
+    assert run_lessons.verdict_differences(same, "cpu") == []
+
+
 def test_mfu_uses_the_datasheet_when_it_lists_the_device():
     stats = {"seconds": 2.0, "flops": 130e12, "device": "Tesla T4", "dtype": "fp16"}
     run_lessons.add_mfu(stats, measured_peak=1.0)

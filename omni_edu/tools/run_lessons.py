@@ -45,6 +45,37 @@ from omni_edu.tools.notebook_io import cell_source, iter_notebooks
 ROOT = Path(__file__).resolve().parents[2]
 STATS_MARKER = "OMNI_LESSON_STATS "
 FIGURES_START, FIGURES_END = "<!-- figures:start -->", "<!-- figures:end -->"
+VERDICT = re.compile(r'Claim check: "(?P<claim>[^"]+)" .*?Verdict: \*\*(?P<verdict>[^*]+)\*\*')
+
+
+def figures_markers(profile: str = "ci") -> tuple[str, str]:
+    """The README markers around one profile's figures: ``figures`` for ci (the suite's
+    profile, first in the README), ``figures-<profile>`` for the others."""
+    name = "figures" if profile == "ci" else f"figures-{profile}"
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+
+
+def verdicts(section: str) -> dict[str, str]:
+    """``{claim: verdict}`` of the claim checks a figures section lists."""
+    return {m["claim"]: m["verdict"] for m in VERDICT.finditer(section)}
+
+
+def verdict_differences(readme: str, profile: str, other: str = "ci") -> list[str]:
+    """Sentences naming each claim whose verdict differs between two profiles' sections."""
+    sections = {}
+    for name in (profile, other):
+        start, end = figures_markers(name)
+        if start in readme and end in readme:
+            sections[name] = verdicts(readme.split(start, 1)[1].split(end, 1)[0])
+    if len(sections) < 2:
+        return []
+    return [
+        f'"{claim[:80]}…": {other} **{sections[other][claim]}**, {profile} **{verdict}**'
+        for claim, verdict in sections[profile].items()
+        if claim in sections[other] and sections[other][claim] != verdict
+    ]
+
+
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
 # Appended to each notebook before it runs, removed from the saved copy. It prints what the
@@ -392,18 +423,22 @@ def figures_markdown(report: dict[str, Any], figures: list[dict[str, Any]]) -> s
     return "\n".join(lines).rstrip() + "\n"
 
 
-def replace_figures_section(readme: str, section: str) -> str:
-    """Put ``section`` between the figures markers of ``readme``.
+def replace_figures_section(readme: str, section: str, profile: str = "ci") -> str:
+    """Put ``section`` between ``profile``'s figures markers of ``readme``.
 
-    Without the markers, the old "What the lessons measured" subsection (up to the next
-    heading) is replaced by the markers and the section; without that either, they go
-    before the "Profiles" section (or at the end).
+    Without the markers: another profile's section goes right after ci's block; ci's
+    replaces the old "What the lessons measured" subsection (up to the next heading), or
+    goes before the "Profiles" section (or at the end).
     """
-    block = f"{FIGURES_START}\n{section.rstrip()}\n{FIGURES_END}"
-    if FIGURES_START in readme and FIGURES_END in readme:
-        head, rest = readme.split(FIGURES_START, 1)
-        _, tail = rest.split(FIGURES_END, 1)
+    start, end = figures_markers(profile)
+    block = f"{start}\n{section.rstrip()}\n{end}"
+    if start in readme and end in readme:
+        head, rest = readme.split(start, 1)
+        _, tail = rest.split(end, 1)
         return head + block + tail
+    if profile != "ci" and FIGURES_END in readme:
+        head, tail = readme.split(FIGURES_END, 1)
+        return head + FIGURES_END + "\n\n" + block + tail
     old = re.search(r"^### What the lessons measured.*?(?=^#{1,3} )", readme, re.M | re.S)
     if old:
         return readme[: old.start()] + block + "\n\n" + readme[old.end() :]
@@ -443,10 +478,16 @@ def _run_command(args: argparse.Namespace) -> int:
         else:
             readme = Path(args.readme_path)
             section = figures_markdown(report, read_figures(figures))
-            readme.write_text(
-                replace_figures_section(readme.read_text(encoding="utf-8"), section),
-                encoding="utf-8",
+            text = replace_figures_section(
+                readme.read_text(encoding="utf-8"), section, args.profile
             )
+            if args.profile != "ci":  # say where this profile's verdicts differ from ci's
+                differ = verdict_differences(text, args.profile)
+                note = "\n\n**Verdicts that differ from the `ci` profile's:** " + (
+                    "; ".join(differ) if differ else "none."
+                )
+                text = replace_figures_section(text, section + note, args.profile)
+            readme.write_text(text, encoding="utf-8")
             print(f"wrote the figures of {len(report['lessons'])} lessons into {readme}")
     if cleanup is not None:
         os.unlink(cleanup.name)
