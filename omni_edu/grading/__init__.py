@@ -40,13 +40,19 @@ Strict mode (``OMNI_STRICT_CHECKS=1``, set by the test suite) turns ``failed`` a
 test. ``not implemented`` never raises: the generated exercise notebooks, whose stubs
 are unsolved on purpose, must still run from top to bottom.
 
+**Whole modules.** :func:`check_module` checks a module the learner built (a decoder
+block, the projector): it loads the package's reference weights into the learner's module
+and compares outputs and gradients on several input shapes;
+:func:`learner_module_or_reference` then picks the module a lesson trains.
+
 The lesson-specific checks live in ``omni_edu/lessons/<topic>/checks.py``; they are thin
 wrappers over :func:`check_function` (compare with a reference) and :func:`check_property`
 (test a behaviour, such as "the gradient passes straight through").
 
 The tool in pieces: :mod:`.run` (running a check), :mod:`.result` (cases, outcomes, the
 result box), :mod:`.compare` (what differs), :mod:`.hints` (graduated hints),
-:mod:`.learner` (whose code raised, the stub) and :mod:`.time_limit`. Lessons and checks
+:mod:`.learner` (whose code raised, the stub), :mod:`.module` (whole modules) and
+:mod:`.time_limit`. Lessons and checks
 import from ``omni_edu.grading`` itself: ``from omni_edu import grading``.
 """
 
@@ -61,6 +67,7 @@ from omni_edu.grading.hints import (
     reset_attempts,
 )
 from omni_edu.grading.learner import STUB_MESSAGE, is_stub
+from omni_edu.grading.module import check_module, learner_module_or_reference
 from omni_edu.grading.result import (
     ERROR,
     FAILED,
@@ -110,12 +117,14 @@ __all__ = [
     "Recipe",
     "as_number",
     "check_function",
+    "check_module",
     "check_modules",
     "check_property",
     "compare",
     "default_time_limit",
     "failed_runs",
     "is_stub",
+    "learner_module_or_reference",
     "learner_or_reference",
     "lenient",
     "recipe",
