@@ -9,14 +9,15 @@ passes a literal verdict or a result without a measured number in it.
 **Power before verdict.** A check states what its design can see (:class:`Power`): the
 smallest effect it could detect, and whether it is degenerate - an arm that predicts one
 class (:func:`constant_predictor`), every arm within noise of its measured baseline
-(:func:`within_noise`), a number borrowed from another claim, or a difference that is zero
-by construction. A degenerate design cannot answer its claim, so the box's verdict becomes
-:data:`NOT_TESTED` ("not tested at this budget"), followed by the reasons and the verdict
-the numbers alone would have given; the README records :data:`NOT_TESTED` too. Some of
-this is found without being told: ``evidence=`` numbers that repeat an earlier check's of
-the same lesson mark the check as borrowed, ``differences=`` that are all exactly zero mark
-a structural zero, and ``predictions=`` per arm find constant predictors. A verdict that
-depends on the seed reports how many runs agree (:func:`runs_agreeing`).
+(:func:`within_noise`, against a measured baseline such as :func:`majority_baseline`), a
+number borrowed from another claim, or a difference that is zero by construction. A
+degenerate design cannot answer its claim, so the box's verdict becomes :data:`NOT_TESTED`
+("not tested at this budget"), followed by the reasons and the verdict the numbers alone
+would have given; the README records :data:`NOT_TESTED` too. Some of this is found without
+being told: ``evidence=`` numbers that repeat an earlier check's of the same lesson mark
+the check as borrowed, ``differences=`` that are all exactly zero mark a structural zero,
+and ``predictions=`` per arm find constant predictors. A verdict that depends on the seed
+reports how many runs agree (:func:`runs_agreeing`).
 
 A **headline** is one sentence a lesson measured that the README quotes. The README's
 figures are not typed in either: ``python -m omni_edu.tools.run_lessons run --readme`` runs
@@ -142,6 +143,23 @@ class Power:
             found.append("the design has no interval at all (its detectable effect is infinite)")
         return found
 
+    @classmethod
+    def from_interval(cls, low: float, high: float, unit: str = "", **reasons: Any) -> Power:
+        """The power of a design whose 95 % interval of the difference is ``[low, high]``.
+
+        The smallest effect it can detect is the interval's half-width: an effect that big
+        puts the interval's edge at zero. ``reasons`` are the other fields (e.g.
+        ``near_baseline=...``).
+        """
+        if high < low:
+            raise ValueError(f"the interval should have low <= high; got [{low}, {high}].")
+        return cls((float(high) - float(low)) / 2, unit, **reasons)
+
+    @classmethod
+    def from_standard_error(cls, se: float, unit: str = "", **reasons: Any) -> Power:
+        """The power of a design whose difference has standard error ``se``: two of them."""
+        return cls(2 * float(se), unit, **reasons)
+
     def describe(self) -> str:
         """``"smallest detectable effect: 0.052 accuracy"`` (``"not stated"`` for NaN)."""
         if math.isnan(self.detectable):
@@ -178,6 +196,47 @@ def constant_predictor(predictions: Any, share: float = CONSTANT_SHARE) -> bool:
         raise ValueError("predictions is empty: there is nothing to judge.")
     most = collections.Counter(labels).most_common(1)[0][1]
     return most >= share * len(labels)
+
+
+def majority_baseline(
+    answers: Sequence[Any],
+    groups: Sequence[Any] | None = None,
+    train_answers: Sequence[Any] | None = None,
+    train_groups: Sequence[Any] | None = None,
+) -> float:
+    """The accuracy of a blind model that gives each group's commonest answer.
+
+    The baseline a question-answering arm must leave: it sees the question's type
+    (``groups``, e.g. "counting") but not the picture or the sound. The majority comes
+    from ``train_answers`` (with ``train_groups``) when given, else from the test answers
+    themselves, which flatters the baseline slightly (an upper bound). A group the
+    training answers never saw gets the overall training majority.
+
+    Args:
+        answers: the right answer of each test item (scored by exact match).
+        groups: each test item's type; ``None`` for one group.
+        train_answers, train_groups: where the majorities come from.
+    """
+    answers = _labels(answers)
+    if not answers:
+        raise ValueError("answers is empty: give the test items' right answers.")
+    groups = [None] * len(answers) if groups is None else _labels(groups)
+    source = answers if train_answers is None else _labels(train_answers)
+    if train_answers is None:
+        source_groups = groups
+    elif train_groups is None:
+        source_groups = [None] * len(source)
+    else:
+        source_groups = _labels(train_groups)
+    if len(groups) != len(answers) or len(source_groups) != len(source):
+        raise ValueError("each answer needs one group: the lengths differ.")
+    by_group: dict[Any, collections.Counter] = collections.defaultdict(collections.Counter)
+    for group, answer in zip(source_groups, source, strict=True):
+        by_group[group][answer] += 1
+    overall = collections.Counter(source).most_common(1)[0][0]
+    guess = {g: c.most_common(1)[0][0] for g, c in by_group.items()}
+    hits = sum(guess.get(g, overall) == a for g, a in zip(groups, answers, strict=True))
+    return hits / len(answers)
 
 
 def within_noise(

@@ -307,3 +307,62 @@ def test_the_course_decoder_block_passes_against_itself(lenient):
         Block, Block, config, [inputs(2, 5), inputs(1, 3)], forward=forward, input_grads=[0]
     )
     assert result.passed, str(result)
+
+
+def test_a_buffer_of_the_learners_own_is_allowed_but_a_missing_one_is_not(lenient):
+    class CachesItsMask(TinyBlock):
+        def __init__(self, config):
+            super().__init__(config)
+            self.register_buffer("causal", torch.ones(64, 64, dtype=torch.bool).tril())
+
+    assert check(CachesItsMask).passed
+
+    class WithStatistics(TinyBlock):  # a reference that keeps a running buffer
+        def __init__(self, config):
+            super().__init__(config)
+            self.register_buffer("seen", torch.zeros(()))
+
+        def forward(self, x, mask):
+            self.seen += x.shape[0]
+            return super().forward(x, mask)
+
+    result = check_module(TinyBlock, WithStatistics, TinyConfig(), INPUTS)
+    assert result.status == grading.FAILED and "your module has no 'seen'" in str(result)
+
+
+def test_a_buffer_that_changes_differently_in_the_forward_pass_fails(lenient):
+    class Counts(TinyBlock):
+        def __init__(self, config):
+            super().__init__(config)
+            self.register_buffer("seen", torch.zeros(()))
+
+        def forward(self, x, mask):
+            self.seen += x.shape[0]
+            return super().forward(x, mask)
+
+    class CountsTwice(Counts):
+        def forward(self, x, mask):
+            self.seen += 2 * x.shape[0]
+            return TinyBlock.forward(self, x, mask)
+
+    result = check_module(CountsTwice, Counts, TinyConfig(), INPUTS, train=True)
+    assert result.first_failure().kind == "buffer"
+    assert "after the forward pass, buffer 'seen'" in str(result)
+
+
+def test_a_constructor_that_does_not_take_the_config_says_so(lenient):
+    class TakesSizes(TinyBlock):
+        def __init__(self, d, hidden):
+            super().__init__(TinyConfig(d, hidden))
+
+    result = check(TakesSizes)
+    assert result.status == grading.FAILED and result.first_failure().kind == "signature"
+    assert "TakesSizes(config) cannot be called" in str(result)
+
+    class BreaksInside(TinyBlock):
+        def __init__(self, config):
+            super().__init__(config)
+            self.extra = nn.Linear(config.d)  # a TypeError in the learner's own line
+
+    result = check(BreaksInside)
+    assert result.status == grading.ERROR and "nn.Linear(config.d)" in str(result)

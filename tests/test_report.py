@@ -238,3 +238,23 @@ def test_power_refuses_a_negative_effect_and_names_an_infinite_one():
         report.Power(-0.1)
     assert report.Power(math.inf).reasons and not report.Power(0.1).reasons
     assert report.Power(0.1, constant_arms="early").constant_arms == ("early",)
+
+
+def test_power_from_an_interval_or_a_standard_error():
+    assert report.Power.from_interval(-0.02, 0.06, "accuracy").detectable == pytest.approx(0.04)
+    assert report.Power.from_standard_error(0.013, near_baseline=True).reasons
+    with pytest.raises(ValueError, match="low <= high"):
+        report.Power.from_interval(0.1, 0.0)
+
+
+def test_majority_baseline_is_a_blind_model_per_question_type():
+    answers = ["one", "one", "one", "red", "blue", "blue"]
+    types = ["count", "count", "count", "colour", "colour", "colour"]
+    assert report.majority_baseline(answers) == pytest.approx(3 / 6)
+    assert report.majority_baseline(answers, types) == pytest.approx(5 / 6)
+    # Majorities from training answers: "colour" answered "red" in training.
+    train = ["one", "two", "one", "red", "red"]
+    train_types = ["count", "count", "count", "colour", "colour"]
+    assert report.majority_baseline(answers, types, train, train_types) == pytest.approx(4 / 6)
+    with pytest.raises(ValueError, match="lengths"):
+        report.majority_baseline(answers, types[:2])

@@ -56,7 +56,18 @@ class _Pass:
 
 
 def _build(factory: Callable[[Any], Any], config: Any, whose: str) -> nn.Module:
-    module = factory(copy.deepcopy(config))
+    try:
+        module = factory(copy.deepcopy(config))
+    except TypeError as exc:
+        tb = exc.__traceback__
+        if tb is not None and tb.tb_next is None:  # the call itself: a constructor's signature
+            raise LearnerMistake(
+                f"{whose}(config) cannot be called with the one config the check builds both "
+                f"modules from ({type(config).__name__}): {exc}. Take the config as the "
+                "constructor's one argument, as the spec says.",
+                kind="signature",
+            ) from exc
+        raise
     if not isinstance(module, nn.Module):
         raise LearnerMistake(
             f"{whose}(config) should build a torch.nn.Module; got {type(module).__name__}. "
@@ -70,7 +81,10 @@ def _weights_problem(learner: nn.Module, reference: nn.Module) -> str:
     """Why the reference's weights do not load into the learner's module ("" if they do)."""
     want, have = reference.state_dict(), learner.state_dict()
     missing = [k for k in want if k not in have]
-    extra = [k for k in have if k not in want]
+    # A buffer of the learner's own (a cached mask, say) is its business; a parameter the
+    # reference lacks would go untrained by the reference's weights.
+    own = dict(learner.named_parameters())
+    extra = [k for k in have if k not in want and k in own]
     shaped = [k for k in want if k in have and want[k].shape != have[k].shape]
     problems = []
     for key in shaped:
@@ -309,7 +323,8 @@ def check_module(
         forward: ``callable(module, *inputs) -> tensor(s)`` when the pass is not
             ``module(*inputs)`` (keyword arguments, or one output of several).
         load_reference_weights: copy the reference's ``state_dict`` into the learner's
-            module (strictly; a missing, extra or mis-shaped parameter fails by name).
+            module (strictly: a missing, extra or mis-shaped parameter, or a missing or
+            mis-shaped buffer, fails by name; a buffer of the learner's own is allowed).
             When False both are built after the same seed.
         atol, rtol: the tolerance of every comparison (outputs, buffers, gradients).
         hints: the check's :class:`Hints` (default: generic ones, by kind of failure:
@@ -341,7 +356,8 @@ def check_module(
                 problem = _weights_problem(mine, ref)
                 if problem:
                     raise LearnerMistake(problem, kind="weights")
-                mine.load_state_dict(ref.state_dict(), strict=True)
+                # Strict for everything the reference has; the learner's extra buffers stay.
+                mine.load_state_dict(ref.state_dict(), strict=False)
             else:
                 mine = _build(learner, config, getattr(learner, "__name__", "your factory"))
             return _run(mine, args, call_forward, train, input_grads)

@@ -168,8 +168,12 @@ class Prediction:
 
         control.observe(changed, names="value")
         self._widget = control
-        # Core HTML above the control, so the question and the control are one output.
-        self._box = w.VBox([w.HTML(f"<b>Predict first.</b> {html.escape(self.question)}"), control])
+        # Core HTML above the control, so the question and the control are one output. A
+        # number's control always holds one, so only a move of it counts as a guess.
+        moved = " <i>(move the control: where it starts, it is no guess)</i>"
+        label = f"<b>Predict first.</b> {html.escape(self.question)}"
+        label += moved if self.is_numeric else ""
+        self._box = w.VBox([w.HTML(label), control])
         return control
 
     def _static_text(self) -> str:
