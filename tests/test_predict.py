@@ -103,3 +103,36 @@ def test_a_saved_prediction_keeps_its_text_and_drops_the_widget():
     data = page["cells"][0]["outputs"][0]["data"]
     assert WIDGET_VIEW not in data and "Predict first." in data["text/html"]
     assert "widgets" not in page["metadata"]
+
+
+def test_in_a_kernel_each_cell_shows_one_output_and_the_page_keeps_no_widget(tmp_path):
+    """nbclient runs the cells as JupyterLab does; the site's page is made from the run."""
+    import nbformat
+
+    from omni_edu.tools import run_lessons, site
+    from omni_edu.tools.notebook_io import build_notebook, write_notebook
+
+    cells = [
+        "from omni_edu.viz.predict import predict, reveal\n"
+        "prediction = predict('00-x', 'Which?', choices=['a', 'b'])\nprediction",
+        "reveal(prediction, 'a')",
+        "guess = predict('00-y', 'How much?', numeric=(0.0, 1.0)).set(0.25)\nguess",
+        "reveal(guess, 0.5)",
+    ]
+    path = tmp_path / "notebooks" / "00_predict.ipynb"
+    write_notebook(build_notebook([("code", c) for c in cells]), path)
+    out = tmp_path / "executed.ipynb"
+    run = run_lessons.execute_notebook(path, "ci", out_path=out)
+    assert run.ok, run.error
+    nb = nbformat.read(out, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"][1:]  # after the Colab set-up cell
+    assert [len(c.outputs) for c in code] == [1, 1, 1, 1]
+    assert WIDGET_VIEW in code[0].outputs[0]["data"]  # the control, where widgets run
+    assert "no prediction" in code[1].outputs[0]["data"]["text/plain"]
+    assert "+0.25" in code[3].outputs[0]["data"]["text/plain"]
+    assert site.notebook_problems(nb, "00_predict") == []
+    page = prepare_notebook(nb)
+    assert "widgets" not in page["metadata"]
+    shown = [o.get("data", {}) for c in page["cells"] for o in c.get("outputs", [])]
+    assert shown and not any(WIDGET_VIEW in data for data in shown)
+    assert "Predict first." in shown[0]["text/html"]  # the text stands in for the control

@@ -338,6 +338,15 @@ def check_module(
         show_recipe: show the full recipe now.
 
     Returns the :class:`CheckResult`; in strict mode a failure raises ``CheckFailed``.
+
+    Example, a decoder block checked on two shapes::
+
+        def inputs(batch, seq):
+            return lambda g: (torch.randn(batch, seq, 64, generator=g), causal_mask(seq))
+
+        check_module(MyBlock, Block, DecoderConfig(d_model=64),
+                     {"two documents": inputs(2, 6), "one token": inputs(1, 1)},
+                     forward=lambda block, x, mask: block(x, mask=mask)[0], hints=HINTS)
     """
     name = name or getattr(reference, "__name__", type(reference).__name__)
     if not callable(reference):
