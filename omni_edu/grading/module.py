@@ -339,14 +339,13 @@ def check_module(
 
     Returns the :class:`CheckResult`; in strict mode a failure raises ``CheckFailed``.
 
-    Example, a decoder block checked on two shapes::
+    Example, the decoder's SwiGLU MLP on two shapes (``tests/test_check_module.py`` checks
+    the decoder's ``Block`` the same way, with ``forward=`` for its keyword inputs)::
 
-        def inputs(batch, seq):
-            return lambda g: (torch.randn(batch, seq, 64, generator=g), causal_mask(seq))
-
-        check_module(MyBlock, Block, DecoderConfig(d_model=64),
-                     {"two documents": inputs(2, 6), "one token": inputs(1, 1)},
-                     forward=lambda block, x, mask: block(x, mask=mask)[0], hints=HINTS)
+        check_module(MyMLP, MLP, DecoderConfig(d_model=64),
+                     {"a batch": lambda g: torch.randn(2, 6, 64, generator=g),
+                      "one token": lambda g: torch.randn(1, 1, 64, generator=g)},
+                     hints=HINTS)
     """
     name = name or getattr(reference, "__name__", type(reference).__name__)
     if not callable(reference):
