@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from omni_edu import cost, grading
 from omni_edu.any_to_any import get_direction, make_document
-from omni_edu.lessons.any_to_any.checks import check_make_document
+from omni_edu.lessons.any_to_any.checks import check_make_document, check_omni_loss
 from omni_edu.lessons.cost_and_serving import queues
 from omni_edu.lessons.cost_and_serving.checks import (
     check_kv_cache_bytes,
@@ -38,7 +38,13 @@ from omni_edu.lessons.diffusion_family.checks import (
     check_span_flow_loss,
     check_unmask_by_confidence,
 )
-from omni_edu.lessons.diffusion_head.checks import check_euler_step, check_flow_matching_loss
+from omni_edu.lessons.diffusion_head.checks import (
+    check_adaln_block,
+    check_conditioned_mlp,
+    check_euler_step,
+    check_flow_head,
+    check_flow_matching_loss,
+)
 from omni_edu.lessons.evaluation.benchmark import blind_accuracy, choose, circular_correct, rotate
 from omni_edu.lessons.evaluation.checks import check_blind_accuracy, check_circular_correct
 from omni_edu.lessons.fusion_strategies.checks import (
@@ -70,11 +76,20 @@ from omni_edu.lessons.scaling_laws.checks import (
 from omni_edu.lessons.vq_tokens.checks import check_ema_update, check_quantize
 from omni_edu.lessons.welcome.checks import check_to_unit_range, to_unit_range
 from omni_edu.modalities import Modality
-from omni_edu.model.heads.flow import euler_step, flow_matching_loss
+from omni_edu.model.heads.flow import (
+    AdaLNBlock,
+    ConditionedMLP,
+    FlowHead,
+    euler_step,
+    flow_matching_loss,
+)
 from omni_edu.model.heads.masked import masked_after, unmask_by_confidence
 from omni_edu.model.heads.span import span_flow_loss
 from omni_edu.model.heads.vq import ema_codebook_update, quantize_straight_through
 from omni_edu.model.interleave import SpecialTokens, audio_segment, image_segment, text_segment
+from omni_edu.model.omni_lm import OmniLM
+from tests.lessons import test_any_to_any_checks as a2a_mistakes
+from tests.lessons import test_diffusion_head_checks as head_mistakes
 
 
 def stub(*args, **kwargs):
@@ -876,7 +891,33 @@ TABLE = [
         (no_straight_through, forgot_detach, farthest_code),
     ),
     Row("03", check_ema_update, ema_codebook_update, (no_smoothing, decay_swapped)),
-    Row("04", check_flow_matching_loss, flow_matching_loss, (reversed_path, target_is_the_data)),
+    Row(
+        "04",
+        check_flow_matching_loss,
+        flow_matching_loss,
+        (reversed_path, target_is_the_data, *head_mistakes.LOSS_FUNCTION_MISTAKES),
+    ),
+    Row(
+        "04",
+        check_adaln_block,
+        AdaLNBlock,
+        head_mistakes.ADALN_MISTAKES,
+        also_right=(head_mistakes.AdaLNWritten,),
+    ),
+    Row(
+        "04",
+        check_conditioned_mlp,
+        ConditionedMLP,
+        head_mistakes.MLP_MISTAKES,
+        also_right=(head_mistakes.MLPWritten,),
+    ),
+    Row(
+        "04",
+        check_flow_head,
+        FlowHead,
+        head_mistakes.HEAD_MISTAKES,
+        also_right=(head_mistakes.HeadWritten,),
+    ),
     Row(
         "04b",
         check_masked_after,
@@ -910,7 +951,10 @@ TABLE = [
         may_error=(time_per_token,),
     ),
     Row(
-        "04", check_euler_step, euler_step, (step_backwards, velocity_at_the_end, one_time_for_all)
+        "04",
+        check_euler_step,
+        euler_step,
+        (step_backwards, velocity_at_the_end, one_time_for_all, *head_mistakes.EULER_MISTAKES),
     ),
     Row(
         "05",
@@ -936,6 +980,13 @@ TABLE = [
         check_make_document,
         make_document,
         (trains_the_prompt, task_after_input, caption_without_task),
+    ),
+    Row(
+        "06",
+        check_omni_loss,
+        OmniLM,
+        a2a_mistakes.LOSS_MISTAKES,
+        also_right=a2a_mistakes.LOSS_RIGHT,
     ),
     Row(
         "07",
