@@ -366,3 +366,23 @@ def test_a_constructor_that_does_not_take_the_config_says_so(lenient):
 
     result = check(BreaksInside)
     assert result.status == grading.ERROR and "nn.Linear(config.d)" in str(result)
+
+
+def test_a_right_module_written_another_way_passes(lenient):
+    class WithSdpa(TinyBlock):
+        # The same block through torch's fused attention and its own LayerNorm arithmetic.
+        def attend(self, x, mask):
+            q, k, v = self.qkv(x).chunk(3, dim=-1)
+            return self.out(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+
+        def forward(self, x, mask):
+            def norm(layer, h):
+                centred = h - h.mean(-1, keepdim=True)
+                scale = torch.rsqrt(centred.pow(2).mean(-1, keepdim=True) + layer.eps)
+                return centred * scale * layer.weight + layer.bias
+
+            x = x + self.attend(norm(self.norm1, x), mask)
+            return x + self.mlp(norm(self.norm2, x))
+
+    result = check(WithSdpa)
+    assert result.passed, str(result)
