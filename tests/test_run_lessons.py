@@ -6,7 +6,7 @@ import json
 import nbformat
 import pytest
 
-from omni_edu.tools import run_lessons
+from omni_edu.tools import readme_figures, run_lessons
 from omni_edu.tools.notebook_io import build_notebook, write_notebook
 from omni_edu.tools.run_record import read_records
 
@@ -99,11 +99,11 @@ def test_each_executed_notebook_gets_a_run_record_beside_it(ran):
 
 def test_figures_reach_the_readme_with_profile_machine_and_times(ran, tmp_path):
     _, report, figures = ran
-    entries = run_lessons.read_figures(figures)
+    entries = readme_figures.read_figures(figures)
     assert entries == [
         {"profile": "ci", "lesson": "98", "kind": "headline", "text": "trained 3 steps in ci"}
     ]
-    section = run_lessons.figures_markdown(report, entries)
+    section = readme_figures.figures_markdown(report, entries)
     assert "`ci` profile" in section and report["machine"]["cpu"] in section
     assert "| 98_tiny |" in section and "**failed**" in section
     assert "- **98** trained 3 steps in ci" in section
@@ -112,16 +112,16 @@ def test_figures_reach_the_readme_with_profile_machine_and_times(ran, tmp_path):
 def test_the_figures_section_replaces_markers_or_the_old_section():
     new = "### Measured\n\n- fresh\n"
     marked = "# R\n\nintro\n\n<!-- figures:start -->\nold\n<!-- figures:end -->\n\n## Next\n"
-    out = run_lessons.replace_figures_section(marked, new)
+    out = readme_figures.replace_figures_section(marked, new)
     assert "old" not in out and "- fresh" in out and out.endswith("## Next\n")
-    assert run_lessons.replace_figures_section(out, new) == out  # idempotent
+    assert readme_figures.replace_figures_section(out, new) == out  # idempotent
     unmarked = (
         "# R\n\n## The lessons\n\n### What the lessons measured here\n\n- stale\n\n## Profiles\n"
     )
-    out = run_lessons.replace_figures_section(unmarked, new)
+    out = readme_figures.replace_figures_section(unmarked, new)
     assert "stale" not in out and "## The lessons" in out and "## Profiles" in out
-    assert out.index(run_lessons.FIGURES_START) < out.index("## Profiles")
-    bare = run_lessons.replace_figures_section("# R\n\n## Profiles\n", new)
+    assert out.index(readme_figures.FIGURES_START) < out.index("## Profiles")
+    bare = readme_figures.replace_figures_section("# R\n\n## Profiles\n", new)
     assert bare.index("- fresh") < bare.index("## Profiles")
 
 
@@ -129,17 +129,19 @@ def test_each_profile_keeps_its_own_section_and_differing_verdicts_are_named():
     claim = 'Claim check: "Cats can fly." (chapter 000): it flew 3 m. Verdict: **{}**.'
     ci = "### ci\n\n- **01** " + claim.format("supported") + "\n"
     cpu = "### cpu\n\n- **01** " + claim.format("not supported") + "\n"
-    readme = run_lessons.replace_figures_section("# R\n\n## Profiles\n", ci)
-    readme = run_lessons.replace_figures_section(readme, cpu, "cpu")
-    start, end = run_lessons.figures_markers("cpu")
-    assert readme.index(run_lessons.FIGURES_END) < readme.index(start) < readme.index("## Profiles")
-    again = run_lessons.replace_figures_section(readme, cpu, "cpu")
+    readme = readme_figures.replace_figures_section("# R\n\n## Profiles\n", ci)
+    readme = readme_figures.replace_figures_section(readme, cpu, "cpu")
+    start, _ = readme_figures.figures_markers("cpu")
+    assert (
+        readme.index(readme_figures.FIGURES_END) < readme.index(start) < readme.index("## Profiles")
+    )
+    again = readme_figures.replace_figures_section(readme, cpu, "cpu")
     assert again == readme and readme.count(start) == 1  # idempotent, one section each
-    assert run_lessons.verdicts(ci) == {"Cats can fly.": "supported"}
-    differ = run_lessons.verdict_differences(readme, "cpu")
+    assert readme_figures.verdicts(ci) == {"Cats can fly.": "supported"}
+    differ = readme_figures.verdict_differences(readme, "cpu")
     assert len(differ) == 1 and "ci **supported**, cpu **not supported**" in differ[0]
-    same = run_lessons.replace_figures_section(readme, ci.replace("ci", "cpu"), "cpu")
-    assert run_lessons.verdict_differences(same, "cpu") == []
+    same = readme_figures.replace_figures_section(readme, ci.replace("ci", "cpu"), "cpu")
+    assert readme_figures.verdict_differences(same, "cpu") == []
 
 
 def test_mfu_uses_the_datasheet_when_it_lists_the_device():

@@ -39,43 +39,17 @@ from pathlib import Path
 from typing import Any
 
 from omni_edu.report import FIGURES_ENV
-from omni_edu.tools.machine import describe_machine, machine_info
+from omni_edu.tools.machine import machine_info
 from omni_edu.tools.notebook_io import cell_source, iter_notebooks
+from omni_edu.tools.readme_figures import (
+    figures_markdown,
+    read_figures,
+    replace_figures_section,
+    verdict_differences,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 STATS_MARKER = "OMNI_LESSON_STATS "
-FIGURES_START, FIGURES_END = "<!-- figures:start -->", "<!-- figures:end -->"
-VERDICT = re.compile(r'Claim check: "(?P<claim>[^"]+)" .*?Verdict: \*\*(?P<verdict>[^*]+)\*\*')
-
-
-def figures_markers(profile: str = "ci") -> tuple[str, str]:
-    """The README markers around one profile's figures: ``figures`` for ci (the suite's
-    profile, first in the README), ``figures-<profile>`` for the others."""
-    name = "figures" if profile == "ci" else f"figures-{profile}"
-    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-
-
-def verdicts(section: str) -> dict[str, str]:
-    """``{claim: verdict}`` of the claim checks a figures section lists."""
-    return {m["claim"]: m["verdict"] for m in VERDICT.finditer(section)}
-
-
-def verdict_differences(readme: str, profile: str, other: str = "ci") -> list[str]:
-    """Sentences naming each claim whose verdict differs between two profiles' sections."""
-    sections = {}
-    for name in (profile, other):
-        start, end = figures_markers(name)
-        if start in readme and end in readme:
-            sections[name] = verdicts(readme.split(start, 1)[1].split(end, 1)[0])
-    if len(sections) < 2:
-        return []
-    return [
-        f'"{claim[:80]}…": {other} **{sections[other][claim]}**, {profile} **{verdict}**'
-        for claim, verdict in sections[profile].items()
-        if claim in sections[other] and sections[other][claim] != verdict
-    ]
-
-
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
 # Appended to each notebook before it runs, removed from the saved copy. It prints what the
@@ -378,76 +352,6 @@ def run_lessons(
 
 
 # --------------------------------------------------------------------------- README figures
-def read_figures(path: str | Path) -> list[dict[str, Any]]:
-    """The entries lessons appended to an ``OMNI_FIGURES`` file (missing file: none)."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-
-
-def _lesson_number(notebook: str) -> str:
-    return Path(notebook).name[:2]
-
-
-def figures_markdown(report: dict[str, Any], figures: list[dict[str, Any]]) -> str:
-    """The README section: where the figures come from, then each lesson's measurements."""
-    lines = [
-        f"### What the lessons measured (`{report['profile']}` profile)",
-        "",
-        f"Written by `python -m omni_edu.tools.run_lessons run --profile {report['profile']} "
-        f"--readme` on {report['date']}, on {describe_machine(report['machine'])}. Every "
-        "sentence below is one a lesson printed from its own run; your numbers will differ "
-        "a little, and other profiles run larger versions.",
-        "",
-        "| lesson | wall time | result |",
-        "|---|---|---|",
-    ]
-    for run in report["lessons"]:
-        state = "ran" if run["ok"] else "**failed**"
-        lines.append(f"| {Path(run['notebook']).stem} | {run['wall_s']:.0f} s | {state} |")
-    lines.append("")
-    by_lesson: dict[str, list[dict[str, Any]]] = {}
-    for entry in figures:
-        by_lesson.setdefault(str(entry.get("lesson", "")), []).append(entry)
-    for lesson in sorted(by_lesson):
-        for entry in by_lesson[lesson]:
-            if entry.get("kind") == "claim":
-                text = (
-                    f'Claim check: "{entry["claim"]}" (chapter {entry["chapter"]}): '
-                    f"{entry['result']} Verdict: **{entry['verdict']}**."
-                )
-            else:
-                text = entry.get("text", "")
-            lines.append(f"- **{lesson}** {' '.join(text.split())}")
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def replace_figures_section(readme: str, section: str, profile: str = "ci") -> str:
-    """Put ``section`` between ``profile``'s figures markers of ``readme``.
-
-    Without the markers: another profile's section goes right after ci's block; ci's
-    replaces the old "What the lessons measured" subsection (up to the next heading), or
-    goes before the "Profiles" section (or at the end).
-    """
-    start, end = figures_markers(profile)
-    block = f"{start}\n{section.rstrip()}\n{end}"
-    if start in readme and end in readme:
-        head, rest = readme.split(start, 1)
-        _, tail = rest.split(end, 1)
-        return head + block + tail
-    if profile != "ci" and FIGURES_END in readme:
-        head, tail = readme.split(FIGURES_END, 1)
-        return head + FIGURES_END + "\n\n" + block + tail
-    old = re.search(r"^### What the lessons measured.*?(?=^#{1,3} )", readme, re.M | re.S)
-    if old:
-        return readme[: old.start()] + block + "\n\n" + readme[old.end() :]
-    profiles = re.search(r"^## Profiles", readme, re.M)
-    if profiles:
-        return readme[: profiles.start()] + block + "\n\n" + readme[profiles.start() :]
-    return readme.rstrip() + "\n\n" + block + "\n"
-
-
 # ---------------------------------------------------------------------------------- the CLI
 def _run_command(args: argparse.Namespace) -> int:
     figures = args.figures
