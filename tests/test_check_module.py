@@ -386,3 +386,49 @@ def test_a_right_module_written_another_way_passes(lenient):
 
     result = check(WithSdpa)
     assert result.passed, str(result)
+
+
+def test_a_part_used_on_nothing_and_a_part_skipped_are_the_same(lenient):
+    # A projector-like module: one part per kind of token; a batch may lack a kind. Applied
+    # to an empty selection, a part gets an all-zero gradient; skipped, it gets None.
+    class PerKind(nn.Module):
+        def __init__(self, config: TinyConfig) -> None:
+            super().__init__()
+            self.a = nn.Linear(config.d, config.d)
+            self.b = nn.Linear(config.d, config.d)
+
+        def forward(self, x: torch.Tensor, kind: torch.Tensor) -> torch.Tensor:
+            out = torch.zeros_like(x)
+            for value, part in ((0, self.a), (1, self.b)):
+                here = kind == value
+                if here.any():
+                    out[here] = part(x[here])
+            return out
+
+    class EveryPartAlways(PerKind):
+        def forward(self, x, kind):
+            out = torch.zeros_like(x)
+            for value, part in ((0, self.a), (1, self.b)):
+                here = kind == value
+                out[here] = part(x[here])  # an empty selection gives zero gradients
+            return out
+
+    only_a = {
+        "only kind 0": lambda g: (torch.randn(2, 3, 8, generator=g), torch.zeros(2, 3).long())
+    }
+    for learner, reference in ((EveryPartAlways, PerKind), (PerKind, EveryPartAlways)):
+        result = check_module(learner, reference, TinyConfig(), only_a, name="PerKind")
+        assert result.passed, str(result)
+
+    class NeverB(PerKind):  # part b cut off even where kind 1 tokens are present
+        def forward(self, x, kind):
+            return torch.where((kind == 0).unsqueeze(-1), self.a(x), self.b(x).detach())
+
+    both = {
+        "both kinds": lambda g: (
+            torch.randn(2, 3, 8, generator=g),
+            torch.tensor([[0, 1, 0], [1, 1, 0]]),
+        )
+    }
+    result = check_module(NeverB, PerKind, TinyConfig(), both, name="PerKind")
+    assert not result.passed and "'b.weight', 'b.bias' get no gradient" in str(result)

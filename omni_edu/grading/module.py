@@ -218,6 +218,13 @@ def _names(keys: Sequence[str], most: int = 6) -> str:
     return shown + (f" and {len(keys) - most} more" if len(keys) > most else "")
 
 
+def _gradient_or_none(grad: torch.Tensor | None) -> torch.Tensor | None:
+    """``None`` for no gradient *or* an all-zero one: a part applied to an empty selection
+    (a projector's audio map on a batch without audio) gets zeros where a part skipped gets
+    ``None``; either way the output does not depend on it in this case."""
+    return None if grad is None or not bool(grad.any()) else grad
+
+
 def _judge(expected: _Pass, got: _Pass, atol: float, rtol: float) -> Difference | None:
     """The first way the learner's pass differs from the reference's, or None."""
     why = compare(expected.output, got.output, atol=atol, rtol=rtol)
@@ -227,7 +234,10 @@ def _judge(expected: _Pass, got: _Pass, atol: float, rtol: float) -> Difference 
         why = compare(want, got.buffers.get(name), atol=atol, rtol=rtol)
         if why is not None:
             return Difference(f"after the forward pass, buffer {name!r}: {why}", "buffer")
-    grads = [(k, want, got.param_grads.get(k)) for k, want in expected.param_grads.items()]
+    grads = [
+        (k, _gradient_or_none(want), _gradient_or_none(got.param_grads.get(k)))
+        for k, want in expected.param_grads.items()
+    ]
     # A parameter cut off from the loss is the clearest sign; name every one of them.
     cut = [k for k, want, have in grads if want is not None and have is None]
     if cut:
