@@ -397,7 +397,7 @@ def test_a_part_used_on_nothing_and_a_part_skipped_are_the_same(lenient):
             self.a = nn.Linear(config.d, config.d)
             self.b = nn.Linear(config.d, config.d)
 
-        def forward(self, x: torch.Tensor, kind: torch.Tensor) -> torch.Tensor:
+        def forward(self, x: torch.Tensor, kind: torch.Tensor, y=None) -> torch.Tensor:
             out = torch.zeros_like(x)
             for value, part in ((0, self.a), (1, self.b)):
                 here = kind == value
@@ -406,11 +406,13 @@ def test_a_part_used_on_nothing_and_a_part_skipped_are_the_same(lenient):
             return out
 
     class EveryPartAlways(PerKind):
-        def forward(self, x, kind):
+        def forward(self, x, kind, y=None):
             out = torch.zeros_like(x)
             for value, part in ((0, self.a), (1, self.b)):
                 here = kind == value
                 out[here] = part(x[here])  # an empty selection gives zero gradients
+            if y is not None:  # read where kind is 1: nowhere here, so a zero gradient
+                out[kind == 1] = out[kind == 1] + y[kind == 1]
             return out
 
     only_a = {
@@ -421,7 +423,7 @@ def test_a_part_used_on_nothing_and_a_part_skipped_are_the_same(lenient):
         assert result.passed, str(result)
 
     class NeverB(PerKind):  # part b cut off even where kind 1 tokens are present
-        def forward(self, x, kind):
+        def forward(self, x, kind, y=None):
             return torch.where((kind == 0).unsqueeze(-1), self.a(x), self.b(x).detach())
 
     both = {

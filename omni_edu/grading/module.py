@@ -221,7 +221,8 @@ def _names(keys: Sequence[str], most: int = 6) -> str:
 def _gradient_or_none(grad: torch.Tensor | None) -> torch.Tensor | None:
     """``None`` for no gradient *or* an all-zero one: a part applied to an empty selection
     (a projector's audio map on a batch without audio) gets zeros where a part skipped gets
-    ``None``; either way the output does not depend on it in this case."""
+    ``None`` (and so does the input it reads); either way the output does not depend on it
+    in this case."""
     return None if grad is None or not bool(grad.any()) else grad
 
 
@@ -267,7 +268,7 @@ def _judge(expected: _Pass, got: _Pass, atol: float, rtol: float) -> Difference 
             "gradient",
         )
     for i, want in expected.input_grads.items():
-        have = got.input_grads.get(i)
+        want, have = _gradient_or_none(want), _gradient_or_none(got.input_grads.get(i))
         if (want is None) != (have is None):
             return Difference(
                 f"the outputs match, but input {i} {'gets no' if have is None else 'gets a'} "
