@@ -59,7 +59,7 @@ from omni_edu.modalities import (
     unpatchify,
 )
 from omni_edu.model.heads.flow import FlowHeadConfig
-from omni_edu.model.heads.output import build_head
+from omni_edu.model.heads.output import DISCRETE_KINDS, PER_TOKEN_SIBLING, build_head
 from omni_edu.model.interleave import (
     PackedBatch,
     Segment,
@@ -460,10 +460,13 @@ def balanced_loss_weights(
     * ``rule="blind"``: 1 / blind, "ignoring the prompt costs 1".
 
     ``overrides`` are the model's other config fields (head size, time shift), which a
-    flow head's losses depend on. Text keeps weight 1.
+    flow head's losses depend on. Text keeps weight 1. A span head (lesson 04b) gets the
+    weight of the per-token head of its token form (``PER_TOKEN_SIBLING``).
     """
     if rule not in WEIGHT_RULES:
         raise ValueError(f"rule should be one of {WEIGHT_RULES}; got {rule!r}.")
+    image_head = PER_TOKEN_SIBLING.get(image_head, image_head)
+    audio_head = PER_TOKEN_SIBLING.get(audio_head, audio_head)
     config = model_config(data, None, None, image_head, audio_head, **overrides)
     weights = {"text": 1.0}
     for name, kind in (("image", image_head), ("audio", audio_head)):
@@ -603,7 +606,7 @@ def model_config(
     the initial weights too); ``overrides`` are further fields of the config."""
     profile = profile or data.profile
     for name, kind in (("image", image_head), ("audio", audio_head)):
-        if (kind == "codes") != (name in data.tokenizers):
+        if (kind in DISCRETE_KINDS) != (name in data.tokenizers):
             raise ValueError(
                 f"{name}_head={kind!r} but the data gives {name} as "
                 f"{'code ids' if name in data.tokenizers else 'features'}: build the data "
@@ -999,8 +1002,10 @@ class CapstoneRecipe:
 
     @property
     def model_settings(self) -> dict:
-        """OmniLM config fields the heads need (:data:`FLOW_HEAD` for flow heads)."""
-        return dict(FLOW_HEAD) if "flow" in (self.image_head, self.audio_head) else {}
+        """OmniLM config fields the heads need (:data:`FLOW_HEAD` for flow heads, and for
+        lesson 04b's flow-trained span heads)."""
+        flow_trained = {"flow", "dit", "transfusion"}
+        return dict(FLOW_HEAD) if flow_trained & {self.image_head, self.audio_head} else {}
 
 
 # The capstone's output heads (pictures, sounds) per profile, chosen by lesson 06's rule
@@ -1009,9 +1014,11 @@ class CapstoneRecipe:
 # still picks these. Measured in the ci profile on a 2-core CPU (2026-12-06); the cpu and
 # gpu profiles follow ci's choice until a run there says otherwise (lesson 06 reports it).
 CAPSTONE_HEADS = {"ci": ("flow", "flow"), "cpu": ("flow", "flow"), "gpu": ("flow", "flow")}
-# Base steps of the capstone per profile (unified training gets twice as many). In ci,
-# 300 left the model short of its plateau (generating directions 0.79 with linear heads,
-# 0.52-0.76 with flow heads); 600 reached 0.93 and 0.91 (benchmarks/flow_ablation.py).
+# Base steps of the capstone per profile (unified training gets twice as many). Measured
+# with flow heads on a loaded 2-core CPU (2026-12-06): in ci, 300 base steps left the
+# generating directions at 0.49 attribute accuracy and 600 reached 0.72-0.80 over two seeds
+# (benchmarks/flow_ablation.py, "half the updates" against "recipe"); in cpu, 300 gave
+# 0.48-0.69 on full prompts and 400 gave 0.68-0.74, in 16 minutes of training under load.
 CAPSTONE_BASE_STEPS = {"ci": 600, "cpu": 400}
 
 
@@ -1076,11 +1083,11 @@ def capstone_data(
 def _tokenizers_for(heads: tuple[str, str], profile: Profile) -> dict[str, nn.Module]:
     """Lesson 03's tokenizers for the modalities written as codes."""
     out = {}
-    if heads[0] == "codes":
+    if heads[0] in DISCRETE_KINDS:
         from omni_edu.tokenizers import image_tokenizer
 
         out["image_tokenizer"] = image_tokenizer(profile).model
-    if heads[1] == "codes":
+    if heads[1] in DISCRETE_KINDS:
         from omni_edu.tokenizers import audio_tokenizer
 
         out["audio_tokenizer"] = audio_tokenizer(profile).model
