@@ -25,11 +25,17 @@ from omni_edu.lessons.scaling_laws.chinchilla import (
     fit_chinchilla,
     huber_log_objective,
 )
-from omni_edu.lessons.scaling_laws.compute_law import compare_compute_laws, fit_compute_law
+from omni_edu.lessons.scaling_laws.compute_law import (
+    compare_compute_laws,
+    compute_law_loss,
+    fit_compute_law,
+)
 from omni_edu.lessons.scaling_laws.mixed_modal import bimodal_interaction, fit_bimodal
 from omni_edu.lessons.scaling_laws.records import compute_points, past_transient
 from omni_edu.lessons.scaling_laws.sweeps import decoder_parameters, run_sweep
+from omni_edu.lessons.scaling_laws.total_compute import total_compute_test
 from omni_edu.modalities import Modality
+from omni_edu.train import lr_at
 
 # Hoffmann-like constants; runs span three decades of N and of D.
 TRUE = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
@@ -230,7 +236,7 @@ def test_hand_written_gradients_match_autograd():
 TINY = SweepConfig(
     profile="ci",
     sizes=(ModelSize(16, 1, 2),),
-    eval_steps=(4, 12),
+    budgets=(4, 12),
     settings=("text", "text+image"),
     batch_size=8,
     lr=1e-2,
@@ -247,6 +253,7 @@ def tiny_sweep(tmp_path_factory):
 
 
 def test_sweep_records_what_a_fit_needs(tiny_sweep):
+    """One record per run: every (setting, size, length) trained with its own schedule."""
     _, records = tiny_sweep
     assert [(r["setting"], r["step"]) for r in records] == [
         ("text", 4),
@@ -260,17 +267,44 @@ def test_sweep_records_what_a_fit_needs(tiny_sweep):
         assert r["tokens_total"] == sum(r["tokens"].values())
         assert r["flops"] > 6 * n * r["tokens_total"]  # attention comes on top
         assert set(r["loss"]) == set(r["setting"].split("+"))
+        assert set(r["flops_by_modality"]) == set(r["setting"].split("+"))
+        assert sum(r["flops_by_modality"].values()) == pytest.approx(r["flops"])
     text, mixed = records[1], records[3]
     # A mixed run sees exactly the text tokens of the text-only run, plus its images.
     assert mixed["tokens"]["text"] == text["tokens"]["text"]
     assert mixed["tokens"]["image"] > 0
+    # ... and its text tokens alone cost what the text-only run cost (up to the attention
+    # term, which counts the mixed batch's mean sequence length)
+    assert mixed["flops_by_modality"]["text"] == pytest.approx(text["flops"], rel=0.02)
     assert records[1]["loss"]["text"] < records[0]["loss"]["text"] - 0.3  # it learns
+
+
+def test_each_run_follows_a_schedule_matched_to_its_length(monkeypatch):
+    """A run of k steps trains with TrainConfig(steps=k) and its cosine reaches the floor at
+    its own last step (not a long run read part-way)."""
+    seen = []
+    real = sweeps.Trainer
+
+    def spy(model, loss_fn, batches, config, eval_fn=None):
+        seen.append(config)
+        return real(model, loss_fn, batches, config, eval_fn=eval_fn)
+
+    monkeypatch.setattr(sweeps, "Trainer", spy)
+    config = dataclasses.replace(TINY, settings=("text",))
+    data = sweeps.sweep_data(config, False)
+    for steps in config.budgets:
+        (record,) = sweeps._train_run(data, "text", config.sizes[0], steps)
+        assert record["step"] == steps
+    assert [c.steps for c in seen] == list(config.budgets)
+    for c in seen:
+        assert c.min_lr_ratio == config.min_lr_ratio
+        assert lr_at(c.steps - 1, c) == pytest.approx(c.lr * c.min_lr_ratio)
 
 
 def test_a_cached_sweep_loads_without_training(tiny_sweep, monkeypatch):
     path, records = tiny_sweep
     saved = json.loads(path.read_text())
-    assert len(saved["runs"]) == 2
+    assert len(saved["runs"]) == 4  # 2 settings x 1 size x 2 lengths
 
     def no_training(*args, **kwargs):
         raise AssertionError("a cached run was trained again")
@@ -279,17 +313,21 @@ def test_a_cached_sweep_loads_without_training(tiny_sweep, monkeypatch):
     assert run_sweep(TINY, cache=path, progress=False) == records
 
 
-def test_past_transient_keeps_later_evaluations(tiny_sweep):
+def test_past_transient_drops_the_runs_of_the_shortest_length(tiny_sweep):
     _, records = tiny_sweep
     kept = past_transient(records, TINY)
     assert {r["step"] for r in kept} == {12}
 
 
 def test_sweep_config_rejects_bad_budgets():
-    with pytest.raises(ValueError, match="eval_steps"):
-        SweepConfig(profile="ci", sizes=TINY.sizes, eval_steps=(10, 5))
+    with pytest.raises(ValueError, match="budgets"):
+        SweepConfig(profile="ci", sizes=TINY.sizes, budgets=(10, 5))
+    with pytest.raises(ValueError, match="budgets"):
+        SweepConfig(profile="ci", sizes=TINY.sizes, budgets=(8, 20))  # not past warm-up
     with pytest.raises(ValueError, match="settings"):
-        SweepConfig(profile="ci", sizes=TINY.sizes, eval_steps=(20, 40), settings=("video",))
+        SweepConfig(profile="ci", sizes=TINY.sizes, budgets=(20, 40), settings=("video",))
+    with pytest.raises(ValueError, match="min_lr_ratio"):
+        SweepConfig(profile="ci", sizes=TINY.sizes, budgets=(20, 40), min_lr_ratio=1.5)
 
 
 def test_shipped_cache_holds_every_run_lesson_07_needs_in_ci(monkeypatch):
@@ -312,22 +350,22 @@ def test_shipped_cache_holds_every_run_lesson_07_needs_in_ci(monkeypatch):
         "image",
         "audio",
     }
-    assert len(records) == len(config.sizes) * len(config.settings) * len(config.eval_steps)
+    assert len(records) == len(config.sizes) * len(config.settings) * len(config.budgets)
     for setting in ("text", "image", "audio"):
-        held = sweeps.run_heldout(config, setting=setting, cache=cache, progress=False)
-        assert held[-1]["step"] == budget.heldout_size("ci")[1]
+        (held,) = sweeps.run_heldout(config, setting=setting, cache=cache, progress=False)
+        assert held["step"] == budget.heldout_size("ci")[1]
 
 
 @pytest.mark.slow
 def test_shipped_cache_is_what_this_code_trains(tmp_path):
-    """The shipped ci numbers are the project's own runs: retraining the smallest run of
-    the sweep from scratch gives the losses the shipped file holds (within float noise
+    """The shipped ci numbers are the project's own runs: retraining the smallest model's
+    text runs from scratch gives the losses the shipped file holds (within float noise
     across CPUs), so a change to the recipe cannot leave a stale cache behind silently."""
     full = budget.sweep_config("ci")
     one = dataclasses.replace(full, sizes=full.sizes[:1], settings=("text",))
     shipped = run_sweep(one, cache=SweepCache(default_cache_path()), progress=False)
     fresh = run_sweep(one, cache=tmp_path / "fresh.json", progress=False)
-    assert [r["step"] for r in fresh] == [r["step"] for r in shipped] == list(full.eval_steps)
+    assert [r["step"] for r in fresh] == [r["step"] for r in shipped] == list(full.budgets)
     for new, old in zip(fresh, shipped, strict=True):
         assert new["tokens"] == old["tokens"] and new["params"] == old["params"]
         assert new["loss"]["text"] == pytest.approx(old["loss"]["text"], abs=0.02)
@@ -573,14 +611,14 @@ def test_ci_sweep_is_the_table_and_the_dry_run_cuts_every_budget():
     dry, gpu = budget.sweep_config("gpu-dry"), budget.sweep_config("gpu")
     assert dry.profile == "gpu-dry" and gpu.profile == "gpu"
     assert dry.sizes == gpu.sizes and dry.settings == gpu.settings  # gpu shapes
-    assert len(dry.eval_steps) == 4 and max(dry.eval_steps) <= 5
+    assert len(dry.budgets) == 4 and max(dry.budgets) <= 5
     assert dry.batch_size <= 4 and dry.n_eval <= 8 and dry.pool <= 64
     assert budget.bootstrap_resamples("gpu-dry") <= 2
     # Enough evaluations past the transient for a five-parameter fit per modality.
-    kept = [s for s in dry.eval_steps if s >= dry.eval_steps[2]]
+    kept = [s for s in dry.budgets if s >= dry.budgets[1]]
     assert len(kept) * len(dry.sizes) >= 6
     size, steps = budget.heldout_size("gpu-dry")
-    assert size == budget.heldout_size("gpu")[0] and steps == 2 * max(dry.eval_steps)
+    assert size == budget.heldout_size("gpu")[0] and steps == 2 * max(dry.budgets)
     ci = budget.BUDGET["ci"]
     assert budget.heldout_size("ci") == (ci.heldout, ci.heldout_steps)
     assert budget.bootstrap_resamples("ci") == ci.n_bootstrap
@@ -591,3 +629,138 @@ def test_the_dry_run_caches_outside_the_repository(monkeypatch, tmp_path):
     path = default_cache_path("gpu-dry")
     assert path.is_relative_to(tmp_path) and "gpu-dry" in str(path)
     assert path != default_cache_path("ci") and path != default_cache_path("gpu")
+
+
+# --- identification: a parameter the refits disagree on is not quoted ---------------------
+
+
+def test_a_well_spread_fit_is_identified_and_quoted(fitted):
+    assert fitted.identified and fitted.unidentified() == {}
+    quoted = fitted.quoted("alpha")
+    assert quoted.startswith(f"{fitted.params['alpha']:.3g} [")
+    assert "not identified" not in fitted.summary()
+
+
+def test_refits_that_disagree_mark_parameters_not_identified(fitted):
+    wild = dataclasses.replace(fitted)
+    wild.keep_bootstrap(fitted.bootstrap.copy())
+    wild.ci = dict(fitted.ci)
+    wild.ci["A"] = (1e-43, 1e304)  # lesson 07's mixed fit once had intervals like this
+    wild.ci["beta"] = (0.1, 3.0)
+    found = wild.unidentified()
+    assert set(found) == {"A", "beta"}
+    assert "347 orders of magnitude" in found["A"]
+    assert not wild.identified
+    assert wild.quoted("A") == "not identified"
+    summary = wild.summary()
+    assert "A = not identified" in summary and "beta = not identified" in summary
+    assert f"{fitted.params['A']:10.4g}" not in summary  # the value itself is never printed
+
+
+def test_a_mixed_fit_on_too_few_runs_is_not_identified():
+    """The interaction of a mixed fit whose refits wander is reported as not identified."""
+    n, d, loss = _runs(TRUE, noise=0.002, seed=3)
+    law = fit_chinchilla(n, d, loss, n_starts=1, progress=False)
+    rng = np.random.default_rng(0)
+    d_i, d_j = d, d * 1.3
+    mixed_loss = (
+        (law.predict(n, d_i) + law.predict(n, d_j)) / 2 * np.exp(rng.normal(0, 0.02, n.shape))
+    )
+    fit = fit_bimodal(n, d_i, d_j, mixed_loss, law, law, n_bootstrap=12, progress=False)
+    assert not fit.identified  # pure noise around zero interaction: A and alpha wander
+    assert "not identified" in fit.summary()
+
+
+# --- total compute or own compute: the held-out test on the mixed runs --------------------
+
+
+def _compute_records(truth: str, seed: int) -> list[dict]:
+    """Synthetic sweep records: single-modality runs on a law L_m(C); mixed runs whose loss
+    on m follows that law at their total compute (truth="total") or at the compute of m's
+    own tokens (truth="own"), with 2% noise."""
+    laws = {
+        "text": {"E": 0.8, "A": 400.0, "gamma": 0.25},
+        "image": {"E": 0.2, "A": 60.0, "gamma": 0.2},
+    }
+    rng = np.random.default_rng(seed)
+    records = []
+    for k, c in enumerate(np.geomspace(1e8, 1e11, 12)):
+        for m, law in laws.items():
+            loss = compute_law_loss(c, **law) * np.exp(rng.normal(0, 0.02))
+            records.append(
+                {
+                    "setting": m,
+                    "d_model": 16,
+                    "n_layers": 1,
+                    "step": k,
+                    "flops": c,
+                    "flops_by_modality": {m: c},
+                    "loss": {m: float(loss)},
+                }
+            )
+        own = {"text": c, "image": 1.3 * c}
+        total = sum(own.values())
+        losses = {
+            m: float(compute_law_loss(total if truth == "total" else own[m], **law))
+            * np.exp(rng.normal(0, 0.02))
+            for m, law in laws.items()
+        }
+        records.append(
+            {
+                "setting": "text+image",
+                "d_model": 16,
+                "n_layers": 1,
+                "step": k,
+                "flops": total,
+                "flops_by_modality": own,
+                "loss": losses,
+            }
+        )
+    return records
+
+
+@pytest.mark.parametrize("truth", ["own", "total"])
+def test_the_total_compute_test_finds_which_compute_the_runs_follow(truth):
+    test = total_compute_test(_compute_records(truth, seed=0), n_bootstrap=60, progress=False)
+    low, high = test.difference_ci
+    if truth == "own":
+        assert low > 0  # own compute predicts the mixed runs better
+        assert test.bias_total < -0.05  # total compute promises too low a loss
+    else:
+        assert high < 0
+        assert abs(test.bias_total) < 0.03
+    assert len(test.run) == 24 and set(test.by_modality()) == {"text", "image"}
+    assert test.ratio == pytest.approx(test.error_total / test.error_own)
+    assert "with C_total" in test.summary()
+
+
+def test_the_total_compute_test_needs_mixed_runs_and_enough_single_runs():
+    records = _compute_records("own", seed=1)
+    with pytest.raises(ValueError, match="needs mixed runs"):
+        total_compute_test([r for r in records if "+" not in r["setting"]], progress=False)
+    few = [r for r in records if r["setting"] != "image"] + [
+        r for r in records if r["setting"] == "image"
+    ][:3]
+    with pytest.raises(ValueError, match="'image' needs at least 4"):
+        total_compute_test(few, progress=False)
+
+
+def test_the_cache_file_holds_one_run_per_line_and_reads_back(tiny_sweep):
+    path, _ = tiny_sweep
+    lines = path.read_text().splitlines()
+    copy = SweepCache(path)
+    assert copy.runs == json.loads(path.read_text())["runs"]
+    for key in copy.runs:  # each run on a line of its own (a regenerated sweep diffs by run)
+        assert sum(line.lstrip().startswith(f'"{key}"') for line in lines) == 1
+
+
+def test_the_mixing_and_total_compute_figures_draw(tiny_sweep):
+    from omni_edu.lessons.scaling_laws.plots import plot_mixing, plot_total_compute
+
+    _, records = tiny_sweep
+    fig = plot_mixing(records)
+    assert [ax.get_title() for ax in fig.axes] == ["text in text+image", "image in text+image"]
+    synthetic = _compute_records("own", seed=2)
+    test = total_compute_test(synthetic, n_bootstrap=5, progress=False)
+    fig = plot_total_compute(test, synthetic)
+    assert len(fig.axes) == 2 and all(ax.get_xlabel() for ax in fig.axes)

@@ -1,4 +1,4 @@
-"""What lesson 07 trains in each profile: the sweep's model sizes and evaluation steps, the
+"""What lesson 07 trains in each profile: the sweep's model sizes and run lengths, the
 larger held-out run it predicts, and how many bootstrap refits its intervals take.
 
 Every number goes through :meth:`Profile.budget`, so the gpu dry run keeps the gpu shapes
@@ -32,12 +32,12 @@ class ModelSize:
 class SweepConfig:
     """What a sweep trains. Every field goes into the cache key of each run.
 
-    Each (setting, size) is **one run** at a constant learning rate after warm-up,
-    evaluated on held-out data after each of ``eval_steps`` optimizer steps; the last
-    entry is the run's length. One run therefore gives a point for every token budget
-    D (the Kaplan et al. 2020 shortcut). Hoffmann et al. instead trained one
-    cosine-decayed run per budget, which lowers each loss a little; with a constant
-    rate every budget is treated alike, which is what a fit across budgets needs.
+    Each (setting, size, budget) is **one run**, ``budget`` optimizer steps long, with a
+    learning-rate schedule matched to that length (linear warm-up, then a cosine that
+    ends at the run's last step at ``lr * min_lr_ratio``), and evaluated **once**, at its
+    end. That is how Hoffmann et al. (2022) measured each point of their fits: a point
+    read off the middle of a longer run has not had its learning rate annealed, and the
+    points of one run are not independent of each other.
 
     ``profile`` sets the data (image size, audio length); ``pool`` caps how many
     training scenes are generated (runs longer than ``pool / batch_size`` steps see
@@ -46,11 +46,12 @@ class SweepConfig:
 
     profile: str
     sizes: tuple[ModelSize, ...]
-    eval_steps: tuple[int, ...]
+    budgets: tuple[int, ...]
     settings: tuple[str, ...] = SETTINGS
     batch_size: int = 32
     lr: float = 3e-3
     warmup_steps: int = 10
+    min_lr_ratio: float = 0.1
     n_eval: int = 128
     pool: int = 4096
     frames_per_token: int = 2
@@ -60,12 +61,15 @@ class SweepConfig:
         unknown = sorted(set(self.settings) - set(SETTINGS))
         if unknown:
             raise ValueError(f"settings should be among {SETTINGS}; got {unknown}.")
-        steps = list(self.eval_steps)
+        steps = list(self.budgets)
         if not steps or steps != sorted(set(steps)) or steps[0] <= self.warmup_steps:
             raise ValueError(
-                f"eval_steps should increase strictly and start after warm-up "
-                f"({self.warmup_steps} steps); got {self.eval_steps}."
+                f"budgets (the steps of each run) should increase strictly and every run "
+                f"should be longer than its warm-up ({self.warmup_steps} steps); got "
+                f"{self.budgets}."
             )
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"min_lr_ratio should be in [0, 1]; got {self.min_lr_ratio}.")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,7 +79,8 @@ class SweepConfig:
 class Budget:
     """Lesson 07 in one profile: the sweep, the larger run it predicts, the bootstrap.
 
-    ``heldout`` is bigger than every size of ``sweep`` and trains ``heldout_steps`` steps;
+    ``heldout`` is bigger than every size of ``sweep`` and trains ``heldout_steps`` steps
+    (twice the sweep's longest run), with the same schedule matched to its length;
     ``n_bootstrap`` refits give the intervals of the fitted laws.
     """
 
@@ -97,13 +102,13 @@ BUDGET: dict[str, Budget] = {
                 ModelSize(32, 2, 2),
                 ModelSize(48, 2, 4),
             ),
-            eval_steps=(20, 30, 45, 70, 100, 150),
+            budgets=(30, 45, 70, 105, 160, 240),
             batch_size=32,
             n_eval=128,
             pool=9600,
         ),
         heldout=ModelSize(64, 3, 4),
-        heldout_steps=300,
+        heldout_steps=480,
         n_bootstrap=20,
     ),
     "cpu": Budget(
@@ -116,13 +121,13 @@ BUDGET: dict[str, Budget] = {
                 ModelSize(64, 2, 4),
                 ModelSize(64, 4, 4),
             ),
-            eval_steps=(25, 40, 65, 100, 160, 250, 400),
+            budgets=(30, 45, 70, 105, 160, 240),
             batch_size=32,
             n_eval=256,
-            pool=25600,
+            pool=16384,
         ),
         heldout=ModelSize(96, 4, 4),
-        heldout_steps=800,
+        heldout_steps=480,
         n_bootstrap=100,
     ),
     "gpu": Budget(
@@ -134,7 +139,7 @@ BUDGET: dict[str, Budget] = {
                 ModelSize(192, 4, 6),
                 ModelSize(256, 6, 8),
             ),
-            eval_steps=(100, 150, 250, 400, 650, 1000),
+            budgets=(100, 150, 250, 400, 650, 1000),
             batch_size=128,
             lr=2e-3,
             warmup_steps=50,
@@ -158,13 +163,13 @@ def sweep_config(profile: str | None = None) -> SweepConfig:
     """
     p = get_profile(profile)
     base = BUDGET[p.name].sweep
-    # A dry run evaluates 4 times (the fits keep the last two of each run: 8 points per
-    # modality), at steps 2, 3, 4, 5: still increasing, and past a one-step warm-up.
-    evaluations = base.eval_steps[: p.budget(len(base.eval_steps), dry=4)]
+    # A dry run trains 4 budgets per size (the fits keep the last three: 12 points per
+    # modality), of 2, 3, 4, 5 steps: still increasing, and past a one-step warm-up.
+    lengths = base.budgets[: p.budget(len(base.budgets), dry=4)]
     return replace(
         base,
         profile=p.key,
-        eval_steps=tuple(p.budget(s, dry=2 + k) for k, s in enumerate(evaluations)),
+        budgets=tuple(p.budget(s, dry=2 + k) for k, s in enumerate(lengths)),
         warmup_steps=p.budget(base.warmup_steps, dry=1),
         batch_size=p.budget(base.batch_size, dry=4),
         n_eval=p.budget(base.n_eval, dry=8),
@@ -178,9 +183,7 @@ def heldout_size(profile: str | None = None) -> tuple[ModelSize, int]:
     Twice as long as the sweep's longest run (in the dry run too)."""
     p = get_profile(profile)
     budget = BUDGET[p.name]
-    return budget.heldout, p.budget(
-        budget.heldout_steps, dry=2 * max(sweep_config(p.key).eval_steps)
-    )
+    return budget.heldout, p.budget(budget.heldout_steps, dry=2 * max(sweep_config(p.key).budgets))
 
 
 def bootstrap_resamples(profile: str | None = None) -> int:

@@ -16,7 +16,7 @@ from omni_edu.course_cache import cache_dir
 from omni_edu.lessons.scaling_laws.budget import SweepConfig
 from omni_edu.profiles import get_profile
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: one run per budget, its schedule matched to its length
 
 
 def default_cache_path(profile: str = "ci") -> Path:
@@ -78,10 +78,22 @@ class SweepCache:
         self._write()
 
     def _write(self) -> None:
+        """JSON with one run per line: small, and a regenerated sweep diffs run by run."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
-        data = {"version": CACHE_VERSION, "runs": self.runs, "baselines": self.baselines}
-        tmp.write_text(json.dumps(data, indent=1))
+
+        def block(entries: dict[str, dict]) -> str:
+            rows = [
+                f"  {json.dumps(k)}: {json.dumps(v, separators=(',', ':'))}"
+                for k, v in entries.items()
+            ]
+            return "{\n" + ",\n".join(rows) + "\n }" if rows else "{}"
+
+        text = (
+            f'{{"version": {CACHE_VERSION},\n "runs": {block(self.runs)},\n '
+            f'"baselines": {block(self.baselines)}}}\n'
+        )
+        tmp.write_text(text)
         os.replace(tmp, self.path)
 
 

@@ -164,6 +164,7 @@ class FitResult(LawFit):
 
     NAMES = CHINCHILLA_PARAMS
     TITLE = "Chinchilla fit"
+    EXPONENTS = ("alpha", "beta")
 
     def predict(self, N: ArrayLike, D: ArrayLike) -> np.ndarray:
         """Predicted loss for ``N`` parameters trained on ``D`` tokens (broadcasts)."""

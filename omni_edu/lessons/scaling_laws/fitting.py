@@ -284,16 +284,34 @@ def params_table(
     params: dict[str, float],
     ci: dict[str, tuple[float, float]],
     ci_level: float,
+    unidentified: dict[str, str] | None = None,
 ) -> str:
-    """A fit's parameters one per line, each with its bootstrap interval when there is one."""
+    """A fit's parameters one per line, each with its bootstrap interval when there is one.
+
+    A parameter named in ``unidentified`` (name -> why) is not quoted: its line says
+    "not identified" and why, since any value in a huge range fits the runs as well.
+    """
     lines = [title]
     for name in names:
+        if unidentified and name in unidentified:
+            lines.append(f"  {name:>5} = not identified ({unidentified[name]})")
+            continue
         line = f"  {name:>5} = {params[name]:10.4g}"
         if name in ci:
             lo, hi = ci[name]
             line += f"   {round(100 * ci_level)}% CI [{lo:.4g}, {hi:.4g}]"
         lines.append(line)
     return "\n".join(lines)
+
+
+# When is a parameter pinned down by the runs? Its bootstrap refits (the runs resampled)
+# must agree: a positive coefficient within a factor of 10**SCALE_DECADES, an exponent within
+# EXPONENT_WIDTH, an additive offset within OFFSET_WIDTH loss units. Past that, very different
+# values fit the runs equally well (lesson 07's mixed-modal fit once gave intervals from
+# 1e-43 to 1e304), and quoting the fitted value would quote one arbitrary choice.
+SCALE_DECADES = 2.0
+EXPONENT_WIDTH = 1.0
+OFFSET_WIDTH = 1.0
 
 
 @dataclass(kw_only=True)
@@ -308,6 +326,8 @@ class LawFit:
 
     NAMES: ClassVar[tuple[str, ...]] = ()  # the parameters, in the bootstrap's column order
     TITLE: ClassVar[str] = "fit"
+    EXPONENTS: ClassVar[tuple[str, ...]] = ()  # judged by the width of their interval
+    OFFSETS: ClassVar[tuple[str, ...]] = ()  # additive, any sign; the rest are positive scales
 
     params: dict[str, float]
     loss: float
@@ -326,7 +346,50 @@ class LawFit:
         """The parameters of every bootstrap refit, as dicts like :attr:`params`."""
         return [dict(zip(self.NAMES, row, strict=True)) for row in self.bootstrap]
 
+    def unidentified(self) -> dict[str, str]:
+        """The parameters the runs do not pin down, each with why: ``{name: reason}``.
+
+        Judged from the bootstrap refits (empty without a bootstrap): a positive
+        coefficient whose interval spans more than :data:`SCALE_DECADES` orders of
+        magnitude, an exponent whose interval is wider than :data:`EXPONENT_WIDTH`, an
+        offset whose interval is wider than :data:`OFFSET_WIDTH` loss units.
+        """
+        found = {}
+        for name, (lo, hi) in self.ci.items():
+            if name in self.EXPONENTS or name in self.OFFSETS:
+                limit = EXPONENT_WIDTH if name in self.EXPONENTS else OFFSET_WIDTH
+                if not hi - lo <= limit:
+                    found[name] = f"its refits span {lo:.3g} to {hi:.3g}, wider than {limit:g}"
+            elif not (lo > 0 and math.log10(hi) - math.log10(lo) <= SCALE_DECADES):
+                finite = lo > 0 and math.isfinite(hi)
+                span = math.log10(hi) - math.log10(lo) if finite else math.inf
+                found[name] = (
+                    f"its refits disagree by {span:.0f} orders of magnitude"
+                    if math.isfinite(span)
+                    else "its refits reach zero or overflow"
+                )
+        return found
+
+    @property
+    def identified(self) -> bool:
+        """Do the bootstrap refits pin down every parameter (:meth:`unidentified`)?"""
+        return not self.unidentified()
+
+    def quoted(self, name: str, fmt: str = ".3g") -> str:
+        """``"0.34 [0.21, 0.52]"``, or ``"not identified"`` for a parameter the runs do not
+        pin down (:meth:`unidentified`): the one way lesson 07 quotes a fitted value."""
+        if name in self.unidentified():
+            return "not identified"
+        value = format(self.params[name], fmt)
+        if name not in self.ci:
+            return value
+        lo, hi = self.ci[name]
+        return f"{value} [{format(lo, fmt)}, {format(hi, fmt)}]"
+
     def summary(self) -> str:
-        """A small table: each parameter with its interval."""
+        """A small table: each parameter with its interval ("not identified" where the
+        bootstrap refits do not agree, :meth:`unidentified`)."""
         title = f"{self.TITLE} on {self.n_points} runs (summed Huber {self.loss:.3g})"
-        return params_table(title, self.NAMES, self.params, self.ci, self.ci_level)
+        return params_table(
+            title, self.NAMES, self.params, self.ci, self.ci_level, self.unidentified()
+        )

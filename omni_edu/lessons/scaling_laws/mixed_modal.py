@@ -101,6 +101,8 @@ class BimodalFitResult(LawFit):
 
     NAMES = BIMODAL_PARAMS
     TITLE = "Mixed-modal interaction"
+    EXPONENTS = ("alpha", "beta")
+    OFFSETS = ("C",)
 
     law_i: FitResult
     law_j: FitResult

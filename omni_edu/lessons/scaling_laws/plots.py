@@ -1,5 +1,6 @@
 """Lesson 07's figures: the sweep with its fitted laws, IsoFLOP curves, the compute-optimal
-frontier, the mixed-modal interaction and one law in compute against one per modality.
+frontier, the mixed-modal interaction, one law in compute against one per modality, and the
+mixed runs predicted from total compute and from their own compute.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from omni_edu.lessons.scaling_laws.chinchilla import FitResult, compute_optimal_
 from omni_edu.lessons.scaling_laws.compute_law import ComputePoints, LawComparison
 from omni_edu.lessons.scaling_laws.mixed_modal import BimodalFitResult
 from omni_edu.lessons.scaling_laws.records import settings_of, sweep_points
+from omni_edu.lessons.scaling_laws.total_compute import TotalComputeTest
 from omni_edu.stats import percentile_interval
 
 # ---------------------------------------------------------------------------
@@ -181,4 +183,96 @@ def plot_compute_laws(points: ComputePoints, comparison: LawComparison):
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
+    return detached(fig)
+
+
+def plot_total_compute(test: TotalComputeTest, records: Sequence[dict]):
+    """Per modality: its law in compute (line), its single-modality runs (circles), and each
+    mixed run's loss on it drawn twice, at the run's total compute (filled triangles) and at
+    its own modality's compute (open triangles). The claim puts the mixed runs on the line
+    at their total compute."""
+    import matplotlib.pyplot as plt
+
+    from omni_edu.viz.plots import detached
+
+    modalities = list(test.laws)
+    fig, axes = plt.subplots(
+        1,
+        len(modalities),
+        figsize=(4.6 * len(modalities), 3.8),
+        squeeze=False,
+        layout="constrained",
+    )
+    for ax, m in zip(axes[0], modalities, strict=True):
+        single = [r for r in records if r["setting"] == m]
+        c = np.array([r["flops"] for r in single])
+        here = test.modality == m
+        lo = min(c.min(), test.c_own[here].min())
+        hi = max(c.max(), test.c_total[here].max())
+        grid = np.geomspace(lo, hi, 100)
+        ax.plot(grid, test.laws[m].predict(grid), "k-", lw=1, label=f"{m}'s law (alone)")
+        ax.plot(c, [r["loss"][m] for r in single], "o", color="grey", alpha=0.6, label="alone")
+        ax.plot(test.c_total[here], test.measured[here], "^", color="C3", label="mixed, at C total")
+        ax.plot(
+            test.c_own[here],
+            test.measured[here],
+            "^",
+            mfc="none",
+            color="C0",
+            label=f"mixed, at C of its {m}",
+        )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("training compute C (FLOPs)")
+        ax.set_ylabel(f"validation loss ({UNITS[m]})")
+        ax.set_title(f"{m}")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.suptitle("Mixed runs against each modality's law: at total compute or at their own?")
+    return detached(fig)
+
+
+def plot_mixing(records: Sequence[dict]):
+    """Measured: each mixed run's loss on each of its modalities against the run of that
+    modality alone (same size, same length), as a relative change, against model size.
+
+    One panel per (mixed setting, modality), one line per run length. Above zero the mixed
+    run is worse (competition), below it better (synergy).
+    """
+    import matplotlib.pyplot as plt
+
+    from omni_edu.viz.plots import detached
+
+    alone = {
+        (r["setting"], r["params_nonembedding"], r["step"]): r["loss"][r["setting"]]
+        for r in records
+        if "+" not in r["setting"]
+    }
+    panels = [(s, m) for s in settings_of(records) if "+" in s for m in s.split("+")]
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(3.6 * len(panels), 3.4), squeeze=False, layout="constrained"
+    )
+    steps = sorted({r["step"] for r in records})
+    for ax, (setting, m) in zip(axes[0], panels, strict=True):
+        for k, length in enumerate(steps):
+            rows = [r for r in records if r["setting"] == setting and r["step"] == length]
+            rows = [r for r in rows if (m, r["params_nonembedding"], length) in alone]
+            if not rows:
+                continue
+            n = np.array([r["params_nonembedding"] for r in rows], dtype=np.float64)
+            change = [
+                100 * (r["loss"][m] / alone[(m, r["params_nonembedding"], length)] - 1)
+                for r in rows
+            ]
+            colour = plt.cm.viridis(k / max(1, len(steps) - 1))
+            ax.plot(n, change, "o-", color=colour, label=f"{length} steps")
+        ax.axhline(0.0, color="black", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel("parameters N (decoder)")
+        ax.set_ylabel(f"{m} loss, mixed vs alone (%)")
+        ax.set_title(f"{m} in {setting}")
+        ax.grid(alpha=0.3, which="both")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6)
+    fig.suptitle("Mixing, measured: above 0 the mixed run is worse on that modality")
     return detached(fig)

@@ -1,6 +1,6 @@
 """What a sweep's records say: the points each law is fitted to, and the fits of a sweep.
 
-A record is one evaluation of one run (see :func:`~.sweeps.run_sweep`).
+A record is one run, evaluated once at its end (see :func:`~.sweeps.run_sweep`).
 :func:`sweep_points` and :func:`mixed_points` give the ``(N, D, L)`` of a setting,
 :func:`compute_points` every modality on one scale of compute; :func:`fit_sweep` and
 :func:`fit_mixed` fit every setting at once.
@@ -19,19 +19,19 @@ from omni_edu.lessons.scaling_laws.mixed_modal import BimodalFitResult, fit_bimo
 
 
 def past_transient(records: Sequence[dict], config: SweepConfig) -> list[dict]:
-    """The evaluations a fit should use: each run's third evaluation and later.
+    """The runs a fit should use: all but those of the shortest budget.
 
-    The first steps of any run are a transient no power law describes: the model first
-    learns the data's simplest statistics (which words are common, the mean image), and
-    its loss drops far faster than later on. Kaplan et al. also fitted only after such
-    an initial phase.
+    A run barely longer than its warm-up is still in the transient no power law
+    describes: the model first learns the data's simplest statistics (which words are
+    common, the mean image), and its loss drops far faster than later on. Kaplan et al.
+    also fitted only after such an initial phase.
     """
-    first = config.eval_steps[min(2, len(config.eval_steps) - 1)]
+    first = config.budgets[min(1, len(config.budgets) - 1)]
     return [r for r in records if r["step"] >= first]
 
 
 def compute_points(records: Sequence[dict], baselines: dict[str, float]) -> ComputePoints:
-    """Every ``(run, modality, evaluation)`` of ``records`` on one scale.
+    """Every ``(run, modality)`` of ``records`` on one scale.
 
     The loss is divided by its modality's ``baselines`` (:func:`modality_baselines`) and
     set against the run's total training compute (``flops``, all modalities together).
@@ -45,7 +45,7 @@ def compute_points(records: Sequence[dict], baselines: dict[str, float]) -> Comp
             flops.append(r["flops"])
             loss.append(value / baselines[m])
             modality.append(m)
-            run.append(f"{r['setting']} d{r['d_model']}xL{r['n_layers']}")
+            run.append(f"{r['setting']} d{r['d_model']}xL{r['n_layers']} {r['step']} steps")
             setting.append(r["setting"])
     if not flops:
         raise ValueError("compute_points needs records; got none.")

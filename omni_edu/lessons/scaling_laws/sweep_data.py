@@ -100,7 +100,7 @@ class SweepData:
     def __init__(self, config: SweepConfig, progress: bool) -> None:
         self.config = config
         # Enough scenes for one pass of the longest run, the held-out one included.
-        steps = max(*config.eval_steps, heldout_size(config.profile)[1])
+        steps = max(*config.budgets, heldout_size(config.profile)[1])
         n_train = min(config.pool, steps * config.batch_size)
         with tqdm(total=2, desc="generating OmniWorld", disable=not progress, leave=False) as bar:
             self.train, stats = _make_pool(config, "train", n_train, None)

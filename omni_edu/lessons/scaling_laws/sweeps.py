@@ -1,9 +1,10 @@
 """Sweeps: train a grid of small ``OmniLM`` models and record ``(N, D, loss)``.
 
 :func:`run_sweep` trains each model size of :func:`~.budget.sweep_config` on OmniWorld text,
-image, audio, text+image and text+audio, each evaluated at several token budgets; finished
-runs are cached (:class:`~.cache.SweepCache`) so a rerun is instant. :func:`run_heldout`
-trains the larger run that lesson 07 predicts before revealing it;
+image, audio, text+image and text+audio, once per token budget (each run with a
+learning-rate schedule matched to its length, evaluated once at its end); finished runs are
+cached (:class:`~.cache.SweepCache`) so a rerun is instant. :func:`run_heldout` trains the
+larger run that lesson 07 predicts before revealing it;
 :func:`modality_baselines` measures each modality's best constant prediction.
 """
 
@@ -91,10 +92,13 @@ def _omni_loss(model: nn.Module, batch) -> dict[str, torch.Tensor]:
     return {"loss": losses.pop("total"), **losses}
 
 
-def _train_run(
-    data: SweepData, setting: str, size: ModelSize, eval_steps: Sequence[int]
-) -> list[dict]:
-    """Train one model on ``setting`` and evaluate it after each of ``eval_steps``."""
+def _train_run(data: SweepData, setting: str, size: ModelSize, steps: int) -> list[dict]:
+    """Train one model on ``setting`` for ``steps`` steps and evaluate it at the end.
+
+    The schedule is matched to the run's length: warm-up, then a cosine that reaches
+    ``lr * min_lr_ratio`` at the last step. Returns a list of one record (the cache keeps
+    lists, so a run could hold several evaluations).
+    """
     cfg = data.config
     train, val = data.batches(setting)
     model = _build_model(data, size, cfg.seed)
@@ -112,11 +116,11 @@ def _train_run(
         _omni_loss,
         lambda step: train[step % len(train)],
         TrainConfig(
-            steps=max(eval_steps),
+            steps=steps,
             lr=cfg.lr,
             warmup_steps=cfg.warmup_steps,
-            min_lr_ratio=1.0,  # constant after warm-up: every budget is measured alike
-            log_every=max(eval_steps),
+            min_lr_ratio=cfg.min_lr_ratio,
+            log_every=steps,
             seed=cfg.seed,
             device=str(device),
             progress=False,
@@ -125,35 +129,37 @@ def _train_run(
     )
     per_batch = {m: np.mean([modality_tokens(b, m) for b in train]) for m in MODALITIES}
     ctx = float(np.mean([b.lengths.float().mean().item() for b in train]))
-    records = []
-    for step in eval_steps:
-        trainer.fit(until=step)
-        tokens = {m: float(per_batch[m] * step) for m in setting.split("+")}
-        total = sum(tokens.values())
-        records.append(
-            {
-                "setting": setting,
-                **asdict(size),
-                "params": params["total"],
-                "params_nonembedding": params["non_embedding"],
-                "step": step,
-                "tokens": tokens,
-                "tokens_total": total,
-                "flops": training_flops(
-                    params["non_embedding"], total, size.n_layers, size.d_model, ctx
-                ),
-                "loss": trainer.evaluate(),
-            }
-        )
-    return records
+    history = trainer.fit()
+    tokens = {m: float(per_batch[m] * steps) for m in setting.split("+")}
+    total = sum(tokens.values())
+    return [
+        {
+            "setting": setting,
+            **asdict(size),
+            "params": params["total"],
+            "params_nonembedding": params["non_embedding"],
+            "step": steps,
+            "tokens": tokens,
+            "tokens_total": total,
+            # what each modality's tokens alone cost in this run: for a mixed run, the
+            # compute of the matching single-modality run (the same model and steps), up to
+            # the attention term, which uses this run's mean sequence length
+            "flops_by_modality": {
+                m: training_flops(params["non_embedding"], d, size.n_layers, size.d_model, ctx)
+                for m, d in tokens.items()
+            },
+            "flops": training_flops(
+                params["non_embedding"], total, size.n_layers, size.d_model, ctx
+            ),
+            "loss": {k: v[-1] for k, v in history.evals.items()},
+        }
+    ]
 
 
-def _run_spec(
-    config: SweepConfig, setting: str, size: ModelSize, eval_steps: Sequence[int]
-) -> dict:
+def _run_spec(config: SweepConfig, setting: str, size: ModelSize, steps: int) -> dict:
     spec = config.to_dict()
-    spec.pop("sizes"), spec.pop("settings")
-    return {**spec, "eval_steps": list(eval_steps), "setting": setting, "size": asdict(size)}
+    spec.pop("sizes"), spec.pop("settings"), spec.pop("budgets")
+    return {**spec, "steps": steps, "setting": setting, "size": asdict(size)}
 
 
 @functools.lru_cache(maxsize=1)
@@ -164,7 +170,7 @@ def sweep_data(config: SweepConfig, progress: bool) -> SweepData:
 
 def _run_all(
     config: SweepConfig,
-    jobs: Sequence[tuple[str, ModelSize, Sequence[int]]],
+    jobs: Sequence[tuple[str, ModelSize, int]],
     cache: SweepCache | str | Path | None,
     progress: bool,
     desc: str,
@@ -193,20 +199,28 @@ def run_sweep(
     cache: SweepCache | str | Path | None = None,
     progress: bool = True,
 ) -> list[dict]:
-    """Train (or load from the cache) every run of a sweep; one record per evaluation.
+    """Train (or load from the cache) every run of a sweep; one record per run.
 
-    A record: ``setting``, ``d_model``, ``n_layers``, ``n_heads``, ``params`` (all
-    trainable), ``params_nonembedding`` (decoder only: the ``N`` we fit), ``step``,
-    ``tokens`` (per modality) and ``tokens_total`` (``D``), ``flops``
-    (:func:`training_flops`) and ``loss`` (validation loss per modality: nats per
-    token for text, MSE of standardised features for image and audio).
+    A run is one (setting, size, budget): ``budget`` steps with a schedule matched to
+    that length, evaluated once at its end. A record: ``setting``, ``d_model``,
+    ``n_layers``, ``n_heads``, ``params`` (all trainable), ``params_nonembedding``
+    (decoder only: the ``N`` we fit), ``step`` (the run's length), ``tokens`` (per
+    modality) and ``tokens_total`` (``D``), ``flops`` (:func:`training_flops`, all
+    modalities), ``flops_by_modality`` (what each modality's tokens alone cost) and
+    ``loss`` (validation loss per modality: nats per token for text, MSE of standardised
+    features for image and audio).
 
     Cached runs load instantly; new ones train and are written to the cache (default: the
     sweep profile's :func:`default_cache_path`) as soon as each finishes, so a stopped
     sweep resumes.
     """
     config = config or sweep_config()
-    jobs = [(s, size, config.eval_steps) for s in config.settings for size in config.sizes]
+    jobs = [
+        (setting, size, steps)
+        for setting in config.settings
+        for size in config.sizes
+        for steps in config.budgets
+    ]
     return _run_all(config, jobs, cache, progress, f"{config.profile} sweep")
 
 
@@ -218,13 +232,13 @@ def run_heldout(
 ) -> list[dict]:
     """The held-out run: a model bigger than any of the sweep, trained longer.
 
-    Same data and recipe as :func:`run_sweep`; evaluated at the sweep's budgets and at
-    its own last step (:func:`heldout_size` gives its size and length per profile).
+    Same data and recipe as :func:`run_sweep` (a schedule matched to its length, one
+    evaluation at its end); :func:`heldout_size` gives its size and length per profile.
+    Returns its one record in a list.
     """
     config = config or sweep_config()
     size, steps = heldout_size(config.profile)
-    eval_steps = (*(s for s in config.eval_steps if s < steps), steps)
-    return _run_all(config, [(setting, size, eval_steps)], cache, progress, "held-out run")
+    return _run_all(config, [(setting, size, steps)], cache, progress, "held-out run")
 
 
 def modality_baselines(
@@ -250,7 +264,7 @@ def modality_baselines(
     cache = open_cache(cache, config)
     # Everything that decides the data (the training pool sets the standardisation).
     spec = {**config.to_dict(), "heldout_steps": heldout_size(config.profile)[1]}
-    for unused in ("sizes", "settings", "lr", "warmup_steps"):
+    for unused in ("sizes", "settings", "lr", "warmup_steps", "min_lr_ratio"):
         spec.pop(unused)
     spec["kind"] = "baselines"
     found = cache.get_baselines(spec)
