@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from omni_edu import any_to_any as a2a
 from omni_edu.data import ATTRIBUTES, OmniWorld, PromptSpec
 from omni_edu.judges import Judges
+from omni_edu.model.heads.output import PER_TOKEN_SIBLING
 from omni_edu.model.omni_lm import OmniLM
 from omni_edu.profiles import Profile
 
@@ -37,9 +38,6 @@ TRAIN_PROMPTS = PromptSpec.uniform(0.3, p_empty=0.1)
 # probability 0.5 (prompts that happen to fix everything are set aside).
 TEST_PROMPTS = {"full": PromptSpec(), "open": PromptSpec.uniform(0.5)}
 FORMS = ("codes", "latents", "pixels")
-# A span head trains like the per-token head of its token form: the same data form, loss
-# weight and flow settings (lesson 04b).
-PER_TOKEN_SIBLING = {"dit": "flow", "transfusion": "flow", "masked_codes": "codes"}
 
 
 @dataclass(frozen=True)

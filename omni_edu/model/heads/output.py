@@ -42,6 +42,9 @@ from omni_edu.model.heads.transfusion import TransfusionHead
 HEAD_KINDS = ("linear", "regression", "flow", "codes", "dit", "transfusion", "masked_codes")
 DISCRETE_KINDS = ("codes", "masked_codes")  # heads that write a tokenizer's code ids
 SPAN_KINDS = ("dit", "transfusion", "masked_codes")  # heads that write a whole span at once
+# The per-token head of each span head's token form: the same data (features or code ids)
+# and the same kind of loss, so its measured loss weight and flow settings serve both.
+PER_TOKEN_SIBLING = {"dit": "flow", "transfusion": "flow", "masked_codes": "codes"}
 
 
 def sample_token(
