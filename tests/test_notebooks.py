@@ -12,7 +12,7 @@ from omni_edu.tools.notebook_io import cell_source, iter_notebooks, read_noteboo
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL = iter_notebooks([ROOT / "notebooks", ROOT / "solutions", ROOT / "exercises"])
-NAME = re.compile(r"^\d\d_[a-z0-9_]+\.ipynb$")
+NAME = re.compile(r"^\d\d[a-z]?_[a-z0-9_]+\.ipynb$")  # NN_topic, or NNb_topic after lesson NN
 
 
 def code_cells(path):

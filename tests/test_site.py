@@ -350,7 +350,7 @@ def test_a_real_build_renders_an_executed_lesson_offline(tmp_path, monkeypatch):
 
 # -------------------------------------------------------------------- links in the lessons
 LESSON_PATHS = iter_notebooks([run_lessons.ROOT / "notebooks"])
-NAMED_IN_CODE = re.compile(r"(?<!\[)`((?:exercises|solutions)/\d\d_\w+\.ipynb)`")
+NAMED_IN_CODE = re.compile(r"(?<!\[)`((?:exercises|solutions)/\d\d[a-z]?_\w+\.ipynb)`")
 LINKED = re.compile(r"\]\(((?:\.\./)?(?:exercises|solutions)/[^)\s]+)\)")
 
 

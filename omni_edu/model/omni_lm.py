@@ -379,11 +379,11 @@ class OmniLM(nn.Module):
                 Tokens being generated are causal (a bidirectional span cannot be written
                 token by token, so it is refused); bidirectional spans in the prompt are
                 fine, since the prompt is read in one pass. A span head writes the span at
-                once: the prompt runs once (into the cache), then the DiT head draws from
-                the decoder's states at the span's placeholders, while whole-image
-                diffusion and masked codes rerun the span ``steps`` times against the
-                prompt's cached keys and values (without the cache, against the prompt
-                recomputed each time).
+                once: the DiT head draws from the decoder's states at the span's
+                placeholders (prompt and placeholders in one pass), while whole-image
+                diffusion and masked codes run the prompt once into the cache and rerun
+                the span ``steps`` times against its keys and values (without the cache,
+                against the prompt recomputed each time).
             guidance, uncond_prompts: classifier-free guidance for media heads. With
                 ``guidance != 1`` and ``uncond_prompts`` (one per prompt: the same request
                 with its content left out, e.g. ``<draw>`` alone), each unconditional
@@ -520,7 +520,8 @@ class OmniLM(nn.Module):
         unconditional twins): features ``(n_rows, n, dim)`` or code ids ``(n_rows, n)``."""
         modality, n = placeholder.modality, len(placeholder)
         head, device = self.head(modality), packed.modality.device
-        run_span = self._span_runner(packed, start, n, use_cache)
+        # A DiT reads the span once: prompt and placeholders in one pass, nothing to cache.
+        run_span = self._span_runner(packed, start, n, use_cache and head.in_decoder)
         twins = packed.batch_size // n_rows  # 2 with guidance: each row beside its empty prompt
 
         def decode(state: SpanState) -> Tensor:  # the decoder's output over the span

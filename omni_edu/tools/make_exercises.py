@@ -118,7 +118,7 @@ def expected_exercises(solutions_dir: Path) -> dict[str, str]:
     """File name -> the exact text each exercise notebook should have."""
     out = {}
     for path in sorted(solutions_dir.glob("*.ipynb")):
-        if not re.match(r"^\d\d_", path.name):
+        if not re.match(r"^\d\d[a-z]?_", path.name):  # 04, or 04b: a lesson after 04
             continue
         rel = f"{solutions_dir.name}/{path.name}"
         out[path.name] = dumps_notebook(make_exercise(read_notebook(path), rel))

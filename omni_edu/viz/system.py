@@ -21,6 +21,7 @@ PARTS: dict[str, tuple[str, str]] = {
     "decoder": ("02", "the interleaved decoder: masks, positions, KV cache"),
     "tokenizers": ("03", "discrete tokens: VQ / FSQ codes for pictures and sounds"),
     "heads": ("04", "output heads: codes, regression, flow"),
+    "diffusion_family": ("04b", "the diffusion family: DiT, whole-image diffusion, masked codes"),
     "fusion": ("05", "where the modalities meet: early, late, cross-attention"),
     "any_to_any": ("06", "one model, every direction: prompts, curriculum, loss weights"),
 }
@@ -35,7 +36,12 @@ class _Box:
     w: float
     h: float
     text: str
-    part: str | None = None  # which PARTS entry this box belongs to (None: plain data)
+    part: str | tuple[str, ...] | None = None  # the PARTS entries it belongs to (None: data)
+
+    def lit_by(self, highlight: str | None) -> bool:
+        """Whether ``highlight`` (None: the whole system) colours this box."""
+        parts = (self.part,) if isinstance(self.part, str) else self.part or ()
+        return bool(parts) and (highlight is None or highlight in parts)
 
 
 _BOXES = [
@@ -59,8 +65,22 @@ _BOXES = [
     ),
     # heads
     _Box(11.4, 6.0, 2.8, 0.8, "text head (softmax)", None),
-    _Box(11.4, 4.6, 2.8, 0.8, "image head: codes (03)\nregression | flow (04)", "heads"),
-    _Box(11.4, 3.2, 2.8, 0.8, "audio head: codes (03)\nregression | flow (04)", "heads"),
+    _Box(
+        11.4,
+        4.45,
+        2.8,
+        1.1,
+        "image head: codes (03)\nregression | flow (04)\nDiT | in-decoder | masked (04b)",
+        ("heads", "diffusion_family"),
+    ),
+    _Box(
+        11.4,
+        3.05,
+        2.8,
+        1.1,
+        "audio head: codes (03)\nregression | flow (04)\nDiT | in-decoder | masked (04b)",
+        ("heads", "diffusion_family"),
+    ),
     # outputs
     _Box(14.8, 6.0, 1.6, 0.8, "text", None),
     _Box(14.8, 4.6, 1.6, 0.8, "picture", None),
@@ -133,7 +153,7 @@ def system_diagram(highlight: str | None = None, ax=None) -> Figure:
         color=EDGE_ON if highlight == "any_to_any" else "0.25",
     )
     for box in _BOXES:
-        on = box.part is not None and (everything or box.part == highlight)
+        on = box.lit_by(highlight)
         ax.add_patch(
             FancyBboxPatch(
                 (box.x, box.y),

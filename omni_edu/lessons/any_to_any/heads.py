@@ -23,7 +23,26 @@ from omni_edu import any_to_any as a2a
 from omni_edu.judges import Judges
 from omni_edu.judges.metrics import Metric
 from omni_edu.model.omni_lm import OmniLM
+from omni_edu.profiles import Profile
 
+# Every pair of heads the rule can choose from, label -> (image head, audio head): lesson 04's
+# per-token heads and lesson 04b's span heads, all of them OmniLM head kinds that the
+# capstone's recipe trains (a2a.recipe_model). Codes need lesson 03's tokenizers.
+CANDIDATES: dict[str, tuple[str, str]] = {
+    "linear heads": ("linear", "linear"),
+    "flow heads": ("flow", "flow"),
+    "VQ codes": ("codes", "codes"),
+    "DiT heads": ("dit", "dit"),
+    "whole-image diffusion": ("transfusion", "transfusion"),
+    "masked codes": ("masked_codes", "masked_codes"),
+}
+# Which candidates each profile trains: each costs a whole capstone run. In ci lesson 04 and
+# 04b's races stand for the others, to keep lesson 06 within its time.
+RACED = {
+    "ci": ("linear heads", "flow heads"),
+    "cpu": ("linear heads", "flow heads", "VQ codes"),
+    "gpu": tuple(CANDIDATES),
+}
 GENERATING = tuple(d for d, spec in a2a.DIRECTIONS.items() if spec.target != "text")
 PROMPT_SETS = tuple(a2a.TEST_PROMPTS)  # ("full", "open")
 RULE = (
@@ -33,6 +52,16 @@ RULE = (
     "the linear heads' score does not displace them (the simpler head stays)"
 )
 TIE = 0.02
+
+
+def candidates(profile: Profile, extra: Sequence[str] = ()) -> dict[str, tuple[str, str]]:
+    """The candidates ``profile`` races (:data:`RACED`), plus the labels in ``extra``:
+    ``{label: (image head, audio head)}``, the linear baseline first."""
+    unknown = [label for label in extra if label not in CANDIDATES]
+    if unknown:
+        raise ValueError(f"extra should name candidates from {list(CANDIDATES)}; got {unknown}.")
+    names = RACED.get(profile.name, RACED["gpu"])
+    return {label: CANDIDATES[label] for label in CANDIDATES if label in names or label in extra}
 
 
 def open_indices(data: a2a.AnyToAnyData, direction: str, n: int) -> list[int]:

@@ -112,13 +112,15 @@ def matched_width(flow: FlowHeadConfig, depth: int, n_heads: int = 4) -> int:
     at matched parameters."""
     target = sum(p.numel() for p in FlowHead(flow).parameters())
     step = math.lcm(4, n_heads)
-    widths = range(step, 8 * max(flow.width, flow.token_dim) + step, step)
 
     def size(width: int) -> int:
         head = DiTHead(DiTConfig.from_flow(flow, width, depth, n_heads))
         return sum(p.numel() for p in head.parameters())
 
-    return min(widths, key=lambda w: abs(size(w) - target))
+    width = step  # the count grows with the width: stop at the first one past the target
+    while size(width + step) < target:
+        width += step
+    return min((width, width + step), key=lambda w: abs(size(w) - target))
 
 
 def _modulate(h: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
@@ -203,7 +205,7 @@ class DiTHead(nn.Module):
 
     def embed(self, h: Tensor, state: SpanState) -> Tensor:
         """The decoder's input over the spans ``(n, L, d_model)``: the placeholder everywhere."""
-        return self.placeholder.to(h).expand_as(h)
+        return self.placeholder.to(h).expand_as(h).clone()  # a copy, not a view of the weight
 
     def span_loss(self, hidden: Tensor, state: SpanState) -> Tensor:
         """The loss of the clean spans ``state.contents`` given the decoder's states at
