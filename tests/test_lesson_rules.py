@@ -30,7 +30,10 @@ LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 SEEDS = ROOT.parent / "shared" / "seeds"
 
 # Lessons whose every claim_check passes power= (add yours when it does; issue 19).
-POWER_REQUIRED: set[str] = set()
+POWER_REQUIRED: set[str] = {
+    "07_scaling_laws.ipynb",
+    "09_evaluation.ipynb",
+}
 
 
 def cells(path, kind):

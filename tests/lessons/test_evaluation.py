@@ -210,3 +210,129 @@ def test_omnilm_answerer_scores_option_content_not_letters():
     n_trained = int(packed.loss_mask(Modality.TEXT).sum())
     expected = -model.loss(packed)["text"].item() * n_trained
     assert a2a.text_log_likelihood(model, packed).item() == pytest.approx(expected, rel=1e-4)
+
+
+# --- planted cues of two kinds, and reliance on cue-conflict items --------------------------
+
+from omni_edu.lessons.evaluation import cues  # noqa: E402
+
+
+def follow_the_mark(items):
+    """A cue-follower: answers whatever slot the corner mark names."""
+    return [min(cues.corner_slot(it.image), len(it.options) - 1) for it in items]
+
+
+def test_a_slot_cue_moves_a_share_of_answers_to_a_and_keeps_the_questions(bench):
+    for strength in (0.0, 0.5, 1.0):
+        cued = cues.plant(bench, "slot", strength, seed=2)
+        assert [it.question for it in cued] == [it.question for it in bench]
+        assert [it.answer for it in cued] == [it.answer for it in bench]
+        moved = sum(it.answer_index == 0 for it in cued) - sum(it.answer_index == 0 for it in bench)
+        if strength == 0.0:
+            assert moved == 0
+        if strength == 1.0:
+            assert all(it.answer_index == 0 for it in cued)
+    half = cues.plant(bench, "slot", 0.5, seed=2)
+    share = sum(it.answer_index == 0 for it in half) / len(half)
+    assert 0.5 < share < 0.95  # half moved, and the rest at A by chance now and then
+
+
+def test_a_corner_cue_marks_every_picture_and_names_the_answer_at_its_strength(bench):
+    full = cues.plant(bench, "corner", 1.0)
+    assert all(cues.corner_slot(it.image) == it.answer_index for it in full)
+    assert all(
+        torch.equal(a.image[:, 2:, :], b.image[:, 2:, :]) for a, b in zip(full, bench, strict=True)
+    )
+    none = cues.plant(bench, "corner", 0.0)
+    right = sum(cues.corner_slot(it.image) == it.answer_index for it in none) / len(none)
+    chance = sum(1 / len(it.options) for it in bench) / len(bench)
+    assert abs(right - chance) < 0.15  # uninformative: right about as often as chance
+    for it in none:  # the mark is in the corner and nowhere else
+        assert cues.corner_slot(it.image) < len(it.options)
+
+
+def test_a_mark_is_its_slots_colour_and_checks_its_input():
+    image = torch.zeros(3, 8, 8)
+    for slot, colour in enumerate(cues.SLOT_COLOURS):
+        marked = cues.mark_corner(image, slot)
+        assert torch.equal(marked[:, 0, 0], torch.tensor(colour))
+        assert cues.corner_slot(marked) == slot
+        assert marked[:, cues.MARK :, :].abs().sum() == 0 and image.abs().sum() == 0
+    assert cues.mark_corner(image, 2, mark=1)[:, 1, 1].abs().sum() == 0
+    with pytest.raises(ValueError, match="slot should be"):
+        cues.mark_corner(image, 4)
+    with pytest.raises(ValueError, match=r"\(3, H, W\)"):
+        cues.mark_corner(torch.zeros(8, 8), 0)
+    with pytest.raises(ValueError, match="cue should be one of"):
+        cues.plant(build_benchmark(2, seed=0), "colour", 0.5)
+    with pytest.raises(ValueError, match="strength"):
+        cues.plant(build_benchmark(2, seed=0), "slot", 1.5)
+
+
+def test_cue_conflict_items_always_point_to_a_wrong_option(bench):
+    slot = cues.conflict_items(bench, "slot")
+    assert len(slot) == sum(it.answer_index != 0 for it in bench)
+    assert all(it.answer_index != c for it, c in zip(slot.items, slot.cued, strict=True))
+    corner = cues.conflict_items(bench, "corner", seed=1)
+    assert len(corner) == len(bench)
+    for it, c in zip(corner.items, corner.cued, strict=True):
+        assert c != it.answer_index and cues.corner_slot(it.image) == c
+
+
+def test_reliance_is_one_for_a_cue_follower_and_zero_for_the_control_itself(bench):
+    conflict = cues.conflict_items(bench, "corner")
+    assert all(cues.follows_cue(follow_the_mark, conflict))
+    full = cues.reliance(follow_the_mark, random_answerer(seed=0), conflict, 1.0)
+    assert full.rate == 1.0 and full.low > 0.5
+    same = cues.reliance(random_answerer(seed=1), random_answerer(seed=1), conflict, 0.0)
+    assert same.excess == 0.0 and same.low == same.high == 0.0
+    slot = cues.conflict_items(bench, "slot")
+    always_a = cues.reliance(first_option, random_answerer(seed=0), slot, 1.0)
+    assert always_a.rate == 1.0 and always_a.control < 0.6
+
+
+def test_marked_shows_an_uninformative_mark_without_touching_the_benchmark(bench):
+    seen = []
+    before = [it.image.clone() for it in bench]
+
+    def spy(items):
+        seen.extend(items)
+        return [0] * len(items)
+
+    cues.marked(spy)(list(bench))
+    assert len(seen) == len(bench)
+    for shown, it in zip(seen, bench, strict=True):
+        assert cues.corner_slot(shown.image) < len(it.options)
+        assert torch.equal(shown.image[:, cues.MARK :, :], it.image[:, cues.MARK :, :])
+    right = sum(
+        cues.corner_slot(s.image) == it.answer_index for s, it in zip(seen, bench, strict=True)
+    )
+    assert right / len(bench) < 0.7  # the mark says nothing about the answer
+    assert all(torch.equal(it.image, b) for it, b in zip(bench, before, strict=True))
+
+
+def test_trained_arms_learn_their_cue_and_the_control_does_not():
+    train = build_benchmark(48, seed=0, split="train")
+    arms = cues.train_arms(train, (1.0,), steps=60, progress=False)
+    assert set(arms) == {("none", 0.0), ("slot", 1.0), ("corner", 1.0)}
+    test = build_benchmark(16, seed=1)
+    conflict = cues.conflict_items(test, "corner")
+    follower = cues.reliance(
+        arms[("corner", 1.0)].answer, arms[("none", 0.0)].answer, conflict, 1.0
+    )
+    assert follower.excess > 0.3 and follower.low > 0  # a cue right every time is learned
+
+
+def test_capstone_items_keep_the_questions_and_show_the_picture():
+    from omni_edu import any_to_any as a2a
+    from omni_edu.lessons.evaluation.answerers import capstone_items
+
+    recipe = a2a.capstone_recipe()
+    _, test = a2a.capstone_data(recipe)
+    items = capstone_items(test, n=10)
+    assert len(items) == 10
+    for k, it in enumerate(items):
+        q = test.batch.questions[k]
+        assert it.question == q.text and it.answer == q.answer and it.options == tuple(q.options)
+        assert it.modality == "image" and it.mel.abs().sum() == 0
+        assert torch.equal(it.image, test.batch.images[k])

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from omni_edu.lessons.evaluation.benchmark import MAX_OPTIONS, Answerer, MCItem
+from omni_edu.lessons.evaluation.benchmark import MAX_OPTIONS, Answerer, Benchmark, MCItem
 from omni_edu.lessons.evaluation.budget import BUDGET
 from omni_edu.modalities import MelConfig, TextTokenizer, log_mel, patchify
 from omni_edu.profiles import Profile, get_device, get_profile
@@ -67,6 +67,36 @@ def omnilm_answerer(model: torch.nn.Module, data, batch_size: int = 64) -> Answe
         return out
 
     return answer
+
+
+def capstone_items(data, n: int | None = None) -> Benchmark:
+    """The questions lesson 06's capstone was tested on, as multiple-choice items.
+
+    ``data``: the capstone's test :class:`~omni_edu.any_to_any.AnyToAnyData` (single-object
+    scenes). Each item shows what the capstone's question documents showed in training, the
+    picture (its ``question_modality``), and keeps the question's own options: scoring these
+    with :func:`omnilm_answerer` differs from lesson 06's measure only in how an answer is
+    read (the likeliest option instead of free generation), not in the questions.
+    """
+    shown = data.question_modality
+    if shown not in ("image", "audio"):
+        raise ValueError(
+            f"capstone_items reads questions asked about a picture or a sound; this data asks "
+            f"them about {shown!r}."
+        )
+    batch = data.batch
+    n = len(data) if n is None else min(n, len(data))
+    items = []
+    for i in range(n):
+        q = batch.questions[i]
+        image, mel = batch.images[i], batch.mels[i]
+        if shown == "image":
+            mel = torch.zeros_like(mel)
+        else:
+            image = torch.zeros_like(image)
+        answer = q.options.index(q.answer)
+        items.append(MCItem(q.text, tuple(q.options), answer, q.ability, shown, image, mel))
+    return Benchmark("lesson 06's test questions", items)
 
 
 # --- a small model that looks -----------------------------------------------------------
