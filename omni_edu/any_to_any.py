@@ -23,20 +23,20 @@ This module holds the pieces lessons 04 and 06 build and measure with:
 * :func:`score_directions` - per-direction attribute accuracy: captions are parsed,
   generated pictures and sounds are read back by the judges of :mod:`omni_edu.judges`;
 * :func:`capstone` - the course's any-to-any model, trained once by this recipe and kept
-  in the course cache: lesson 06 builds it, lessons 08 and 09 measure it;
-* :func:`transfer_experiment` - the cross-modal transfer claim check.
+  in the course cache: lesson 06 builds it, lessons 08 and 09 measure it.
+
+What lesson 06b measures with these pieces (curriculum, text dominance, the grounding test
+of transfer) lives in :mod:`omni_edu.lessons.modality_transfer`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from omni_edu.data import (
     ATTRIBUTES,
@@ -582,10 +582,12 @@ def build_model(
     )
 
 
-# The flow heads' settings in OmniLM, measured by benchmarks/flow_ablation.py (issue 18):
-# training times shifted towards the noise, where reading the prompt matters (without the
-# shift the flow heads of the any-to-any model stayed near chance), and three blocks.
-FLOW_HEAD = {"flow_time_shift": 12.0, "head_depth": 3}
+# The flow heads' settings in OmniLM, measured by benchmarks/flow_ablation.py (issue 18,
+# ci, 2-core CPU, 2026-12-06): training times shifted towards the noise, where reading the
+# prompt matters (without the shift the generating directions fell from 0.72 to 0.56 and
+# text->audio to 0.38), drawn logit-normal (0.82 against 0.77 for uniform times, mean of
+# three seeds, higher in each), and three blocks.
+FLOW_HEAD = {"flow_time_shift": 12.0, "flow_time_sampling": "logit_normal", "head_depth": 3}
 
 # The rotary layout of the any-to-any model: M-RoPE with width on the fastest pairs, the
 # layout lesson 02 measured best on its spatial task (and, in our runs, the one with which a
@@ -1022,14 +1024,6 @@ CAPSTONE_HEADS = {"ci": ("flow", "flow"), "cpu": ("flow", "flow"), "gpu": ("flow
 CAPSTONE_BASE_STEPS = {"ci": 600, "cpu": 400}
 
 
-def claim_base_steps(profile: Profile | str | None = None) -> int:
-    """Base steps of lesson 06's many short runs (curriculum, loss balance, transfer): the
-    capstone's old budget, 300 on a CPU (the profile's own on a GPU), so that a lesson of
-    a dozen runs still fits the profile's time; each comparison trains its arms alike."""
-    profile = profile if isinstance(profile, Profile) else get_profile(profile)
-    return profile.budget(profile.train_steps if profile.name == "gpu" else 300, dry=3)
-
-
 def capstone_recipe(profile: Profile | str | None = None) -> CapstoneRecipe:
     """The recipe for a profile: its heads (:data:`CAPSTONE_HEADS`) and its budget
     (:data:`CAPSTONE_BASE_STEPS` documents of 32, or the gpu profile's own sizes)."""
@@ -1154,71 +1148,6 @@ def capstone(profile: Profile | str | None = None, retrain: bool = False, verbos
     part = load_or_train("capstone", build, train, settings, profile, retrain, verbose)
     part.model.config.loss_weights = dict(part.extra["loss_weights"])
     return part
-
-
-# ------------------------------------------------------------------------------- transfer
-
-
-@dataclass
-class TransferResult:
-    """Text-question accuracy per seed, trained on text alone and with shared-concept media."""
-
-    text_only: list[float]
-    with_media: list[float]
-
-    @property
-    def differences(self) -> list[float]:
-        return [b - a for a, b in zip(self.text_only, self.with_media, strict=True)]
-
-    @property
-    def effect(self) -> float:
-        """Mean (with media - text only) over seeds, in accuracy points (fraction)."""
-        return sum(self.differences) / len(self.differences)
-
-    @property
-    def stderr(self) -> float:
-        """Standard error of :attr:`effect` over paired seeds (0 for a single seed)."""
-        diffs = self.differences
-        if len(diffs) < 2:
-            return 0.0
-        mean = self.effect
-        return math.sqrt(sum((x - mean) ** 2 for x in diffs) / (len(diffs) - 1) / len(diffs))
-
-
-TEXT_ONLY_MIX = {QUESTION: 0.5, "text": 0.5}
-WITH_AUDIO_MIX = {QUESTION: 0.5, "audio->text": 0.5}
-
-
-def transfer_experiment(
-    data: AnyToAnyData,
-    test_data: AnyToAnyData,
-    seeds: Sequence[int],
-    steps: int,
-    media_mix: Mapping[str, float] = WITH_AUDIO_MIX,
-    batch_size: int | None = None,
-    progress: bool = True,
-) -> TransferResult:
-    """Does training on sounds of the same concepts help answer *text* questions?
-
-    ``data`` must pack ``QUESTION`` (about the caption: ``question_modality="text"``),
-    ``"text"`` and the tasks of ``media_mix``. Both arms train from the same seed for the
-    same steps on the same question rows (the batches draw identical task slots and
-    scenes); the other half of each batch is the scene's caption, alone in the text-only
-    arm and after its sound (transcription) in the other. So both arms read the same
-    words, and the only difference is whether the sound came with them.
-    Returns text-question accuracy on ``test_data`` for each seed and arm.
-    ``batch_size`` defaults to the profile's.
-    """
-    text_only, with_media = [], []
-    bar = tqdm(total=2 * len(seeds), desc="transfer runs", disable=not progress)
-    for seed in seeds:
-        for mix, results in ((TEXT_ONLY_MIX, text_only), (media_mix, with_media)):
-            model = build_model(data, seed=seed)
-            train_stage(model, data, mix, steps, seed=seed, batch_size=batch_size, progress=False)
-            results.append(answer_accuracy(model, test_data, n=len(test_data)))
-            bar.update(1)
-    bar.close()
-    return TransferResult(text_only, with_media)
 
 
 # ------------------------------------------------------------------------------- gallery
