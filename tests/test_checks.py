@@ -58,13 +58,15 @@ from omni_edu.lessons.interleaved_autoregression.checks import (
     attention_mask,
     check_apply_rope,
     check_attention_mask,
+    check_cached_step,
+    check_decoder_block,
     check_kv_cache_step,
     decode_with_cache,
 )
 from omni_edu.lessons.omni_tokens.checks import (
-    check_embed_interleaved,
+    ProjectorReference,
     check_place_segments,
-    embed_interleaved,
+    check_projector,
     place_segments,
 )
 from omni_edu.lessons.scaling_laws.checks import (
@@ -73,7 +75,12 @@ from omni_edu.lessons.scaling_laws.checks import (
     compute_optimal_split,
     huber_log_objective,
 )
-from omni_edu.lessons.vq_tokens.checks import check_ema_update, check_quantize
+from omni_edu.lessons.vq_tokens.checks import (
+    VQLayerReference,
+    check_ema_update,
+    check_quantize,
+    check_vector_quantizer,
+)
 from omni_edu.lessons.welcome.checks import check_to_unit_range, to_unit_range
 from omni_edu.modalities import Modality
 from omni_edu.model.heads.flow import (
@@ -88,8 +95,12 @@ from omni_edu.model.heads.span import span_flow_loss
 from omni_edu.model.heads.vq import ema_codebook_update, quantize_straight_through
 from omni_edu.model.interleave import SpecialTokens, audio_segment, image_segment, text_segment
 from omni_edu.model.omni_lm import OmniLM
+from omni_edu.model.transformer import Block
 from tests.lessons import test_any_to_any_checks as a2a_mistakes
 from tests.lessons import test_diffusion_head_checks as head_mistakes
+from tests.lessons import test_interleaved_autoregression_checks as block_mistakes
+from tests.lessons import test_omni_tokens_checks as projector_mistakes
+from tests.lessons import test_vq_tokens_checks as vq_mistakes
 
 
 def stub(*args, **kwargs):
@@ -139,45 +150,7 @@ def flattened(images, eps=1e-8):
 # === lesson 01, omni_tokens: plausible mistakes ====================
 
 
-def _project_positions(projector, modality, text_ids, image, audio):
-    out = torch.zeros(*modality.shape, projector.config.d_model)
-    for m, proj, x in (
-        (Modality.TEXT, projector.text, text_ids),
-        (Modality.IMAGE, projector.image, image),
-        (Modality.AUDIO, projector.audio, audio),
-    ):
-        here = modality == m
-        out[here] = proj(x[here])
-    return out
-
-
-def without_modality_embedding(projector, modality, text_ids, image, audio):
-    # Plausible mistake: the per-modality projectors alone.
-    return _project_positions(projector, modality, text_ids, image, audio)
-
-
-def embedding_on_padding_too(projector, modality, text_ids, image, audio):
-    # Plausible mistake: padding (-1) clamped to text and given the text embedding.
-    out = _project_positions(projector, modality, text_ids, image, audio)
-    if projector.modality is None:
-        return out
-    return out + projector.modality(modality.clamp(min=0))
-
-
-def concatenated_by_modality(projector, modality, text_ids, image, audio):
-    # Plausible mistake (the chapter's layout): all text, then all image, then all audio.
-    rows = []
-    for b in range(modality.shape[0]):
-        m = modality[b]
-        parts = [
-            projector.embed_text(text_ids[b][m == Modality.TEXT][None])[0],
-            projector.embed_image(image[b][m == Modality.IMAGE][None])[0],
-            projector.embed_audio(audio[b][m == Modality.AUDIO][None])[0],
-        ]
-        row = torch.cat(parts)
-        pad = torch.zeros(modality.shape[1] - len(row), projector.config.d_model)
-        rows.append(torch.cat([row, pad]))
-    return torch.stack(rows)
+# The projector's wrong modules are in tests/lessons/test_omni_tokens_checks.py.
 
 
 def _walk(document, specials, group_by_modality=False, skip_markers=False):
@@ -808,15 +781,6 @@ def walk_in_order(doc, specials=None):
     return _walk(doc, specials)
 
 
-def position_by_position_with_masked_embedding(projector, modality, text_ids, image, audio):
-    # Right: position by position, the modality embedding masked out on padding.
-    out = _project_positions(projector, modality, text_ids, image, audio)
-    if projector.modality is not None:
-        real = (modality >= 0).unsqueeze(-1)
-        out = out + real * projector.modality(modality.clamp(min=0))
-    return out
-
-
 def kv_cache_bytes_as_numpy(*args):
     # Right: a NumPy integer is a number too.
     return np.int64(kv_cache_bytes(*args))
@@ -859,10 +823,10 @@ TABLE = [
     ),
     Row(
         "01",
-        check_embed_interleaved,
-        embed_interleaved,
-        (without_modality_embedding, embedding_on_padding_too, concatenated_by_modality),
-        also_right=(position_by_position_with_masked_embedding,),
+        check_projector,
+        ProjectorReference,
+        projector_mistakes.MISTAKES,
+        also_right=(projector_mistakes.ProjectorWritten,),
     ),
     Row(
         "01",
@@ -885,12 +849,34 @@ TABLE = [
         (kv_step_causal_flag, kv_step_no_scale, kv_step_forgets_to_store),
     ),
     Row(
+        "02",
+        check_decoder_block,
+        Block,
+        block_mistakes.BLOCK_MISTAKES,
+        also_right=(block_mistakes.BlockWritten,),
+    ),
+    Row(
+        "02",
+        check_cached_step,
+        Block,
+        block_mistakes.STEP_MISTAKES,
+        also_right=(block_mistakes.BlockWritten,),
+        may_error=block_mistakes.STEP_MAY_ERROR,
+    ),
+    Row(
         "03",
         check_quantize,
         quantize_straight_through,
         (no_straight_through, forgot_detach, farthest_code),
     ),
     Row("03", check_ema_update, ema_codebook_update, (no_smoothing, decay_swapped)),
+    Row(
+        "03",
+        check_vector_quantizer,
+        VQLayerReference,
+        vq_mistakes.MISTAKES,
+        also_right=(vq_mistakes.VQLayerWritten,),
+    ),
     Row(
         "04",
         check_flow_matching_loss,

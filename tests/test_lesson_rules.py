@@ -31,6 +31,9 @@ SEEDS = ROOT.parent / "shared" / "seeds"
 
 # Lessons whose every claim_check passes power= (add yours when it does; issue 19).
 POWER_REQUIRED: set[str] = {
+    "01_omni_tokens.ipynb",
+    "02_interleaved_autoregression.ipynb",
+    "03_vq_tokens.ipynb",
     "07_scaling_laws.ipynb",
     "09_evaluation.ipynb",
 }

@@ -1,5 +1,5 @@
-"""Lesson 02: the attention explorer, 1-D against multimodal RoPE, and whether a caption uses
-the picture and the sound before it."""
+"""Lesson 02: the attention explorer, 1-D against multimodal RoPE, whether a caption uses
+the picture and the sound before it, and whether a sound can read (and reads) the picture."""
 
 import ipywidgets
 import matplotlib.pyplot as plt
@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 from omni_edu.lessons.interleaved_autoregression import attention, rope_position
+from omni_edu.lessons.interleaved_autoregression import audio_reads_image as ari
 from omni_edu.lessons.interleaved_autoregression import cross_modal_use as cmu
 from omni_edu.lessons.interleaved_autoregression.attention import (
     attention_figure,
@@ -343,3 +344,109 @@ def test_train_decoder_lowers_the_loss_and_tracks_the_gains():
     history.evals.clear()
     with pytest.raises(ValueError, match="gain_tracker"):
         cmu.gain_figure([history])
+
+
+# --- can a sound read the picture directly, and does the trained decoder? ------------------------
+
+
+def test_hiding_keys_from_audio_rows_leaves_every_other_row(corpus):
+    packed = ari.documents(corpus, [0, 1], ari.IMAGE_THEN_AUDIO)
+    hidden = ari.hide_from_audio(packed, (Modality.TEXT, Modality.IMAGE))
+    audio = packed.modality == Modality.AUDIO
+    assert torch.equal(hidden[~audio], packed.attn_mask[~audio])  # only audio rows change
+    for row in range(2):
+        rows = audio[row].nonzero().flatten()
+        seen = packed.modality[row][hidden[row, rows].any(dim=0)]
+        assert set(seen.tolist()) == {int(Modality.AUDIO)}  # only earlier sounds remain
+        assert hidden[row, rows, rows].all()  # every audio query keeps its own key
+
+
+def test_the_gradient_reaches_the_sound_only_through_the_paths_the_mask_leaves(corpus, model):
+    packed = ari.documents(corpus, [2], ari.IMAGE_THEN_AUDIO)
+    reach = ari.capability(model, packed)
+    assert set(reach) == set(ari.HIDDEN)
+    assert reach["audio sees neither (control)"] == 0.0  # no path left: exactly zero
+    assert reach["audio sees no text"] > 0  # the direct path alone
+    assert reach["audio sees no image"] > 0  # through the markers <eoi> <boa> only
+    assert ari.capability_holds(reach)
+    assert not ari.capability_holds({**reach, "audio sees no text": 0.0})
+    assert not ari.capability_holds({**reach, "audio sees neither (control)": 1e-9})
+    # a sound *before* the picture can never read it: the mask is causal
+    later = ari.documents(corpus, [2], ari.AUDIO_FIRST)
+    assert ari.gradient_reach(model, later) == 0.0
+    with pytest.raises(ValueError, match="a picture and a sound"):
+        ari.gradient_reach(model, corpus.pack([2], [("caption", "image")]))
+
+
+def test_audio_losses_are_each_documents_own_loss(corpus, model):
+    order = ari.IMAGE_THEN_AUDIO
+    packed = ari.documents(corpus, [0, 3, 5], order)
+    batched = ari.audio_losses(model, packed, order)
+    for row in range(3):
+        alone = ari.audio_losses(model, packed.select([row]), order)[0]
+        assert batched[row].item() == pytest.approx(alone.item(), rel=1e-4, abs=1e-7)
+    # the first token's loss: the head's prediction at <boa> against the first audio token
+    with torch.no_grad():
+        hidden = model(packed)
+    span = next(s for s in packed.spans[1] if s.modality == Modality.AUDIO)
+    prediction = model.head(Modality.AUDIO).proj(hidden[1, span.start - 1])
+    expected = F.mse_loss(prediction, corpus.audio[3, 0])
+    assert batched[1].item() == pytest.approx(expected.item(), rel=1e-5)
+    # the whole sound is averaged over its tokens
+    whole = ari.audio_losses(model, packed, order, first=False)
+    predictions = model.head(Modality.AUDIO).proj(hidden[1, span.start - 1 : span.stop - 1])
+    assert whole[1].item() == pytest.approx(
+        F.mse_loss(predictions, corpus.audio[3]).item(), rel=1e-5
+    )
+
+
+def test_a_swapped_picture_is_the_only_change(corpus):
+    donors = ari.donors_for(corpus, [0, 1, 2])
+    assert len(donors) == 3 and all(d != i for i, d in zip([0, 1, 2], donors, strict=True))
+    own = ari.documents(corpus, [0, 1, 2], ari.IMAGE_THEN_AUDIO)
+    swapped = ari.documents(corpus, [0, 1, 2], ari.IMAGE_THEN_AUDIO, donors)
+    image = own.modality == Modality.IMAGE
+    assert torch.equal(own.modality, swapped.modality)
+    assert torch.equal(own.audio, swapped.audio) and torch.equal(own.text_ids, swapped.text_ids)
+    assert torch.equal(swapped.image[image].view(3, -1, corpus.image_dim), corpus.patches[donors])
+    with pytest.raises(ValueError, match="one donor per scene"):
+        ari.documents(corpus, [0, 1], ari.IMAGE_THEN_AUDIO, [2])
+
+
+def test_the_mean_predictor_is_scored_like_the_audio_head(corpus):
+    train = InterleavedCorpus(6, split="train", seed=0)
+    first = ari.mean_predictor_losses(train, corpus, [0, 1], first=True)
+    mean = train.audio[:, 0].mean(0)
+    assert first[1].item() == pytest.approx(F.mse_loss(mean, corpus.audio[1, 0]).item())
+    whole = ari.mean_predictor_losses(train, corpus, [0, 1])
+    assert whole[0].item() == pytest.approx(F.mse_loss(train.audio.mean(0), corpus.audio[0]).item())
+
+
+def test_audio_use_pairs_the_statistics_per_scene(corpus, model):
+    train = InterleavedCorpus(6, split="train", seed=0)
+    use = ari.audio_use(model, train, corpus, range(4))
+    swap = use["after another image"] - use["after its image"]
+    assert use["image swap"]["mean"] == pytest.approx(swap.mean().item(), abs=1e-7)
+    gain = use["first"] - use["after its image"]
+    assert use["first-frame gain"]["mean"] == pytest.approx(gain.mean().item(), abs=1e-7)
+    for key in ("image swap", "first-frame gain", "sound learned"):
+        assert use[key]["low"] <= use[key]["mean"] <= use[key]["high"] and use[key]["n"] == 4
+    assert ari.detectable([use]) == pytest.approx(
+        (use["image swap"]["high"] - use["image swap"]["low"]) / 2
+    )
+    # the rule: both intervals above zero; degenerate when no run learned the sound
+    up = {"low": 0.1, "mean": 0.2, "high": 0.3, "n": 4}
+    down = {"low": -0.1, "mean": 0.0, "high": 0.1, "n": 4}
+    assert ari.uses_image({"first-frame gain": up, "image swap": up})
+    assert not ari.uses_image({"first-frame gain": down, "image swap": up})
+    assert not ari.uses_image({"first-frame gain": up, "image swap": down})
+    assert ari.sound_not_learned([{"sound learned": down}, {"sound learned": down}])
+    assert not ari.sound_not_learned([{"sound learned": down}, {"sound learned": up}])
+
+
+def test_the_lessons_corpus_puts_the_picture_before_the_sound_in_half_its_documents():
+    orders = ari.IMAGE_TO_AUDIO_ORDERS
+    direct = [o for o in orders if "image" in o and o.index("audio") == o.index("image") + 1]
+    assert len(direct) / len(orders) == 0.5
+    # every layout the claim check reads is one the decoder trains on
+    assert ari.IMAGE_THEN_AUDIO in orders and ari.AUDIO_FIRST in orders

@@ -23,8 +23,11 @@ from omni_edu.lessons.omni_tokens.modality_confusion import (
     ConfusionConfig,
     ConfusionData,
     ConfusionModel,
+    ConfusionResult,
     _score,
+    majority_confusion,
     make_batch,
+    power,
     run_experiment,
     summarize,
 )
@@ -151,6 +154,54 @@ def test_a_word_and_its_sound_enter_the_model_as_the_same_vector():
         assert differ == flag  # only the modality embedding separates them
 
 
+def test_without_the_shared_table_a_sound_has_a_projector_of_its_own():
+    profile = get_profile("ci")
+    config = ConfusionConfig(modality_embeddings=False, n_symbols=4, shared_table=False)
+    proj = ConfusionModel(config.sized(profile), profile).projector
+    ids = torch.arange(FIRST_SYMBOL, config.vocab_size)[None]
+    frames = torch.eye(config.vocab_size)[FIRST_SYMBOL:][None]
+    assert isinstance(proj.audio, torch.nn.Linear)
+    assert not torch.allclose(proj.text(ids), proj.audio(frames))  # no collision left
+
+
+def test_the_majority_baseline_takes_the_commonest_training_modality():
+    config = ConfusionConfig(n_symbols=3, n_train=64, n_eval=32).sized(get_profile("ci"))
+    data = ConfusionData.generate(config)
+    audio_share = (data.eval_targets >= 3).float().mean().item()
+    train_audio = (data.train_labels[data.train_content] >= 3).float().mean().item()
+    expected = audio_share if train_audio < 0.5 else 1 - audio_share
+    assert majority_confusion(data, 3) == pytest.approx(expected)
+    assert 0.3 < majority_confusion(data, 3) < 0.7  # each token is a word or a sound by a coin
+
+
+def _result(flag, seed, confusion, n=400):
+    return ConfusionResult("isolated", flag, seed, 1 - confusion, confusion, [], [0] * n, 0.5)
+
+
+def test_power_comes_from_the_seeds_or_the_held_out_tokens():
+    runs = [
+        _result(True, 0, 0.0),
+        _result(True, 1, 0.0),
+        _result(False, 0, 0.5),
+        _result(False, 1, 0.5),
+    ]
+    found = power(runs)
+    # seeds agree exactly, so the binomial errors decide: p(1-p)/(n * seeds) for "off",
+    # the floor 1/n / (n * seeds) for "on" (a rate of 0 still has an error)
+    expected = 1.96 * (0.25 / 800 + (1 / 400) / 800) ** 0.5
+    assert found["detectable"] == pytest.approx(expected)
+    assert found["baseline"] == 0.5 and found["n_tokens"] == 400
+    spread = [
+        _result(True, 0, 0.0),
+        _result(True, 1, 0.2),
+        _result(False, 0, 0.3),
+        _result(False, 1, 0.7),
+    ]
+    assert power(spread)["detectable"] > 1.96 * (0.08 / 2) ** 0.5  # the seeds' spread decides
+    with pytest.raises(ValueError, match="with and without"):
+        power(runs[:2])
+
+
 def test_labels_encode_symbol_and_modality():
     config = ConfusionConfig(layout="marked", n_symbols=5, n_tokens=9).sized(get_profile("ci"))
     packed, content, targets = make_batch(6, config, random.Random(0))
@@ -184,6 +235,10 @@ def test_the_curve_scores_the_first_held_out_documents():
     model = ConfusionModel(config, profile)
     full = ConfusionData.generate(config, profile)
     first = ConfusionData.generate(replace(config, n_eval=8), profile)  # the same 8 documents
-    assert _score(model, full, config.n_symbols, n_docs=8) == pytest.approx(
-        _score(model, first, config.n_symbols)
+    assert _score(model, full, config.n_symbols, n_docs=8)[:2] == pytest.approx(
+        _score(model, first, config.n_symbols)[:2]
+    )
+    assert torch.equal(
+        _score(model, full, config.n_symbols, n_docs=8)[2],
+        _score(model, first, config.n_symbols)[2],
     )

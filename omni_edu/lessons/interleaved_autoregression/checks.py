@@ -1,10 +1,13 @@
-"""Checks for lesson 02's exercises: the interleaved attention mask, RoPE, a KV-cache step.
+"""Checks for lesson 02's exercises: the interleaved attention mask, RoPE, a KV-cache step,
+and two core builds: a decoder block, and one cached decoding step with it.
 
 The references are the course's own implementations in
 :mod:`omni_edu.model.interleave` and :mod:`omni_edu.model.transformer`; the KV-cache step
 is checked against full causal attention over the whole sequence, the result that a
-cache must reproduce. Every check takes ``show_recipe=True`` (show the full recipe now) and
-``time_limit`` (seconds).
+cache must reproduce. The block is checked with :func:`~omni_edu.grading.check_module`: the
+package's :class:`~omni_edu.model.transformer.Block` weights are loaded into the learner's
+module, and outputs and gradients compared. Every check takes ``show_recipe=True`` (show
+the full recipe now) and ``time_limit`` (seconds).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from omni_edu.grading import (
     Case,
@@ -21,12 +25,24 @@ from omni_edu.grading import (
     Hints,
     LearnerMistake,
     check_function,
+    check_module,
     check_property,
     compare,
     summarize,
 )
+from omni_edu.lessons.interleaved_autoregression.core_build import (
+    BLOCK_CASES,
+    BLOCK_CONFIG,
+    CACHED_STEP,
+    DECODER_BLOCK,
+    STEP_CASES,
+    block_forward,
+    cached_pass,
+    reference_block,
+)
 from omni_edu.model.interleave import attention_mask
 from omni_edu.model.transformer import (
+    DecoderConfig,
     apply_rope,
     default_mrope_sections,
     rope_angles,
@@ -39,6 +55,8 @@ __all__ = [
     "attention_mask",
     "check_apply_rope",
     "check_attention_mask",
+    "check_cached_step",
+    "check_decoder_block",
     "check_kv_cache_step",
     "decode_with_cache",
 ]
@@ -296,6 +314,65 @@ def check_kv_cache_step(
         prop,
         call=decode_with_cache,
         hints=KV_CACHE_STEP,
+        show_recipe=show_recipe,
+        time_limit=time_limit,
+    )
+
+
+# ----------------------------------------------------------------------------- core builds
+# The cases, the reference and the pass with a cache live in core_build.py.
+
+
+def check_decoder_block(
+    learner: Callable[[DecoderConfig], nn.Module],
+    *,
+    show_recipe: bool = False,
+    time_limit: float | None = None,
+) -> CheckResult:
+    """Does ``learner(config)`` build the decoder's pre-norm block?
+
+    The package's :class:`~omni_edu.model.transformer.Block` (weights redrawn) is loaded into
+    the learner's module by name; ``block(x, cos=..., sin=..., mask=...)[0]`` and the
+    gradients of every weight and of ``x`` are compared, with 1-D and M-RoPE positions, a
+    causal pass (``mask=None``) and an explicit mask with padding and a two-way span.
+    """
+    return check_module(
+        learner,
+        reference_block,
+        BLOCK_CONFIG,
+        BLOCK_CASES,
+        forward=block_forward,
+        name="Block",
+        hints=DECODER_BLOCK,
+        input_grads=(0,),
+        show_recipe=show_recipe,
+        time_limit=time_limit,
+    )
+
+
+def check_cached_step(
+    learner: Callable[[DecoderConfig], nn.Module],
+    *,
+    show_recipe: bool = False,
+    time_limit: float | None = None,
+) -> CheckResult:
+    """Does the learner's block decode with a KV cache as the package's does?
+
+    :func:`cached_pass`: a prompt with an empty cache, then new tokens after it; the
+    outputs of both calls, the keys and values the cache holds afterwards, and the
+    gradients with respect to both inputs are compared with the package's
+    :class:`~omni_edu.model.transformer.Block` (weights redrawn and loaded into the
+    learner's module).
+    """
+    return check_module(
+        learner,
+        reference_block,
+        BLOCK_CONFIG,
+        STEP_CASES,
+        forward=cached_pass,
+        name="cached decoding step",
+        hints=CACHED_STEP,
+        input_grads=(0, 1),
         show_recipe=show_recipe,
         time_limit=time_limit,
     )

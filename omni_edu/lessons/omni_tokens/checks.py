@@ -1,8 +1,10 @@
 """Checks for lesson 01's exercises: the omni-token projector and placing segments.
 
-The references are the course's own implementations: :meth:`OmniTokenProjector.embed`
-(:mod:`omni_edu.model.projector`) and :func:`~omni_edu.model.interleave.pack`. Every check
-takes ``show_recipe=True`` (show the full recipe now) and ``time_limit`` (seconds).
+The references are the course's own implementations: the whole
+:class:`~omni_edu.model.projector.OmniTokenProjector` (a core-build exercise, checked with
+:func:`~omni_edu.grading.check_module` against the package's weights) and
+:func:`~omni_edu.model.interleave.pack`. Every check takes ``show_recipe=True`` (show the
+full recipe now) and ``time_limit`` (seconds).
 """
 
 from __future__ import annotations
@@ -10,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from omni_edu.grading import Case, CheckResult, Hints, check_function
+from omni_edu.grading import Case, CheckResult, Hints, check_function, check_module
 from omni_edu.modalities import PAD, Modality
 from omni_edu.model.interleave import (
     Segment,
@@ -26,22 +28,32 @@ from omni_edu.model.projector import OmniTokenProjector, ProjectorConfig
 
 TXT, IMG, AUD = int(Modality.TEXT), int(Modality.IMAGE), int(Modality.AUDIO)
 
-EMBED_INTERLEAVED = Hints(
-    "embed_interleaved",
-    nudge="Every position is embedded by the projector of its own modality (text ids, image "
-    "features or audio features), then its modality's embedding is added. Start from an "
-    "all-zero output and fill it one modality at a time.",
-    failed="Each position gets exactly one projection - its own modality's - plus its "
-    "modality's embedding; padding positions (modality -1) stay zero.",
+PROJECTOR = Hints(
+    "OmniTokenProjector",
+    nudge="Build the four parts the spec names (text, image, audio, modality) from the config, "
+    "then embed every position with the part of its own modality and add its modality's "
+    "vector. Start from an all-zero output and fill it one modality at a time.",
+    failed="Each position gets exactly one projection, its own modality's, plus that "
+    "modality's vector; padding positions (modality -1) stay zero vectors, and a config with "
+    "modality_embeddings=False has no modality table at all.",
     on={
+        "weights": "Name and shape the parts as the spec does - text: nn.Embedding(vocab_size, "
+        "d_model); image: nn.Linear(image_dim, d_model); audio: nn.Linear(audio_dim, d_model); "
+        "modality: nn.Embedding(3, d_model), or None when config.modality_embeddings is False - "
+        "so that the reference's weights load into yours.",
         "shape": "The output is (batch, seq, d_model): one vector per position, in the "
         "positions' order (not the modalities one after the other).",
+        "gradient": "The outputs match but a gradient does not: is every projection used, and "
+        "nothing detached (no .data, no .detach())?",
     },
-    recipe="Start from zeros (batch, seq, d_model). For each modality m, take the positions "
-    "where modality == m, project only their content there (projector.text for ids, "
-    "projector.image / projector.audio for features), then add "
-    "projector.modality(modality) on real positions only (padding is -1 and stays zero). "
-    "If projector.modality is None, add nothing.",
+    recipe="__init__: self.text = nn.Embedding(config.vocab_size, config.d_model); self.image = "
+    "nn.Linear(config.image_dim, config.d_model); self.audio = nn.Linear(config.audio_dim, "
+    "config.d_model); self.modality = nn.Embedding(3, config.d_model) if "
+    "config.modality_embeddings else None. forward: out = torch.zeros(*modality.shape, "
+    "d_model); for each (m, part, content) in ((TEXT, text, text_ids), (IMAGE, image, image), "
+    "(AUDIO, audio, audio)): here = modality == m; out[here] = part(content[here]). Then, if "
+    "self.modality is not None: out = out + (modality >= 0).unsqueeze(-1) * "
+    "self.modality(modality.clamp(min=0)).",
 )
 
 PLACE_SEGMENTS = Hints(
@@ -62,85 +74,92 @@ PLACE_SEGMENTS = Hints(
 )
 
 
-def embed_interleaved(
-    projector: OmniTokenProjector, modality: Tensor, text_ids: Tensor, image: Tensor, audio: Tensor
-) -> Tensor:
-    """Reference: :meth:`OmniTokenProjector.embed` - each position embedded by its own
-    modality's projector, plus that modality's embedding; padding stays zero.
-
+class ProjectorReference(OmniTokenProjector):
+    """The package's projector with the exercise's forward pass: tensors in, not a packed
+    batch. ``forward(modality, text_ids, image, audio)`` is :meth:`OmniTokenProjector.embed`:
     modality, text_ids ``(batch, seq)``; image ``(batch, seq, image_dim)``; audio
-    ``(batch, seq, audio_dim)`` -> ``(batch, seq, d_model)``.
-    """
-    return projector.embed(modality, text_ids, image, audio)
+    ``(batch, seq, audio_dim)`` -> ``(batch, seq, d_model)``."""
+
+    def forward(self, modality: Tensor, text_ids: Tensor, image: Tensor, audio: Tensor) -> Tensor:
+        return self.embed(modality, text_ids, image, audio)
 
 
-def _projector_cases() -> list[Case]:
-    def projector(seed: int, modality_embeddings: bool = True) -> OmniTokenProjector:
-        torch.manual_seed(seed)
-        config = ProjectorConfig(
-            d_model=8, vocab_size=12, image_dim=12, audio_dim=6,
-            modality_embeddings=modality_embeddings,
-        )  # fmt: skip
-        proj = OmniTokenProjector(config)
-        with torch.no_grad():  # larger than the init so that every term is visible
-            for p in proj.parameters():
-                p.normal_()
-        return proj
+def reference_projector(config: ProjectorConfig) -> ProjectorReference:
+    """The reference the check loads into the learner's module: every weight redrawn from a
+    unit normal (the package's small initialisation would hide a missing term)."""
+    projector = ProjectorReference(config)
+    with torch.no_grad():
+        for p in projector.parameters():
+            p.normal_()
+    return projector
 
-    def inputs(modality: list[list[int]], seed: int) -> tuple[Tensor, ...]:
-        g = torch.Generator().manual_seed(seed)
+
+# The configs the check builds both modules from: with modality embeddings, and without.
+PROJECTOR_CONFIGS = {
+    "with modality embeddings": ProjectorConfig(
+        d_model=8, vocab_size=12, image_dim=12, audio_dim=6, modality_embeddings=True
+    ),
+    "without modality embeddings": ProjectorConfig(
+        d_model=8, vocab_size=12, image_dim=12, audio_dim=6, modality_embeddings=False
+    ),
+}
+
+
+def _interleaved(modality: list[list[int]]) -> Callable[[torch.Generator], tuple[Tensor, ...]]:
+    """An input case: the modality layout given, contents drawn at random where they are read."""
+
+    def make(g: torch.Generator) -> tuple[Tensor, ...]:
         m = torch.tensor(modality)
         ids = torch.randint(12, m.shape, generator=g) * (m == TXT)
         image = torch.randn(*m.shape, 12, generator=g) * (m == IMG).unsqueeze(-1)
         audio = torch.randn(*m.shape, 6, generator=g) * (m == AUD).unsqueeze(-1)
         return m, ids, image, audio
 
-    padding = (
-        "Padding positions (modality -1) get nothing at all - no projection and no modality "
-        "embedding - so they stay zero."
-    )
-    interleaved = [
-        [TXT, TXT, IMG, IMG, IMG, IMG, TXT, AUD, AUD, TXT],
-        [AUD, AUD, TXT, IMG, IMG, IMG, IMG, TXT, PAD, PAD],
-    ]
-    return [
-        Case(
-            (projector(0), *inputs([[TXT, IMG, AUD]], 1)), label="one text, image and audio token"
-        ),
-        Case(
-            (projector(1), *inputs(interleaved, 2)),
-            label="two interleaved documents, the second padded",
-            hint=padding,
-        ),
-        Case(
-            (projector(2), *inputs([[IMG, IMG, TXT, TXT, TXT, PAD]], 3)),
-            label="no audio in the batch (and one padding position)",
-            hint=padding,
-        ),
-        Case(
-            (projector(3, modality_embeddings=False), *inputs(interleaved, 4)),
-            label="a projector without modality embeddings (projector.modality is None)",
-            hint="projector.modality can be None (a projector without modality embeddings): "
-            "then add nothing after the projections.",
-        ),
-    ]
+    return make
 
 
-def check_embed_interleaved(
-    learner_fn: Callable[..., Tensor], *, show_recipe: bool = False, time_limit: float | None = None
+PROJECTOR_CASES = {
+    "one text, image and audio token": _interleaved([[TXT, IMG, AUD]]),
+    "two interleaved documents, the second padded": _interleaved(
+        [
+            [TXT, TXT, IMG, IMG, IMG, IMG, TXT, AUD, AUD, TXT],
+            [AUD, AUD, TXT, IMG, IMG, IMG, IMG, TXT, PAD, PAD],
+        ]
+    ),
+    "no audio in the batch, one padding position": _interleaved([[IMG, IMG, TXT, TXT, TXT, PAD]]),
+}
+
+
+def check_projector(
+    learner: Callable[[ProjectorConfig], nn.Module],
+    *,
+    show_recipe: bool = False,
+    time_limit: float | None = None,
 ) -> CheckResult:
-    """Does ``learner_fn(projector, modality, text_ids, image, audio)`` embed every
-    position with its own modality's projector and add the modality embedding?"""
-    return check_function(
-        "embed_interleaved",
-        learner_fn,
-        embed_interleaved,
-        _projector_cases(),
-        atol=1e-5,
-        hints=EMBED_INTERLEAVED,
-        show_recipe=show_recipe,
-        time_limit=time_limit,
-    )
+    """Does ``learner(config)`` build the omni-token projector?
+
+    The reference's weights (:class:`ProjectorReference`, every weight redrawn) are loaded
+    into the learner's module by name; outputs and gradients (of every weight and of the
+    image and audio features) are compared on interleaved batches with padding, with
+    modality embeddings and then without (``config.modality_embeddings=False``: no
+    ``modality`` table at all).
+    """
+    result = None
+    for which, config in PROJECTOR_CONFIGS.items():
+        result = check_module(
+            learner,
+            reference_projector,
+            config,
+            {f"{label} ({which})": make for label, make in PROJECTOR_CASES.items()},
+            name="OmniTokenProjector",
+            hints=PROJECTOR,
+            show_recipe=show_recipe,
+            time_limit=time_limit,
+            input_grads=(2, 3),
+        )
+        if not result.passed:
+            return result
+    return result
 
 
 def place_segments(

@@ -24,7 +24,7 @@ reports accuracy and the modality-confusion rate on held-out documents.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -67,6 +67,9 @@ class ConfusionConfig:
     n_eval: int | None = None
     lr: float = 3e-3
     seed: int = 0
+    # Sounds read the text embedding table, so word k and sound k collide exactly; False
+    # gives sounds a projector of their own (lesson 01's "change one thing").
+    shared_table: bool = True
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
@@ -162,7 +165,8 @@ def make_batch(
 
 
 class ConfusionModel(nn.Module):
-    """Projector (audio tied to the text table) -> decoder -> one class per token."""
+    """Projector (audio tied to the text table, unless ``config.shared_table`` is False) ->
+    decoder -> one class per token."""
 
     def __init__(self, config: ConfusionConfig, profile: Profile) -> None:
         super().__init__()
@@ -175,7 +179,8 @@ class ConfusionModel(nn.Module):
                 modality_embeddings=config.modality_embeddings,
             )
         )
-        self.projector.audio = SharedTable(self.projector.text)
+        if config.shared_table:
+            self.projector.audio = SharedTable(self.projector.text)
         self.decoder = Decoder(DecoderConfig.from_profile(profile, n_layers=config.n_layers))
         self.classify = nn.Linear(profile.d_model, 2 * config.n_symbols)
 
@@ -225,12 +230,15 @@ class ConfusionResult:
     accuracy: float  # symbol and modality both right
     confusion: float  # modality wrong (word taken for sound or the reverse)
     curve: list[tuple[int, float]]  # (step, held-out accuracy), from step 0
+    predictions: list[int] = field(default_factory=list)  # held-out class per token
+    majority_confusion: float = float("nan")  # the measured baseline, same tokens
 
 
 def _score(
     model: ConfusionModel, data: ConfusionData, n_symbols: int, n_docs: int | None = None
-) -> tuple[float, float]:
-    """Held-out (accuracy, confusion rate), on the first ``n_docs`` documents or all."""
+) -> tuple[float, float, Tensor]:
+    """Held-out (accuracy, confusion rate, predicted classes ``(N,)``), on the first
+    ``n_docs`` documents or all."""
     packed, content, targets = data.eval, data.eval_content, data.eval_targets
     if n_docs is not None and n_docs < packed.batch_size:
         packed, content = packed.select(range(n_docs)), content[:n_docs]
@@ -239,7 +247,16 @@ def _score(
         predicted = model(packed, content).argmax(dim=-1)
     accuracy = (predicted == targets).float().mean().item()
     confusion = ((predicted >= n_symbols) != (targets >= n_symbols)).float().mean().item()
-    return accuracy, confusion
+    return accuracy, confusion, predicted
+
+
+def majority_confusion(data: ConfusionData, n_symbols: int) -> float:
+    """The measured baseline of the confusion rate: a model that gives every held-out token
+    the modality most common among the training tokens (a majority model, blind to its
+    input), scored on the same held-out tokens as the arms."""
+    train_audio = (data.train_labels[data.train_content] >= n_symbols).float().mean().item()
+    held_out_audio = (data.eval_targets >= n_symbols).float().mean().item()
+    return held_out_audio if train_audio < 0.5 else 1.0 - held_out_audio
 
 
 def train_and_evaluate(
@@ -295,9 +312,16 @@ def train_and_evaluate(
     )
     history = Trainer(model, loss_fn, batches, settings, eval_fn).fit()
     curve = list(zip(history.eval_steps, history.evals["accuracy"], strict=True))
-    accuracy, confusion = _score(model, data, config.n_symbols)
+    accuracy, confusion, predicted = _score(model, data, config.n_symbols)
     return ConfusionResult(
-        config.layout, config.modality_embeddings, config.seed, accuracy, confusion, curve
+        config.layout,
+        config.modality_embeddings,
+        config.seed,
+        accuracy,
+        confusion,
+        curve,
+        predicted.cpu().tolist(),
+        majority_confusion(data, config.n_symbols),
     )
 
 
@@ -350,3 +374,34 @@ def summarize(results: list[ConfusionResult]) -> list[dict]:
             }
         )
     return rows
+
+
+def power(results: list[ConfusionResult], layout: str = "isolated") -> dict[str, float]:
+    """What the claim check of ``layout`` can see, from its runs.
+
+    Returns ``detectable``: the smallest difference in confusion rate (off minus on) the
+    design can detect, 1.96 standard errors of that difference, each arm's error from the
+    spread of its seeds and the binomial error of its held-out tokens (whichever is larger);
+    ``baseline``: the majority model's confusion rate (mean over seeds); ``n_tokens``: the
+    held-out tokens each run is scored on.
+    """
+    group = {
+        flag: [r for r in results if (r.layout, r.modality_embeddings) == (layout, flag)]
+        for flag in (True, False)
+    }
+    if not group[True] or not group[False]:
+        raise ValueError(f"power needs runs with and without embeddings in layout {layout!r}.")
+    variance = 0.0
+    for runs in group.values():
+        rates = torch.tensor([r.confusion for r in runs], dtype=torch.float64)
+        n_tokens = len(runs[0].predictions)
+        seed_var = rates.var().item() / len(runs) if len(runs) > 1 else 0.0
+        p = rates.mean().item()
+        binomial_var = max(p * (1 - p), 1.0 / n_tokens) / (n_tokens * len(runs))
+        variance += max(seed_var, binomial_var)
+    baseline = sum(r.majority_confusion for r in group[True] + group[False])
+    return {
+        "detectable": 1.96 * variance**0.5,
+        "baseline": baseline / (len(group[True]) + len(group[False])),
+        "n_tokens": len(group[True][0].predictions),
+    }

@@ -1,4 +1,7 @@
-"""Checks for lesson 03's exercises: the quantisation step and the EMA codebook update.
+"""Checks for lesson 03's exercises: the quantisation step, the EMA codebook update, and the
+whole VQ layer as one module (a core build, checked with
+:func:`~omni_edu.grading.check_module` against the package's
+:class:`~omni_edu.model.heads.vq.VectorQuantizer`).
 
 Every check takes ``show_recipe=True`` (show the full recipe now) and ``time_limit``
 (seconds).
@@ -7,6 +10,7 @@ Every check takes ``show_recipe=True`` (show the full recipe now) and ``time_lim
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -15,11 +19,18 @@ from omni_edu.grading import (
     CheckResult,
     Difference,
     Hints,
+    LearnerMistake,
     check_function,
+    check_module,
     check_property,
     compare,
+    summarize,
 )
-from omni_edu.model.heads.vq import ema_codebook_update, quantize_straight_through
+from omni_edu.model.heads.vq import (
+    VectorQuantizer,
+    ema_codebook_update,
+    quantize_straight_through,
+)
 
 QUANTIZE = Hints(
     "quantize",
@@ -188,6 +199,143 @@ def check_ema_update(
         atol=1e-5,
         rtol=1e-4,
         hints=EMA_UPDATE,
+        show_recipe=show_recipe,
+        time_limit=time_limit,
+    )
+
+
+# ----------------------------------------------------------------------------- core build
+
+VECTOR_QUANTIZER = Hints(
+    "VectorQuantizer",
+    nudge="One module, four jobs: find each vector's nearest code, return the code's value "
+    "with z's gradient (straight-through), the commitment loss times beta, and - in "
+    "training mode only - the EMA update of the running counts, sums and codebook.",
+    failed="Check each job against the spec: nearest code by squared distance; z_q = the "
+    "code's value with the gradient of z; loss = beta * mean((z - code.detach())^2) and "
+    "nothing else (EMA moves the codes); the EMA statistics from this batch's encoder "
+    "outputs z (not the codes), decay * old + (1 - decay) * new, the codebook from the "
+    "sums over the Laplace-smoothed counts; z_q computed before the update.",
+    on={
+        "weights": "Name the state as the spec does: a parameter codebook (K, code_dim) that "
+        "gradients do not train, and two buffers, cluster_size (K,) and embed_sum "
+        "(K, code_dim) (register_buffer).",
+        "buffer": "The running statistics after one training step differ: decay * old + "
+        "(1 - decay) * this batch, counts from a one-hot of the indices, sums of z per code.",
+        "gradient": "The outputs match but a gradient does not: z_q must carry z's gradient "
+        "(z + (code - z).detach()), and the loss's gradient reaches z only through the "
+        "commitment term.",
+        "shape": "indices has the shape of z without its last axis; z_q the shape of z.",
+    },
+    recipe="__init__: self.codebook = nn.Parameter(torch.randn(K, d), requires_grad=False); "
+    "register_buffer('cluster_size', torch.ones(K)); register_buffer('embed_sum', "
+    "self.codebook.detach().clone()). forward(z): flat = z.reshape(-1, d); indices = "
+    "squared distances to the codebook .argmin(1); code = self.codebook[indices]; z_q = "
+    "flat + (code - flat).detach(); loss = beta * F.mse_loss(flat, code.detach()); if "
+    "self.training: with torch.no_grad(): one_hot = F.one_hot(indices, K).float(); "
+    "cluster_size = decay * cluster_size + (1 - decay) * one_hot.sum(0); embed_sum = decay "
+    "* embed_sum + (1 - decay) * one_hot.T @ flat; n = cluster_size.sum(); smoothed = "
+    "(cluster_size + eps) / (n + K * eps) * n; codebook.copy_(embed_sum / smoothed[:, "
+    "None]). Return z_q.reshape(z.shape), indices.reshape(z.shape[:-1]), loss.",
+)
+
+
+@dataclass
+class VQLayerConfig:
+    """The VQ layer of the exercise: ``codebook_size`` codes of ``code_dim`` numbers, the
+    commitment weight ``beta``, the EMA's ``decay`` and Laplace ``eps``."""
+
+    codebook_size: int = 8
+    code_dim: int = 4
+    beta: float = 0.25
+    decay: float = 0.9
+    eps: float = 0.5
+
+
+class VQLayerReference(VectorQuantizer):
+    """The package's :class:`~omni_edu.model.heads.vq.VectorQuantizer` with EMA updates, as
+    the exercise's module: ``forward(z) -> (z_q, indices, loss)``; its state is the
+    ``codebook`` parameter and the ``cluster_size`` and ``embed_sum`` buffers (no k-means,
+    no dead-code restart)."""
+
+    def __init__(self, config: VQLayerConfig) -> None:
+        super().__init__(
+            config.codebook_size,
+            config.code_dim,
+            beta=config.beta,
+            ema=True,
+            decay=config.decay,
+            eps=config.eps,
+        )
+        # Keep only the EMA's state: the restart counter and the k-means flag go (the flag
+        # stays as a plain attribute, always set: no k-means here).
+        del self.steps_unused
+        del self.initialised
+        self.initialised = torch.tensor(True)
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = super().forward(z)
+        return out.z_q, out.indices, out.loss
+
+
+def reference_vq_layer(config: VQLayerConfig) -> VQLayerReference:
+    """The reference with its codes drawn where the inputs are (a unit normal), so that the
+    nearest code, the EMA and the smoothing all matter."""
+    layer = VQLayerReference(config)
+    with torch.no_grad():
+        layer.codebook.normal_()
+        layer.embed_sum.copy_(layer.codebook)
+        layer.cluster_size.uniform_(0.5, 2.0)
+    return layer
+
+
+def _vq_forward(layer: torch.nn.Module, z: torch.Tensor) -> dict:
+    """The layer's three outputs, and its codebook after the pass (the EMA's update)."""
+    out = layer(z)
+    if not isinstance(out, (tuple, list)) or len(out) != 3:
+        raise LearnerMistake(
+            f"forward should return (z_q, indices, loss); it returned {summarize(out)}",
+            kind="return",
+        )
+    z_q, indices, loss = out
+    return {
+        "z_q": z_q,
+        "indices": indices,
+        "loss": loss,
+        "codebook after the step": layer.codebook.detach().clone(),
+    }
+
+
+VQ_CASES = {
+    "12 vectors": lambda g: torch.randn(12, 4, generator=g),
+    "a grid (2, 3, 3, 4): one vector per patch": lambda g: torch.randn(2, 3, 3, 4, generator=g),
+    "5 vectors for 8 codes (some codes unused)": lambda g: torch.randn(5, 4, generator=g),
+}
+
+
+def check_vector_quantizer(
+    learner: Callable[[VQLayerConfig], torch.nn.Module],
+    *,
+    show_recipe: bool = False,
+    time_limit: float | None = None,
+) -> CheckResult:
+    """Does ``learner(config)`` build the VQ layer: nearest code, straight-through gradient,
+    commitment loss and the EMA update, as one module?
+
+    The reference's state (codebook, cluster_size, embed_sum) is loaded into the learner's
+    module by name; in training mode, the outputs ``(z_q, indices, loss)``, the codebook and
+    the running statistics after the step, and the gradient with respect to ``z`` are
+    compared, for flat vectors, a grid, and more codes than vectors.
+    """
+    return check_module(
+        learner,
+        reference_vq_layer,
+        VQLayerConfig(),
+        VQ_CASES,
+        forward=_vq_forward,
+        train=True,
+        name="VectorQuantizer",
+        hints=VECTOR_QUANTIZER,
         show_recipe=show_recipe,
         time_limit=time_limit,
     )
