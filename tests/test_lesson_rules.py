@@ -26,7 +26,7 @@ import pytest
 from omni_edu.tools.notebook_io import cell_source, read_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
-LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]*_*.ipynb"))  # 04, and 04b after it
 SEEDS = ROOT.parent / "shared" / "seeds"
 
 # Lessons whose every claim_check passes power= (add yours when it does; issue 19).
