@@ -48,25 +48,38 @@ Every variant is made of the course's own parts: the omni-token projector
 :class:`~omni_edu.model.transformer.Decoder` (its blocks, RMSNorm, RoPE and init). The
 only new layers are :class:`CrossAttention` (queries from text, keys and values from
 media) and the :class:`GatedCrossAttention` wrapper around it (the decoder's RMSNorm and
-MLP, behind tanh gates).
+MLP, behind tanh gates), in :mod:`omni_edu.model.cross_attention`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from omni_edu.model.cross_attention import (
+    VISIBILITY,
+    CrossAttention,
+    GatedCrossAttention,
+    media_visibility_mask,
+)
 from omni_edu.model.projector import OmniTokenProjector, ProjectorConfig
-from omni_edu.model.transformer import MLP, Decoder, DecoderConfig, RMSNorm
+from omni_edu.model.transformer import Decoder, DecoderConfig
 from omni_edu.profiles import Profile, get_profile
+
+# fmt: off
+__all__ = [
+    "MEDIA", "VARIANTS", "VISIBILITY", "CrossAttention", "CrossAttentionFusion", "EarlyFusion",
+    "FusionBatch", "FusionConfig", "FusionModel", "GatedCrossAttention", "LateFusion",
+    "build_fusion_model", "media_visibility_mask", "parameter_table",
+]
+# fmt: on
 
 VARIANTS = ("early", "late", "cross")
 MEDIA = ("image", "audio")
-VISIBILITY = ("recent", "all")
 
 
 @dataclass
@@ -238,124 +251,6 @@ class FusionBatch:
         return self.text_ids.shape[1] + self.image.shape[1] + self.audio.shape[1]
 
 
-# ----------------------------------------------------------------------------- masks
-
-
-def media_visibility_mask(
-    text_positions: Tensor,
-    media_positions: Tensor,
-    media_items: Tensor | None = None,
-    rule: str = "recent",
-) -> Tensor:
-    """Which media tokens each text token may read.
-
-    ``rule="recent"`` is Flamingo's: a text token reads only the tokens of the **most
-    recent** media item (one image, one clip) placed before it; what earlier items said
-    reaches it only through the text in between (causal self-attention). ``rule="all"``
-    lets it read every media token placed before it. Either way a text token with no
-    media before it reads nothing, and padding is never read.
-
-    Args:
-        text_positions: ``(batch, n_text)`` int64 places of the text tokens.
-        media_positions: ``(batch, n_media)`` int64 places of the media tokens; ``-1``
-            marks padding.
-        media_items: ``(batch, n_media)`` int64, which item each media token belongs to
-            (the tokens of one image share a number). Needed for ``"recent"``.
-        rule: ``"recent"`` or ``"all"``.
-
-    Returns:
-        ``(batch, n_text, n_media)`` bool, True = may attend (the convention of
-        ``scaled_dot_product_attention``).
-    """
-    if text_positions.dim() != 2 or media_positions.dim() != 2:
-        raise ValueError(
-            f"text_positions and media_positions should be (batch, n); got "
-            f"{tuple(text_positions.shape)} and {tuple(media_positions.shape)}."
-        )
-    if rule not in VISIBILITY:
-        raise ValueError(f"rule should be one of {VISIBILITY}; got {rule!r}.")
-    before = media_positions.unsqueeze(1) < text_positions.unsqueeze(2)
-    before = before & (media_positions >= 0).unsqueeze(1)  # (batch, n_text, n_media)
-    if rule == "all":
-        return before
-    if media_items is None or media_items.shape != media_positions.shape:
-        got = None if media_items is None else tuple(media_items.shape)
-        raise ValueError(
-            f'rule="recent" needs media_items (batch, n_media) = '
-            f"{tuple(media_positions.shape)}, the item of each media token; got {got}."
-        )
-    # The latest media token before each text token, and the item it belongs to.
-    latest = torch.where(before, media_positions.unsqueeze(1), -1).argmax(dim=-1)
-    latest_item = media_items.gather(1, latest)  # (batch, n_text)
-    return before & (media_items.unsqueeze(1) == latest_item.unsqueeze(2))
-
-
-# ----------------------------------------------------------------------------- layers
-
-
-class CrossAttention(nn.Module):
-    """Multi-head attention from text queries to media keys and values.
-
-    No rotary positions: the media encoders already wrote where each patch or frame sits
-    into its features, and a text token's distance to a patch means nothing. A text
-    token whose ``visible`` row is all False gets exactly zero (not NaN, not an average).
-    """
-
-    def __init__(self, config: DecoderConfig) -> None:
-        super().__init__()
-        self.n_heads = config.n_heads
-        self.head_dim = config.head_dim
-        self.q = nn.Linear(config.d_model, config.d_model, bias=False)
-        self.kv = nn.Linear(config.d_model, 2 * config.d_model, bias=False)
-        self.proj = nn.Linear(config.d_model, config.d_model, bias=False)
-
-    def forward(self, x: Tensor, media: Tensor, visible: Tensor) -> Tensor:
-        """x ``(batch, n_text, d)``, media ``(batch, n_media, d)``, visible
-        ``(batch, n_text, n_media)`` bool -> ``(batch, n_text, d)``."""
-        batch, n_text, d = x.shape
-        n_media = media.shape[1]
-        if visible.shape != (batch, n_text, n_media):
-            raise ValueError(
-                f"visible should be (batch, n_text, n_media) = {(batch, n_text, n_media)}; "
-                f"got {tuple(visible.shape)}. Build it with media_visibility_mask."
-            )
-        q = self.q(x).view(batch, n_text, self.n_heads, self.head_dim).transpose(1, 2)
-        k, v = self.kv(media).view(batch, n_media, 2, self.n_heads, self.head_dim).unbind(2)
-        k, v = k.transpose(1, 2), v.transpose(1, 2)
-        # A row with nothing visible would be softmax over nothing (NaN). Let such rows
-        # attend everywhere, then zero their output: same result, finite gradients.
-        sees_any = visible.any(dim=-1, keepdim=True)  # (batch, n_text, 1)
-        mask = (visible | ~sees_any).unsqueeze(1)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        y = y.transpose(1, 2).reshape(batch, n_text, d)
-        return self.proj(y) * sees_any
-
-
-class GatedCrossAttention(nn.Module):
-    """Flamingo's gated cross-attention layer, inserted before a decoder block.
-
-    ``x = x + tanh(attn_gate) * xattn(norm(x), media)`` then
-    ``x = x + tanh(mlp_gate) * mlp(norm(x))``. Both gates start at zero, so a fresh layer
-    returns ``x`` unchanged: a pretrained language model is not disturbed on day one, and
-    training opens each gate only as far as the media help.
-    """
-
-    def __init__(self, config: DecoderConfig) -> None:
-        super().__init__()
-        self.attn_norm = RMSNorm(config.d_model, config.norm_eps)
-        self.xattn = CrossAttention(config)
-        self.attn_gate = nn.Parameter(torch.zeros(1))
-        self.mlp_norm = RMSNorm(config.d_model, config.norm_eps)
-        self.mlp = MLP(config)
-        self.mlp_gate = nn.Parameter(torch.zeros(1))
-
-    def forward(self, x: Tensor, media: Tensor, visible: Tensor) -> Tensor:
-        """x ``(batch, n_text, d)``, media ``(batch, n_media, d)``, visible
-        ``(batch, n_text, n_media)`` -> ``(batch, n_text, d)``."""
-        x = x + torch.tanh(self.attn_gate) * self.xattn(self.attn_norm(x), media, visible)
-        return x + torch.tanh(self.mlp_gate) * self.mlp(self.mlp_norm(x))
-
-
 # ----------------------------------------------------------------------------- helpers
 
 
@@ -512,17 +407,23 @@ class CrossAttentionFusion(FusionModel):
 
     The decoder is the course's :class:`~omni_edu.model.transformer.Decoder` (its blocks,
     rotary tables and final norm); a :class:`GatedCrossAttention` layer runs before each
-    of its blocks.
+    of its blocks. ``layer`` builds that layer from the decoder's config instead (any
+    module with the same parameters and ``forward(x, media, visible)``): lesson 05 trains
+    the learner's own layer this way.
     """
 
     kind = "cross"
 
-    def __init__(self, config: FusionConfig) -> None:
+    def __init__(
+        self,
+        config: FusionConfig,
+        layer: Callable[[DecoderConfig], nn.Module] = GatedCrossAttention,
+    ) -> None:
         super().__init__(config)
         self.encoders = MediaEncoders(config)
         dec = config.decoder_config(config.cross_layers)
         self.decoder = Decoder(dec)
-        self.xattn = nn.ModuleList(GatedCrossAttention(dec) for _ in range(config.cross_layers))
+        self.xattn = nn.ModuleList(layer(dec) for _ in range(config.cross_layers))
         self.xattn.apply(_init_linear)
         for name, p in self.xattn.named_parameters():
             # The decoder's scaled residual init: a gated layer adds two branches too.
@@ -557,10 +458,25 @@ class CrossAttentionFusion(FusionModel):
 _CLASSES = {"early": EarlyFusion, "late": LateFusion, "cross": CrossAttentionFusion}
 
 
-def build_fusion_model(kind: str, config: FusionConfig) -> FusionModel:
-    """``"early"``, ``"late"`` or ``"cross"`` -> a fresh model of that variant."""
+def build_fusion_model(
+    kind: str,
+    config: FusionConfig,
+    cross_layer: Callable[[DecoderConfig], nn.Module] | None = None,
+) -> FusionModel:
+    """``"early"``, ``"late"`` or ``"cross"`` -> a fresh model of that variant.
+
+    ``cross_layer`` (cross-attention fusion only): the class or factory of its gated
+    layers, ``DecoderConfig -> module`` (default :class:`GatedCrossAttention`).
+    """
     if kind not in _CLASSES:
         raise ValueError(f"kind should be one of {VARIANTS}; got {kind!r}.")
+    if cross_layer is not None:
+        if kind != "cross":
+            raise ValueError(
+                f"cross_layer builds the gated layers of cross-attention fusion; {kind!r} "
+                "fusion has none."
+            )
+        return CrossAttentionFusion(config, layer=cross_layer)
     if kind == "early" and (config.frozen_encoders or config.frozen_decoder):
         raise ValueError(
             f"early fusion has no separate encoders or language model to freeze; got "

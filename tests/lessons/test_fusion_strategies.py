@@ -1,20 +1,44 @@
 """Lesson 05's tasks and measurements: budgets match, freezing trains only what it should,
-FLOPs and memory are counted right, and a short run learns the loose task."""
+FLOPs and memory are counted right, a short run learns the loose task, the binding task's
+sound names an object but not its colour, the blind baselines measure what one modality
+gives, and the rules turn numbers into verdicts (with the design's power)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from omni_edu.data import COLOUR, POSITION, SHAPE, SIZE, allowed_pairs
 from omni_edu.lessons.fusion_strategies.costs import (
     FREEZE_RECIPES,
     count_flops,
     frozen_memory,
     training_memory,
 )
-from omni_edu.lessons.fusion_strategies.experiment import chance_margin, experiment_settings
-from omni_edu.lessons.fusion_strategies.tasks import make_fusion_data, task_config
+from omni_edu.lessons.fusion_strategies.experiment import (
+    FusionResults,
+    experiment_settings,
+    seed_margin,
+    standard_error,
+)
+from omni_edu.lessons.fusion_strategies.plots import plot_task_examples
+from omni_edu.lessons.fusion_strategies.tasks import (
+    HEARD_PITCH,
+    blind_baselines,
+    draw_scenes,
+    make_fusion_data,
+    scene_generator,
+    task_config,
+)
 from omni_edu.lessons.fusion_strategies.training import accuracy, train_variant
+from omni_edu.lessons.fusion_strategies.verdict import (
+    NO_CLEAR_WINNER,
+    compute_check,
+    control_note,
+    measured_choice,
+    memory_verdict,
+    reasoning_check,
+)
 from omni_edu.model.fusion import (
     VARIANTS,
     FusionBatch,
@@ -22,6 +46,8 @@ from omni_edu.model.fusion import (
     build_fusion_model,
 )
 from omni_edu.profiles import get_profile
+from omni_edu.report import NOT_TESTED, claim_check
+from tests.lessons.test_fusion_strategies_checks import LayerWritten
 
 D = 32
 
@@ -158,14 +184,48 @@ def test_activation_memory_grows_with_the_batch_not_the_dataset() -> None:
     assert small.weights == double.weights
 
 
-def test_every_example_puts_markers_between_picture_and_sound() -> None:
-    data = make_fusion_data("match", 3, "train", seed=0, profile=get_profile("ci"))
+def test_every_example_puts_markers_between_sound_and_picture() -> None:
+    data = make_fusion_data("binding", 3, "train", seed=0, profile=get_profile("ci"))
     positions = torch.cat([data.text_positions, data.image_positions, data.audio_positions], 1)
     assert torch.equal(positions.sort(dim=1).values[0], torch.arange(data.seq_len))
-    between = (data.text_positions > data.image_positions.max()) & (
-        data.text_positions < data.audio_positions.min()
+    between = (data.text_positions > data.audio_positions.max()) & (
+        data.text_positions < data.image_positions.min()
     )
-    assert between.sum(dim=1).tolist() == [2, 2, 2]  # <eoi> <boa>
+    assert between.sum(dim=1).tolist() == [2, 2, 2]  # <eoa> <boi>
+    # The question and <answer> come after the picture, its most recent media item.
+    assert (data.text_positions[:, -1] > data.image_positions.max()).all()
+
+
+def test_the_binding_sound_names_an_object_of_the_picture_but_not_its_colour() -> None:
+    scenes = draw_scenes("binding", 500, "train", scene_generator(0, "train"))
+    objects, heard = scenes.attributes, scenes.heard[:, 0]
+    two = scenes.mask[:, 1]
+    # Two colours to choose from, in two cells, where there are two objects.
+    assert (objects[two, 0, COLOUR] != objects[two, 1, COLOUR]).all()
+    assert (objects[two, 0, POSITION] != objects[two, 1, POSITION]).all()
+    assert (heard[:, COLOUR] == HEARD_PITCH).all()  # one pitch for every sound
+    # The heard object is one of the two (same shape, size and cell), and the answer its colour.
+    same = (objects[..., [SHAPE, SIZE, POSITION]] == heard[:, None, [SHAPE, SIZE, POSITION]]).all(
+        -1
+    )
+    assert same.any(1).all()
+    which = same.float().argmax(1)
+    assert torch.equal(scenes.labels, objects[torch.arange(500), which, COLOUR])
+    # Either object, half the time each, where the picture shows two; a training scene with
+    # one object (a share single_share of them) hears that one.
+    assert 0.4 < which[two].float().mean() < 0.6
+    assert (which[~two] == 0).all() and 0.3 < (~two).float().mean() < 0.7
+    # Pairs stay inside the split: no held-out shape-colour pair in training.
+    allowed = {tuple(p) for p in allowed_pairs("train").tolist()}
+    assert {tuple(o) for o in objects[scenes.mask][:, :2].tolist()} <= allowed
+
+
+def test_blind_baselines_measure_what_one_modality_gives() -> None:
+    binding = blind_baselines("binding", 2048, 1024)
+    assert binding["picture only"] == pytest.approx(0.5, abs=0.05)  # one of two colours
+    assert binding["sound only"] < 0.3 and binding["majority"] < 0.3  # the sound has no pitch
+    colour = blind_baselines("colour", 2048, 256)
+    assert colour["picture only"] == colour["sound only"] == 1.0  # either modality suffices
 
 
 def test_experiment_settings_follow_the_budget() -> None:
@@ -175,10 +235,124 @@ def test_experiment_settings_follow_the_budget() -> None:
     assert dry["n_train"] >= dry["batch_size"]
     ci = experiment_settings(get_profile("ci"))
     assert ci["seeds"] >= 3  # mean and spread over at least three seeds
+    assert set(ci["steps"]) == {"binding", "colour"}
+    assert ci["steps"]["binding"] > ci["steps"]["colour"]
 
 
-def test_chance_margin_is_three_standard_errors() -> None:
-    assert chance_margin(2, 256) == pytest.approx(3 * 0.5 / 16)
+def test_standard_error_adds_the_seeds_spread_to_the_test_noise() -> None:
+    assert standard_error([0.5, 0.5, 0.5], 400) == pytest.approx(0.025)  # test noise alone
+    assert standard_error([0.4, 0.5, 0.6], 400) == pytest.approx((0.01 / 3 + 0.25 / 400) ** 0.5)
+    assert seed_margin(0.5, 400) == pytest.approx(0.05)
+
+
+# --------------------------------------------------------------------------- the verdicts
+
+ARMS = ("early", "late", "cross", "early, 2 blocks")
+
+
+def fake_results(*accuracies: list[float], constant: tuple[str, ...] = ()) -> FusionResults:
+    """Results of the binding task: the final accuracies (one per seed) of early, late,
+    cross-attention fusion and the control, in that order."""
+    finals = dict(zip(ARMS, accuracies, strict=True))
+    runs = [
+        {"task": "binding", "setup": s, "seed": i, "accuracy": a, "constant": s in constant}
+        for s, accs in finals.items()
+        for i, a in enumerate(accs)
+    ]
+    rows = [
+        {"task": "binding", "setup": s, "MFLOPs/example": f, "latency (ms/example)": f / 10}
+        for s, f in zip(finals, (9.0, 6.0, 3.0, 5.0), strict=False)
+    ]
+    baselines = {"binding": {"majority": 0.18, "sound only": 0.2, "picture only": 0.5}}
+    return FusionResults(runs, rows, {}, {"n_eval": 512, "seeds": 3}, baselines)
+
+
+def test_early_fusion_that_leaves_the_baseline_and_beats_both_is_supported() -> None:
+    results = fake_results([0.9, 0.85, 0.95], [0.5] * 3, [0.45] * 3, [0.9] * 3)
+    check = reasoning_check(results)
+    assert check.verdict == "supported" and check.power.reasons == []
+    assert check.seeds_agreeing == "supported in 3 of 3 runs"
+    assert measured_choice(check) == "early"
+    assert "speaks against the depth explanation" in control_note(check, "early, 2 blocks", 2)
+
+
+def test_the_control_note_follows_the_arms_that_left_the_baseline() -> None:
+    at_baseline = reasoning_check(fake_results(*[[0.5] * 3] * 4))
+    assert control_note(at_baseline, "early, 2 blocks", 2).startswith("No early-fusion model")
+    shallow_fails = reasoning_check(fake_results([0.9] * 3, [0.5] * 3, [0.5] * 3, [0.5] * 3))
+    assert "does not separate" in control_note(shallow_fails, "early, 2 blocks", 2)
+    all_learn = reasoning_check(fake_results(*[[0.9] * 3] * 4))
+    assert "Both late-fusion arms left" in control_note(all_learn, "early, 2 blocks", 2)
+
+
+def test_beating_one_late_fusion_arm_is_partly_supported() -> None:
+    results = fake_results([0.8] * 3, [0.5] * 3, [0.8] * 3, [0.7] * 3)
+    check = reasoning_check(results)
+    assert check.verdict.startswith("partly supported: early fusion beats late but not cross")
+    assert measured_choice(check) == NO_CLEAR_WINNER
+
+
+def test_arms_at_the_baseline_are_not_tested_whatever_the_numbers_say() -> None:
+    results = fake_results([0.52, 0.5, 0.51], [0.49] * 3, [0.5] * 3, [0.5] * 3)
+    check = reasoning_check(results)
+    assert check.power.near_baseline
+    box = claim_check(
+        "05", "claim", "001", "experiment", f"{check.means}", check.verdict, power=check.power
+    )
+    assert box.verdict == NOT_TESTED
+
+
+def test_an_arm_whose_every_seed_answers_one_class_is_named() -> None:
+    finals = ([0.9] * 3, [0.5] * 3, [0.18] * 3, [0.9] * 3)
+    check = reasoning_check(fake_results(*finals, constant=("cross",)))
+    assert check.power.constant_arms == ("cross",)
+    assert any("predicts one class" in r for r in check.power.reasons)
+
+
+def test_a_lead_within_the_noise_of_the_seeds_is_not_a_lead() -> None:
+    noisy = [0.95, 0.5, 0.5]  # one lucky seed: mean 0.65, a wide interval
+    results = fake_results(noisy, [0.5] * 3, [0.5] * 3, [0.5] * 3)
+    check = reasoning_check(results)
+    assert not check.left["early"] and check.verdict.startswith("not supported")
+    assert check.seeds_agreeing.startswith("not supported")
+
+
+def test_the_compute_half_counts_flops_only() -> None:
+    results = fake_results(*[[0.5] * 3] * 4)
+    compute = compute_check(results)
+    assert compute.most_flops and compute.verdict == "supported" and compute.slowest
+    assert compute.power.reasons == []
+
+
+def test_memory_verdict_keys_on_every_batch_size() -> None:
+    assert memory_verdict([45.0, 55.0]) == "supported"
+    assert memory_verdict([65.0, 70.0]).startswith("not supported as stated")
+    assert memory_verdict([20.0, 30.0]).startswith("not supported: the recipe cuts less")
+    assert memory_verdict([35.0, 45.0]).startswith("partly supported")
+
+
+# --------------------------------------------------------------------------- the learner's layer
+
+
+def test_cross_attention_fusion_trains_the_layer_it_is_given() -> None:
+    torch.manual_seed(0)
+    reference = build_fusion_model("cross", small_config())
+    torch.manual_seed(0)
+    written = build_fusion_model("cross", small_config(), cross_layer=LayerWritten)
+    assert all(isinstance(layer, LayerWritten) for layer in written.xattn)
+    written.load_state_dict(reference.state_dict())
+    open_gates(reference)
+    open_gates(written)
+    batch = random_batch(["text"] + ["audio"] * 3 + ["text"] + ["image"] * 4 + ["text"] * 2)
+    assert torch.allclose(reference(batch), written(batch), atol=1e-5)
+    with pytest.raises(ValueError, match="cross-attention fusion"):
+        build_fusion_model("late", small_config(), cross_layer=LayerWritten)
+
+
+def test_the_task_figure_shows_each_example() -> None:
+    fig = plot_task_examples("binding", n=3, profile=get_profile("ci"))
+    assert len(fig.axes) == 3
+    assert all(ax.get_title().startswith("sound: ") for ax in fig.axes)
 
 
 def test_frozen_memory_compares_each_recipe_with_its_own_model() -> None:

@@ -29,6 +29,7 @@ from omni_edu.model.fusion import (
 )
 from omni_edu.model.transformer import Attention
 from omni_edu.profiles import Profile, get_device, get_profile
+from omni_edu.report import Power
 
 # ----------------------------------------------------------------------------- FLOPs
 
@@ -185,6 +186,7 @@ def frozen_memory(
     profile: Profile | None = None,
     recipes: dict[str, tuple[str, dict[str, object]]] | None = None,
     device: torch.device | str | None = None,
+    sizes: dict[str, object] | None = None,
 ) -> list[dict[str, object]]:
     """Training memory of each freezing recipe against the same model trained end to end.
 
@@ -192,7 +194,8 @@ def frozen_memory(
     AdamW moments, saved activations) end to end and frozen, the saving in percent of
     end to end, and where the frozen step's memory goes. Weights do not change; the
     saving is the gradients, moments and activations the frozen parts no longer need.
-    ``device``: where to measure (default: the profile's).
+    ``device``: where to measure (default: the profile's). ``sizes``: FusionConfig fields
+    that differ from the profile's (the lesson's model sizes for the profile).
     """
     profile = profile or get_profile()
     recipes = recipes or FREEZE_RECIPES
@@ -204,7 +207,8 @@ def frozen_memory(
             reports = {}
             for name, overrides in (("end to end", {}), ("frozen", frozen)):
                 torch.manual_seed(0)
-                model = build_fusion_model(kind, task_config(task, profile, **overrides))
+                config = task_config(task, profile, **{**(sizes or {}), **overrides})
+                model = build_fusion_model(kind, config)
                 reports[name] = training_memory(model.to(device), data[:size])
                 trainable = model.num_parameters(trainable_only=True)
             full, cut = reports["end to end"], reports["frozen"]
@@ -222,3 +226,14 @@ def frozen_memory(
                 }
             )
     return rows
+
+
+def percent_range(values: list[float]) -> str:
+    """``"41-57 %"`` (or ``"45 %"`` when they round alike): the range of some savings."""
+    low, high = round(min(values)), round(max(values))
+    return f"{low} %" if low == high else f"{low}-{high} %"
+
+
+# What the memory check can see: bytes are counted exactly (no noise, no seeds), and the
+# savings are printed to 0.1 percentage point.
+MEMORY_POWER = Power(0.1, "percentage points (bytes counted exactly; savings rounded to 0.1)")

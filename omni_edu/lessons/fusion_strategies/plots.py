@@ -128,7 +128,7 @@ def setup_style(label: str) -> dict[str, str]:
 
 def plot_accuracy_curves(results: FusionResults):
     """Test accuracy against training steps, one panel per task: each seed as a thin line,
-    the mean over seeds as a thick one, chance as a grey line."""
+    the mean over seeds as a thick one, the blind baselines as grey lines."""
     import matplotlib.pyplot as plt
 
     from omni_edu.viz.plots import detached
@@ -146,7 +146,9 @@ def plot_accuracy_curves(results: FusionResults):
             for curve in curves:
                 ax.plot(steps, curve, color=style["color"], ls=style["ls"], lw=0.8, alpha=0.35)
             ax.plot(steps, curves.mean(0), lw=2, label=f"{label} (mean of {len(runs)})", **style)
-        ax.axhline(1 / len(spec.classes), ls="-", lw=0.8, c="grey", label="chance")
+        for i, (name, value) in enumerate(sorted(results.baselines.get(task, {}).items())):
+            grey = ("#555555", "#888888", "#bbbbbb")[i % 3]
+            ax.axhline(value, ls="-", lw=0.9, c=grey, label=f"blind: {name} ({value:.2f})")
         ax.set_title(f"{task} ({spec.coupling} coupling)")
         ax.set_xlabel("training step")
         ax.set_ylabel("test accuracy (fraction)")
@@ -183,4 +185,33 @@ def plot_costs(results: FusionResults, task: str = "colour"):
         ax.tick_params(axis="x", labelrotation=20, labelsize=8)
     fig.suptitle(f"What each setup costs ({task} task, batch of {results.settings['batch_size']})")
     fig.tight_layout()
+    return detached(fig)
+
+
+def plot_task_examples(task: str = "binding", n: int = 6, profile=None):
+    """The first ``n`` training examples of ``task`` as the model gets them: each picture,
+    titled with what its sound plays and the right answer (a figure, detached)."""
+    import matplotlib.pyplot as plt
+
+    from omni_edu.data import POSITIONS, SHAPES, render_images
+    from omni_edu.lessons.fusion_strategies.tasks import draw_scenes, scene_generator
+    from omni_edu.profiles import get_profile
+    from omni_edu.viz.plots import detached
+
+    profile = profile or get_profile()
+    spec = get_task(task)
+    generator = scene_generator(0, "train")
+    scenes = draw_scenes(task, n, "train", generator)
+    images = render_images(scenes.attributes, scenes.mask, profile.image_size, generator)
+    fig, axes = plt.subplots(1, n, figsize=(1.9 * n, 2.6), layout="constrained", squeeze=False)
+    for ax, image, heard, label in zip(
+        axes[0], images, scenes.heard[:, 0].tolist(), scenes.labels.tolist(), strict=True
+    ):
+        ax.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
+        ax.set_title(
+            f"sound: {SHAPES[heard[0]]},\n{POSITIONS[heard[3]]}\nanswer: {spec.classes[label]}",
+            fontsize=8,
+        )
+        ax.axis("off")
+    fig.suptitle(f'{task} task: "{spec.question}?"', fontsize=10)
     return detached(fig)

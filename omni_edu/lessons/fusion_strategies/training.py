@@ -23,18 +23,23 @@ def classification_loss(model: nn.Module, batch: FusionBatch) -> dict[str, Tenso
     return {"loss": F.cross_entropy(model(batch), batch.labels)}
 
 
-@torch.no_grad()
 def accuracy(model: FusionModel, data: FusionBatch, batch_size: int = 256) -> float:
     """Fraction of ``data`` answered correctly (the model is put in eval mode and back)."""
+    return (predict(model, data, batch_size) == data.labels).float().mean().item()
+
+
+@torch.no_grad()
+def predict(model: FusionModel, data: FusionBatch, batch_size: int = 256) -> Tensor:
+    """The class ``model`` answers for each example of ``data``: ``(len(data),)`` int64."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    correct = 0
-    for start in range(0, len(data), batch_size):
-        chunk = data[start : start + batch_size].to(device)
-        correct += (model(chunk).argmax(-1) == chunk.labels).sum().item()
+    answers = [
+        model(data[start : start + batch_size].to(device)).argmax(-1).cpu()
+        for start in range(0, len(data), batch_size)
+    ]
     model.train(was_training)
-    return correct / len(data)
+    return torch.cat(answers)
 
 
 def train_variant(
