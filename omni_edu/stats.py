@@ -4,7 +4,9 @@
 * :func:`bootstrap_mean` and :func:`bootstrap_difference` - a mean over items and a paired
   difference of two means, with percentile bootstrap intervals (lessons 04, 06, 08, 09);
 * :func:`bootstrap_refits` and :func:`percentile_interval` - the spread of a fitted model's
-  parameters or predictions over refits on resampled data (lesson 07's scaling laws).
+  parameters or predictions over refits on resampled data (lesson 07's scaling laws);
+* :func:`t_interval` - a mean over a few seeds or repeats (one number each), with Student's
+  t interval (lesson 08's seeds of the capstone, arrival seeds and repeated real runs).
 
 Why the bootstrap: the course's experiments score a few dozen test scenes or questions,
 and resampling those items says how much a number would move on another draw of items of
@@ -88,3 +90,32 @@ def bootstrap_refits(
         idx = torch.randint(n_points, (n_points,), generator=gen)
         samples.append(refit(idx))
     return np.array(samples)
+
+
+# Student's t, 97.5 % quantile, for 1 to 30 degrees of freedom (a 95 % interval).
+_T_975 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+)  # fmt: skip
+
+
+def t_interval(values: Sequence[float]) -> tuple[float, float, float]:
+    """Mean of ``values`` (one per seed or repeat) with a 95 % Student's t interval:
+    ``(mean, low, high)``.
+
+    For a handful of runs, where resampling them says little: with n values the interval is
+    ``mean +- t(n - 1) * sd / sqrt(n)``. One value gives an infinite interval (no spread is
+    known); past 30 degrees of freedom the normal's 1.96 is used.
+    """
+    x = np.asarray(values, dtype=np.float64).ravel()
+    if x.size == 0:
+        raise ValueError("t_interval needs at least one value; got none.")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"t_interval needs finite values; got {x.tolist()}.")
+    mean = float(x.mean())
+    if x.size == 1:
+        return mean, -math.inf, math.inf
+    t = _T_975[x.size - 2] if x.size - 1 <= len(_T_975) else 1.96
+    half = t * float(x.std(ddof=1)) / math.sqrt(x.size)
+    return mean, mean - half, mean + half

@@ -26,9 +26,11 @@ from omni_edu.any_to_any import get_direction, make_document
 from omni_edu.lessons.any_to_any.checks import check_make_document, check_omni_loss
 from omni_edu.lessons.cost_and_serving import queues
 from omni_edu.lessons.cost_and_serving.checks import (
+    TrainStep,
     check_kv_cache_bytes,
     check_qwen2vl_image_tokens,
     check_step,
+    check_train_step,
     kv_cache_bytes,
     qwen2vl_image_tokens,
     step,
@@ -48,9 +50,9 @@ from omni_edu.lessons.diffusion_head.checks import (
 from omni_edu.lessons.evaluation.benchmark import blind_accuracy, choose, circular_correct, rotate
 from omni_edu.lessons.evaluation.checks import check_blind_accuracy, check_circular_correct
 from omni_edu.lessons.fusion_strategies.checks import (
+    GatedCrossAttention,
     check_gated_cross_attention,
     check_media_visibility_mask,
-    gated_cross_attention,
     media_visibility_mask,
 )
 from omni_edu.lessons.interleaved_autoregression.checks import (
@@ -97,7 +99,9 @@ from omni_edu.model.interleave import SpecialTokens, audio_segment, image_segmen
 from omni_edu.model.omni_lm import OmniLM
 from omni_edu.model.transformer import Block
 from tests.lessons import test_any_to_any_checks as a2a_mistakes
+from tests.lessons import test_cost_and_serving_checks as step_mistakes
 from tests.lessons import test_diffusion_head_checks as head_mistakes
+from tests.lessons import test_fusion_strategies_checks as fusion_mistakes
 from tests.lessons import test_interleaved_autoregression_checks as block_mistakes
 from tests.lessons import test_omni_tokens_checks as projector_mistakes
 from tests.lessons import test_vq_tokens_checks as vq_mistakes
@@ -458,31 +462,6 @@ def mask_first_item(text_positions, media_positions, media_items):
     big = torch.iinfo(media_positions.dtype).max
     first = torch.where(before, media_positions[:, None, :], big).argmin(-1)
     return before & (media_items[:, None, :] == media_items.gather(1, first)[:, :, None])
-
-
-def no_tanh(layer, x, media, visible):
-    # Plausible mistake: scale by the raw gate instead of tanh(gate).
-    x = x + layer.attn_gate * layer.xattn(layer.attn_norm(x), media, visible)
-    return x + layer.mlp_gate * layer.mlp(layer.mlp_norm(x))
-
-
-def no_norm(layer, x, media, visible):
-    # Plausible mistake: attends from the raw residual stream (no pre-norm).
-    x = x + torch.tanh(layer.attn_gate) * layer.xattn(x, media, visible)
-    return x + torch.tanh(layer.mlp_gate) * layer.mlp(layer.mlp_norm(x))
-
-
-def ungated_mlp(layer, x, media, visible):
-    # Plausible mistake: gates the cross-attention but not the feed-forward, so a fresh
-    # layer is not the identity.
-    x = x + torch.tanh(layer.attn_gate) * layer.xattn(layer.attn_norm(x), media, visible)
-    return x + layer.mlp(layer.mlp_norm(x))
-
-
-def parallel_branches(layer, x, media, visible):
-    # Plausible mistake: both branches read the *input* x instead of running in sequence.
-    a = torch.tanh(layer.attn_gate) * layer.xattn(layer.attn_norm(x), media, visible)
-    return x + a + torch.tanh(layer.mlp_gate) * layer.mlp(layer.mlp_norm(x))
 
 
 # === lesson 06, any_to_any: plausible mistakes ====================
@@ -958,8 +937,10 @@ TABLE = [
     Row(
         "05",
         check_gated_cross_attention,
-        gated_cross_attention,
-        (no_tanh, no_norm, ungated_mlp, parallel_branches),
+        GatedCrossAttention,
+        fusion_mistakes.LAYER_MISTAKES,
+        also_right=fusion_mistakes.LAYER_RIGHT,
+        may_error=fusion_mistakes.LAYER_MAY_ERROR,
     ),
     Row(
         "06",
@@ -1018,6 +999,13 @@ TABLE = [
         also_right=(step_with_handoff(lambda deployment, stage: deployment.handoff_time(stage)),),
         # a stalled server leaves requests unfinished: the simulation reports it as an error
         may_error=(step_that_never_restarts,),
+    ),
+    Row(
+        "08",
+        check_train_step,
+        TrainStep,
+        step_mistakes.TRAIN_STEP_MISTAKES,
+        also_right=(step_mistakes.WrittenStep,),
     ),
     Row(
         "09",

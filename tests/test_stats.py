@@ -45,3 +45,21 @@ def test_bootstrap_refits_resample_the_points_the_same_way_for_a_seed():
     low, high = percentile_interval(once, 0.9)
     assert low[0] < values.mean() < high[0]
     assert percentile_interval(np.array([[1.0], [2.0], [3.0]]), 1.0) == (1.0, 3.0)
+
+
+def test_t_interval_is_students_for_a_few_runs():
+    from omni_edu.stats import t_interval
+
+    mean, low, high = t_interval([0.01, 0.03, 0.02])
+    # sd = 0.01, n = 3, t(2) = 4.303: half-width 4.303 * 0.01 / sqrt(3)
+    assert mean == pytest.approx(0.02)
+    assert high - mean == pytest.approx(mean - low) == pytest.approx(4.303 * 0.01 / 3**0.5)
+    assert t_interval([0.5]) == (0.5, -float("inf"), float("inf"))
+    many = t_interval([float(k % 2) for k in range(100)])
+    assert many[2] - many[0] == pytest.approx(
+        1.96 * np.std([k % 2 for k in range(100)], ddof=1) / 10
+    )
+    with pytest.raises(ValueError, match="at least one"):
+        t_interval([])
+    with pytest.raises(ValueError, match="finite"):
+        t_interval([1.0, float("nan")])

@@ -614,3 +614,60 @@ def test_a_cascade_reads_the_generated_captions(tiny):
     )
     with pytest.raises(ValueError, match="captions"):
         real_run.with_generated_captions(data, a2a.Generations("text->audio", torch.zeros(1), [0]))
+
+
+# --- verdicts over seeds and repeats -------------------------------------------------------
+
+
+def test_real_runs_repeat_on_the_same_workers_one_result_per_arrival_seed():
+    small = real_run.StageModels(d_model=32, ar_tokens=4, image_tokens=16, flow_steps=2)
+    results = real_run.real_runs(
+        "colocated", n_requests=3, rate=50, models=small, seeds=(0, 1, 2), timeout=120, workers=2
+    )
+    assert len(results) == 3
+    for r in results:
+        assert r.jct.shape == (3,) and np.all(r.jct > 0) and r.arrival[0] == 0
+        assert r.name == "colocated, 2 workers"
+        assert np.all(r.jct >= r.stage_seconds.sum(axis=1))
+    # each repeat draws its own arrivals: the gaps of seed 0 and seed 1 differ
+    assert not np.allclose(np.diff(results[0].arrival), np.diff(results[1].arrival), atol=1e-3)
+    with pytest.raises(ValueError, match="seeds"):
+        real_run.real_runs("colocated", seeds=())
+
+
+def test_cuts_over_seeds_puts_an_interval_on_a_comparison_of_two_deployments():
+    def workload(seed):
+        return queues.poisson_workload(400, 8.0, (0.05, 0.05), jitter=0.5, seed=seed)
+
+    def two(rs):
+        return stations.simulate_stations(rs, stations.shared_queue(servers=2))
+
+    def one(rs):
+        return queues.simulate(rs, queues.colocated())
+
+    same = stations.cuts_over_seeds(two, two, workload, range(4))
+    assert same.cuts == [0.0] * 4 and same.low == same.high == 0.0 and same.keeps_up
+    faster = stations.cuts_over_seeds(two, one, workload, range(5))
+    assert len(faster.cuts) == 5 and faster.low > 0.2  # a second device cuts the queueing
+    assert faster.half_width == pytest.approx((faster.high - faster.low) / 2)
+
+    def overloaded(seed):
+        return queues.poisson_workload(400, 30.0, (0.05, 0.05), seed=seed)
+
+    assert not stations.cuts_over_seeds(two, one, overloaded, range(2)).keeps_up
+    with pytest.raises(ValueError, match="at least one arrival seed"):
+        stations.cuts_over_seeds(two, one, workload, [])
+
+
+def test_the_handoff_check_has_three_seeds_and_a_seed_level_interval():
+    from omni_edu.lessons.cost_and_serving import handoff
+    from omni_edu.stats import t_interval
+
+    seeds, base = handoff.handoff_plan("ci")
+    assert len(seeds) >= 3 and len(set(seeds)) == len(seeds) and base == handoff.HANDOFF["ci"][1]
+    dry_seeds, dry_base = handoff.handoff_plan("gpu-dry")
+    assert len(dry_seeds) == 2 and dry_base <= 3  # the gpu dry run trains a few steps
+    level = handoff.seed_level([0.01, 0.03, 0.02])
+    assert (level.mean, level.low, level.high) == t_interval([0.01, 0.03, 0.02])
+    assert level.half_width == pytest.approx((level.high - level.low) / 2)
+    assert math.isinf(handoff.seed_level([0.5]).half_width)

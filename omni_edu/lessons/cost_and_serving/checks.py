@@ -1,7 +1,10 @@
-"""Checks for lesson 08's exercises: KV-cache size, Qwen2-VL image tokens, one serving step.
+"""Checks for lesson 08's exercises: KV-cache size, Qwen2-VL image tokens, one serving step,
+and one update of the Trainer (the core-build exercise).
 
 The references are the course's own functions in :mod:`omni_edu.cost` and this lesson's
-:mod:`.queues`. Every check takes ``show_recipe=True`` (show the full recipe now) and
+:mod:`.queues`, and the course's :class:`~omni_edu.train.Trainer` itself
+(:class:`.train_step.ReferenceTrainStep`). Every check takes ``show_recipe=True`` (show the
+full recipe now) and
 ``time_limit`` (seconds).
 """
 
@@ -14,10 +17,12 @@ import numpy as np
 from omni_edu import cost
 from omni_edu.grading import Case, CheckResult, Hints, check_function
 from omni_edu.lessons.cost_and_serving import queues
+from omni_edu.lessons.cost_and_serving.train_step import ReferenceTrainStep, run_steps
 
 kv_cache_bytes = cost.kv_cache_bytes
 qwen2vl_image_tokens = cost.qwen2vl_image_tokens
 step = queues.step
+TrainStep = ReferenceTrainStep
 
 KV_CACHE_BYTES = Hints(
     "kv_cache_bytes",
@@ -229,6 +234,99 @@ def check_step(
         rtol=1e-9,
         call=_finish_times,
         hints=STEP,
+        show_recipe=show_recipe,
+        time_limit=time_limit,
+    )
+
+
+TRAIN_STEP = Hints(
+    "TrainStep",
+    nudge="Three pieces: in __init__ build AdamW over two groups (weight matrices decayed, "
+    "everything else not); learning_rate(step) is a linear warm-up then a cosine; "
+    "train_step(batch, step) sets that learning rate, computes the loss, backpropagates it "
+    "through the scaler, clips the true gradients' global norm and lets the scaler step the "
+    "optimizer. Start with learning_rate: the check compares it first.",
+    failed="Compare the first thing that differs: the learning rate at each step (the "
+    "schedule), the gradient norm (what you return: before clipping, of the unscaled "
+    "gradients), or the parameters (which groups decay, when gradients are cleared, whether "
+    "clipping happens before the update).",
+    on={
+        "values": "The message names what differs. 'learning rate': warm-up reaches lr at step "
+        "n_warmup - 1 (it starts at lr / n_warmup, not 0) and the cosine ends at lr * "
+        "min_lr_ratio on the last step. 'gradient norm': return the norm clip_grad_norm_ "
+        "gives back (before clipping), of gradients the scaler has unscaled. 'parameters "
+        "after the first update': weight decay on biases or norm gains, or clipping after "
+        "the update. 'after the last update' only: gradients left over from the previous "
+        "update, or the scaler's new scale never taken (scaler.update()).",
+    },
+    recipe="__init__: decay = [p for p in model.parameters() if p.ndim >= 2 and p is not an "
+    "nn.Embedding's weight], no_decay = the rest; self.optimizer = torch.optim.AdamW([{'params': "
+    "decay, 'weight_decay': config.weight_decay}, {'params': no_decay, 'weight_decay': 0.0}], "
+    "lr=config.lr, betas=config.betas). learning_rate: w = config.n_warmup; if step < w: "
+    "return config.lr * (step + 1) / w; else progress = (step - w) / (config.steps - 1 - w) "
+    "(the peak if that is 0), floor = config.lr * config.min_lr_ratio, return floor + 0.5 * "
+    "(1 + cos(pi * progress)) * (config.lr - floor). train_step: set every group's 'lr'; "
+    "optimizer.zero_grad(); loss = loss_fn(model, batch)['loss']; "
+    "scaler.scale(loss).backward(); scaler.unscale_(optimizer); norm = "
+    "clip_grad_norm_(model.parameters(), config.grad_clip or inf); scaler.step(optimizer); "
+    "scaler.update(); return loss.detach(), norm.",
+)
+
+
+def _steps_of(step_class: Callable, settings: dict, n_steps: int, loss_scale: float | None):
+    return run_steps(step_class, settings, n_steps, loss_scale)
+
+
+def check_train_step(
+    learner_class: Callable,
+    *,
+    show_recipe: bool = False,
+    time_limit: float | None = None,
+) -> CheckResult:
+    """Does ``learner_class`` update a model exactly as the course's Trainer does?
+
+    ``learner_class(model, loss_fn, config, scaler)`` must offer ``optimizer``,
+    ``learning_rate(step)`` and ``train_step(batch, step) -> (loss, grad_norm)``. Each case
+    trains a small model (:class:`~.train_step.TinyLM`, an embedding, biases and a
+    LayerNorm) with the same seed and batches under the learner's class and under the
+    Trainer, and compares the learning rate of every step, the loss and the gradient norm
+    before clipping of every update, and every parameter after the first and the last.
+    """
+    base = {"lr": 0.05, "weight_decay": 0.1, "min_lr_ratio": 0.1}
+    cases = [
+        Case(
+            ({**base, "steps": 8, "warmup_steps": 3, "grad_clip": 0.5}, 8, None),
+            label="8 updates: 3 warm-up steps, then a cosine; gradients clipped to norm 0.5",
+        ),
+        Case(
+            ({**base, "steps": 6, "warmup_steps": 2, "grad_clip": 0.5}, 6, 1024.0),
+            label="the same with fp16's loss scaling (a GradScaler at 1024, doubling every 2 "
+            "steps)",
+            hint="With a loss scaler, backward gives gradients multiplied by the scale: "
+            "scaler.unscale_(optimizer) must come before you measure or clip them.",
+        ),
+        Case(
+            ({**base, "steps": 5, "warmup_steps": 0, "grad_clip": None}, 5, None),
+            label="no warm-up and no clipping (grad_clip=None)",
+            hint="grad_clip=None switches clipping off; warmup_steps=0 starts the cosine at "
+            "step 0.",
+        ),
+        Case(
+            ({**base, "steps": 12, "warmup_steps": 0.25, "grad_clip": 1.0}, 12, None),
+            label="warm-up given as a fraction (0.25 of 12 steps): config.n_warmup is 3",
+            hint="warmup_steps may be a fraction of the run; config.n_warmup is always the "
+            "number of warm-up steps.",
+        ),
+    ]
+    return check_function(
+        "TrainStep",
+        learner_class,
+        TrainStep,
+        cases,
+        atol=1e-6,
+        rtol=1e-5,
+        call=_steps_of,
+        hints=TRAIN_STEP,
         show_recipe=show_recipe,
         time_limit=time_limit,
     )

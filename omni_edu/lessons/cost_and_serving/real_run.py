@@ -328,6 +328,25 @@ def real_run(
     method (safe in notebooks and on every OS) and are always joined or terminated, even
     after an error; waiting longer than ``timeout`` seconds in total raises ``TimeoutError``.
     """
+    return real_runs(mode, n_requests, rate, models, (seed,), timeout, workers)[0]
+
+
+def real_runs(
+    mode: str = "disaggregated",
+    n_requests: int = 20,
+    rate: float = 20.0,
+    models: ServedModel | None = None,
+    seeds: tuple[int, ...] = (0,),
+    timeout: float = 60.0,
+    workers: int = 1,
+) -> list[RealRunResult]:
+    """:func:`real_run` repeated once per arrival seed on the same worker processes.
+
+    The workers start once (starting a process costs seconds); each repeat sends its own
+    Poisson arrivals (``seeds``) and waits until every one of its requests has finished, so
+    the repeats never overlap and each starts with empty queues. One result per seed.
+    ``timeout`` bounds the whole call.
+    """
     if mode not in ("colocated", "disaggregated"):
         raise ValueError(f"mode should be 'colocated' or 'disaggregated'; got {mode!r}")
     if not 1 <= n_requests <= 1000:
@@ -338,8 +357,9 @@ def real_run(
         raise ValueError("workers applies to mode='colocated' (disaggregated has one per stage)")
     if not 1 <= workers <= 8:
         raise ValueError(f"workers should be between 1 and 8; got {workers}")
+    if not seeds:
+        raise ValueError("seeds should name at least one repeat; got none.")
     model = models or StageModels()
-    gaps = np.random.default_rng(seed).exponential(1.0 / rate, size=n_requests)
     ctx = mp.get_context("spawn")
     ready, inbox, outbox = ctx.Queue(), ctx.Queue(), ctx.Queue()
     if mode == "colocated":
@@ -369,6 +389,7 @@ def real_run(
             done[msg[0]] = time.perf_counter()
             stage_seconds[msg[0]] = msg[2]
 
+    rounds = []
     try:
         for p in procs:
             p.start()
@@ -376,12 +397,20 @@ def real_run(
             ready.get(timeout=max(0.01, deadline - time.monotonic()))
         collector = threading.Thread(target=collect, daemon=True)
         collector.start()
-        prompts = [model.prompt(rid).numpy() for rid in range(n_requests)]
-        start = time.perf_counter()
-        for rid, t_arrive in enumerate(np.cumsum(gaps)):
-            time.sleep(max(0.0, start + t_arrive - time.perf_counter()))
-            sent[rid] = time.perf_counter()
-            inbox.put((rid, prompts[rid], ()))
+        prompts = [model.prompt(i).numpy() for i in range(n_requests)]
+        for k, seed in enumerate(seeds):
+            gaps = np.random.default_rng(seed).exponential(1.0 / rate, size=n_requests)
+            rids = [k * n_requests + i for i in range(n_requests)]
+            start = time.perf_counter()
+            for rid, prompt, t_arrive in zip(rids, prompts, np.cumsum(gaps), strict=True):
+                time.sleep(max(0.0, start + t_arrive - time.perf_counter()))
+                sent[rid] = time.perf_counter()
+                inbox.put((rid, prompt, ()))
+            while not all(r in done for r in rids):  # the next repeat starts on empty queues
+                if time.monotonic() > deadline or not collector.is_alive():
+                    break
+                time.sleep(0.005)
+            rounds.append(rids)
         for _ in range(workers):  # one shutdown message per worker reading the inbox
             inbox.put(None)
         collector.join(timeout=max(0.01, deadline - time.monotonic()))
@@ -393,9 +422,13 @@ def real_run(
             if p.is_alive():
                 p.terminate()
                 p.join()
-    if len(done) != n_requests:
-        raise TimeoutError(f"only {len(done)} of {n_requests} requests finished within {timeout} s")
-    arrival = np.array([sent[i] for i in range(n_requests)])
-    jct = np.array([done[i] - sent[i] for i in range(n_requests)])
-    stages = np.array([stage_seconds[i] for i in range(n_requests)])
-    return RealRunResult(mode, jct, arrival - arrival[0], stages, workers)
+    expected = n_requests * len(seeds)
+    if len(done) != expected:
+        raise TimeoutError(f"only {len(done)} of {expected} requests finished within {timeout} s")
+    results = []
+    for rids in rounds:
+        arrival = np.array([sent[i] for i in rids])
+        jct = np.array([done[i] - sent[i] for i in rids])
+        stages = np.array([stage_seconds[i] for i in rids])
+        results.append(RealRunResult(mode, jct, arrival - arrival[0], stages, workers))
+    return results

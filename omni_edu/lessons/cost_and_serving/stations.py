@@ -3,13 +3,14 @@ recursions.
 
 :func:`simulate_stations` also runs colocated devices that finish each request before the
 next (one shared queue over several devices, the M/G/c queue) and servers that batch;
-:func:`route_randomly` runs replicas.
+:func:`route_randomly` runs replicas; :func:`cuts_over_seeds` compares two deployments over
+several arrival seeds.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -195,3 +196,55 @@ def roofline_batch_cost(
     """
     one = step(1).time(device)
     return lambda b: step(b).time(device) / one
+
+
+# ---------------------------------------------------------------------------------------------
+# A comparison over arrival seeds
+# ---------------------------------------------------------------------------------------------
+
+BUSY_LIMIT = 0.97  # a device busier than this does not keep up with its arrivals
+
+
+@dataclass
+class SeedCuts:
+    """How much ``system`` cuts ``baseline``'s mean JCT, once per arrival seed.
+
+    ``cuts[k]`` = ``1 - system mean / baseline mean`` for seed ``seeds[k]`` (positive: the
+    system is faster); ``mean``, ``low``, ``high``: their mean and 95 % t interval over the
+    seeds (:func:`omni_edu.stats.t_interval`). ``keeps_up``: both kept every device below
+    :data:`BUSY_LIMIT` busy in every seed (otherwise the cut is not a steady-state number).
+    """
+
+    seeds: tuple[int, ...]
+    cuts: list[float]
+    mean: float
+    low: float
+    high: float
+    keeps_up: bool
+
+    @property
+    def half_width(self) -> float:
+        return (self.high - self.low) / 2
+
+
+def cuts_over_seeds(
+    system: Callable[[list[Job]], ServingResult],
+    baseline: Callable[[list[Job]], ServingResult],
+    workload: Callable[[int], list[Job]],
+    seeds: Sequence[int],
+) -> SeedCuts:
+    """Serve ``workload(seed)`` with ``system`` and with ``baseline`` for every seed; the cut
+    in mean JCT per seed and its interval over the seeds (:class:`SeedCuts`)."""
+    from omni_edu.stats import t_interval
+
+    if not seeds:
+        raise ValueError("cuts_over_seeds needs at least one arrival seed; got none.")
+    cuts, keeps_up = [], True
+    for seed in seeds:
+        requests = workload(seed)
+        ours, theirs = system(requests), baseline(requests)
+        busiest = max(*ours.utilization.values(), *theirs.utilization.values())
+        keeps_up &= busiest < BUSY_LIMIT
+        cuts.append(1.0 - ours.mean / theirs.mean)
+    mean, low, high = t_interval(cuts)
+    return SeedCuts(tuple(seeds), cuts, mean, low, high, keeps_up)
