@@ -120,14 +120,6 @@ def test_chance_levels():
     assert a2a.answer_chance(questions) == pytest.approx((1 / 2 + 1 / 4) / 2)
 
 
-def test_transfer_result_effect_and_uncertainty():
-    result = a2a.TransferResult(text_only=[0.5, 0.6, 0.7], with_media=[0.6, 0.6, 0.9])
-    assert result.differences == pytest.approx([0.1, 0.0, 0.2])
-    assert result.effect == pytest.approx(0.1)
-    assert result.stderr == pytest.approx(0.1 / 3**0.5)  # sample sd 0.1 over 3 seeds
-    assert a2a.TransferResult([0.5], [0.7]).stderr == 0.0
-
-
 def test_scene_fixture_is_single_object(data):
     assert all(isinstance(s, Scene) and len(s) == 1 for s in data.batch.scenes)
     assert isinstance(data.batch.scenes[0].objects[0], SceneObject)

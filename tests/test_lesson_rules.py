@@ -34,6 +34,8 @@ POWER_REQUIRED: set[str] = {
     "01_omni_tokens.ipynb",
     "02_interleaved_autoregression.ipynb",
     "03_vq_tokens.ipynb",
+    "05_fusion_strategies.ipynb",
+    "06b_modality_transfer.ipynb",
     "07_scaling_laws.ipynb",
     "09_evaluation.ipynb",
 }
