@@ -8,6 +8,7 @@ import torch
 matplotlib.use("Agg")
 
 from lessons.test_diffusion_head import TinyAutoencoder
+from test_figure_layout import text_collisions
 
 from omni_edu import any_to_any as a2a
 from omni_edu.data import OmniWorld
@@ -128,6 +129,7 @@ def test_the_masks_figure_shows_the_picture_both_ways(pools):
     assert not both[first - 1, first]  # the caption never sees the picture
     fig = plots.masks_figure(masks, labels)
     assert len(fig.axes) == 2 and fig.axes[0].get_xlabel()
+    assert text_collisions(fig) == []
 
 
 def test_the_steps_figure_has_one_panel_per_metric():
@@ -135,8 +137,10 @@ def test_the_steps_figure_has_one_panel_per_metric():
     fig = plots.steps_figure({"flow": {1: point, 8: point}}, {"codes": point}, point)
     assert len(fig.axes) == 3
     assert all(ax.get_title() and ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes)
+    assert text_collisions(fig) == []
     fig = plots.cost_figure({"flow": (16, 2.0, 0.6), "dit": (2, 0.5, 0.5)})
     assert all(ax.get_xscale() == "log" for ax in fig.axes)
+    assert text_collisions(fig) == []
 
 
 def test_the_budget_is_cut_in_a_dry_run():
