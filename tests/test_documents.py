@@ -1,10 +1,10 @@
-"""Interleaved OmniWorld documents of lesson 02 (omni_edu/model/documents.py)."""
+"""Interleaved OmniWorld documents of lesson 02 (omni_edu/data/documents.py)."""
 
 import pytest
 import torch
 
+from omni_edu.data.documents import InterleavedCorpus, check_order, loss_fn, order_name
 from omni_edu.modalities import Modality
-from omni_edu.model.documents import InterleavedCorpus, check_order, loss_fn, order_name
 from omni_edu.model.omni_lm import OmniLM
 
 

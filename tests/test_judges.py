@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from omni_edu.data import OmniWorld
-from omni_edu.judges import (
+from omni_edu.parts.judges import (
     attribute_accuracy,
     attribute_scores,
     chance_accuracy,

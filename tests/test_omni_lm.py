@@ -235,7 +235,7 @@ def code_config(**overrides) -> OmniLMConfig:
 
 @pytest.fixture(scope="module")
 def trained_codes():
-    from omni_edu.model.documents import loss_fn
+    from omni_edu.data.documents import loss_fn
     from omni_edu.train import fit
 
     torch.manual_seed(0)

@@ -129,7 +129,7 @@ def time_generation(
 
     ``run`` calls :meth:`~omni_edu.model.omni_lm.OmniLM.generate` exactly once, directly
     (``lambda: model.generate(prompts, Modality.AUDIO, n_tokens=8)``) or through a helper
-    such as :func:`omni_edu.any_to_any.generate`. Nothing is re-implemented: the model's own
+    such as :func:`omni_edu.parts.any_to_any.generate`. Nothing is re-implemented: the model's own
     cached decoding loop runs, observed from outside. Forward hooks on the decoder time each
     pass (the first is the prefill, the others are decode steps); the output head's
     ``sample`` (for text: the text head's forward) is timed around each call. On a GPU

@@ -14,7 +14,7 @@ Each lesson adds or measures a part of it:
 * lesson 04b: or a whole span at once: a DiT head over the picture's patches
   (``"dit"``), whole-image diffusion by the decoder itself (``"transfusion"``), masked
   discrete diffusion over code ids (``"masked_codes"``);
-* lesson 06: one set of weights for every direction (:mod:`omni_edu.any_to_any`).
+* lesson 06: one set of weights for every direction (:mod:`omni_edu.parts.any_to_any`).
 
 One forward pass over a :class:`~omni_edu.model.interleave.PackedBatch`: embed, decode,
 and let position ``i``'s hidden state predict token ``i + 1`` with the head of *that*

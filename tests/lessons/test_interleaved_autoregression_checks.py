@@ -16,13 +16,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from omni_edu import grading
+from omni_edu.data.documents import InterleavedCorpus, loss_fn
 from omni_edu.lessons.interleaved_autoregression.checks import (
     check_cached_step,
     check_decoder_block,
 )
 from omni_edu.lessons.interleaved_autoregression.core_build import omnilm_with_blocks
 from omni_edu.modalities import Modality
-from omni_edu.model.documents import InterleavedCorpus, loss_fn
 from omni_edu.model.rope import apply_rope
 from omni_edu.train import fit
 

@@ -12,9 +12,9 @@ import torch
 from torch import Tensor, nn
 
 from omni_edu import grading
+from omni_edu.data.documents import InterleavedCorpus
 from omni_edu.lessons.omni_tokens.checks import check_projector
 from omni_edu.lessons.omni_tokens.core_build import omnilm_with_projector
-from omni_edu.model.documents import InterleavedCorpus
 
 
 class ProjectorWritten(nn.Module):

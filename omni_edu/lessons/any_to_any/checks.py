@@ -11,13 +11,13 @@ from collections.abc import Callable
 
 import torch
 
-from omni_edu.any_to_any import DIRECTIONS, make_document
 from omni_edu.grading import Case, CheckResult, Hints, check_function, check_module
 from omni_edu.modalities import TextTokenizer
 from omni_edu.model.interleave import PackedBatch, SpecialTokens, pack
 from omni_edu.model.omni_lm import OmniLM, OmniLMConfig
 from omni_edu.model.projector import ProjectorConfig
 from omni_edu.model.transformer import DecoderConfig
+from omni_edu.parts.any_to_any import DIRECTIONS, make_document
 
 MAKE_DOCUMENT = Hints(
     "make_document",

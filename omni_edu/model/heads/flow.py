@@ -14,7 +14,7 @@ We train it with flow matching (rectified flow), the simplest version of the ide
   with a few Euler steps.
 
 A plain MSE regression head with the same inputs predicts the *mean* token, which for a
-token with two likely values is neither of them (see :mod:`omni_edu.model.heads.toy`).
+token with two likely values is neither of them (see :mod:`omni_edu.lessons.diffusion_head.toy`).
 :class:`RegressionHead` is that baseline with the very same network, so that a comparison
 of the two measures the loss and the sampler, not the size of the head.
 

@@ -21,7 +21,7 @@ throws away. With *quantiser dropout* one autoencoder is both: a share of every 
 batch skips the quantiser and is decoded from the encoder's continuous output, so the one
 decoder learns to draw from code ids (``encode_to_indices`` / ``decode_from_indices``) and
 from continuous latents (``encode_latents`` / ``decode_latents``) on the same grid. The
-models live here; training them is :mod:`omni_edu.tokenizers`' job (nothing under
+models live here; training them is :mod:`omni_edu.parts.tokenizers`' job (nothing under
 ``omni_edu.model`` imports training code).
 """
 

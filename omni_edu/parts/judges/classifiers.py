@@ -13,7 +13,7 @@ average of every possible picture can still read as the right colour in the righ
 features standing in for Inception's.
 
 Both judges are a shared part of the system: :func:`judges` trains them once per profile
-and keeps them in the course cache (:mod:`omni_edu.course_cache`) for every lesson that
+and keeps them in the course cache (:mod:`omni_edu.parts.course_cache`) for every lesson that
 scores generations.
 """
 
@@ -295,11 +295,11 @@ JUDGE_SCENES, JUDGE_STEPS = 2048, 400
 def judges(profile: Profile | str | None = None, retrain: bool = False, verbose: bool = True):
     """Both judges, trained on fresh single-object OmniWorld scenes, from the course cache.
 
-    Returns a :class:`~omni_edu.course_cache.CachedPart` whose ``model`` is a
+    Returns a :class:`~omni_edu.parts.course_cache.CachedPart` whose ``model`` is a
     :class:`Judges`; ``extra`` holds each judge's accuracy on real held-out scenes (the
     ceiling a perfect generator could reach).
     """
-    from omni_edu.course_cache import load_or_train
+    from omni_edu.parts.course_cache import load_or_train
 
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
     n, steps = profile.budget(JUDGE_SCENES, dry=64), profile.budget(JUDGE_STEPS)

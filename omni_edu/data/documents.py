@@ -25,7 +25,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from omni_edu.data import OmniWorld, caption
+from omni_edu.data.language import caption
+from omni_edu.data.world import OmniWorld
 from omni_edu.modalities import Modality, TextTokenizer, frame_audio, patch_grid, patchify
 from omni_edu.model.interleave import (
     PackedBatch,
