@@ -5,6 +5,7 @@ A lesson supplies three things and the Trainer does the rest:
 * ``model`` - any ``nn.Module``;
 * ``loss_fn(model, batch) -> {"loss": total, "text": ..., "image": ...}`` - the entry
   ``"loss"`` is back-propagated, every other entry is only logged (per-modality losses);
+  OmniLM computes exactly that itself, so it trains with :func:`model_loss`;
 * ``batches`` - a callable ``step -> batch`` (best: resuming is then exact) or an iterable
   (a list, a DataLoader; it is restarted when it runs out).
 
@@ -46,6 +47,17 @@ from omni_edu.viz.live import LivePlot
 
 LossFn = Callable[[nn.Module, Any], Mapping[str, Any]]
 EvalFn = Callable[[nn.Module], Mapping[str, float]]
+
+
+def model_loss(model: nn.Module, batch: Any) -> Mapping[str, Any]:
+    """The ``loss_fn`` of a model that computes its own losses: ``model.loss(batch)``.
+
+    :meth:`OmniLM.loss <omni_edu.model.omni_lm.OmniLM.loss>` returns what the Trainer reads:
+    the weighted total under ``"loss"`` and each modality's loss beside it (logged). The call
+    goes through the model, so a subclass that writes its own ``loss`` (lesson 06's
+    exercise) trains with it.
+    """
+    return model.loss(batch)
 
 
 @dataclass

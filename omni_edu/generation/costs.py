@@ -36,7 +36,7 @@ def training_flops(model: OmniLM, data: a2a.AnyToAnyData, direction: str, batch_
     model.train()
     counter = FlopCounterMode(display=False)
     with counter:
-        model.loss(batch)["total"].backward()
+        model.loss(batch)["loss"].backward()
     model.zero_grad(set_to_none=True)
     model.train(was_training)
     return float(counter.get_total_flops())

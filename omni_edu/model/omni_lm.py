@@ -293,10 +293,12 @@ class OmniLM(nn.Module):
         return packed.image if modality == Modality.IMAGE else packed.audio
 
     def loss(self, packed: PackedBatch) -> dict[str, Tensor]:
-        """Next-token losses: ``{"total": ..., "text": ..., "image": ..., "audio": ...}``.
+        """Next-token losses: ``{"loss": ..., "text": ..., "image": ..., "audio": ...}``.
 
         Each modality's loss is the mean over the positions whose next token has that
-        modality (absent modalities are left out); ``total`` is their weighted sum, so a
+        modality (absent modalities are left out); ``"loss"`` is their weighted sum, the
+        one key the :class:`~omni_edu.train.Trainer` back-propagates (``train.model_loss``
+        hands this method to it), so a
         modality counts by its weight in ``config.loss_weights``, not by how many tokens
         it has (16 patches of one image weigh as much as 10 words of one caption).
 
@@ -329,8 +331,8 @@ class OmniLM(nn.Module):
         if not losses:
             raise ValueError("this batch has no token to predict (every loss mask is empty).")
         weights = self.config.loss_weights
-        losses["total"] = sum(weights.get(name, 1.0) * value for name, value in losses.items())
-        return losses
+        total = sum(weights.get(name, 1.0) * value for name, value in losses.items())
+        return {"loss": total, **losses}
 
     @staticmethod
     def _targets(

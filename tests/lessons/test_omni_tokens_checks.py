@@ -146,6 +146,6 @@ def test_the_learners_projector_trains_inside_omnilm():
     assert isinstance(model.projector.module, ProjectorWritten)
     assert model.text_head.weight is model.projector.module.text.weight  # still tied
     packed = corpus.batch(0, 4)
-    loss = model.loss(packed)["total"]
+    loss = model.loss(packed)["loss"]
     loss.backward()
     assert model.projector.module.image.weight.grad.abs().sum() > 0

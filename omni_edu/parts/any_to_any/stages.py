@@ -10,19 +10,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
 
-from omni_edu.model.interleave import PackedBatch
 from omni_edu.model.omni_lm import OmniLM
 from omni_edu.parts.any_to_any.directions import DIRECTIONS, QUESTION, UNIMODAL
 from omni_edu.parts.any_to_any.pools import AnyToAnyData
-from omni_edu.train import EMA, History, TrainConfig, Trainer
-
-
-def loss_fn(model: OmniLM, packed: PackedBatch) -> dict[str, Tensor]:
-    """The Trainer's loss: the weighted total under ``"loss"``, and each modality's loss."""
-    losses = model.loss(packed)
-    return {"loss": losses.pop("total"), **losses}
+from omni_edu.train import EMA, History, TrainConfig, Trainer, model_loss
 
 
 def stage_trainer(
@@ -47,7 +39,7 @@ def stage_trainer(
         data.profile, steps=steps, lr=lr, seed=seed, eval_every=eval_every, progress=progress
     )
     batches = data.batches(mix, batch_size or data.profile.batch_size, seed=seed)
-    return Trainer(model, loss_fn, batches, config, eval_fn, ema=ema)
+    return Trainer(model, model_loss, batches, config, eval_fn, ema=ema)
 
 
 def train_stage(
