@@ -42,6 +42,7 @@ from matplotlib.figure import Figure
 from torch import nn
 from tqdm.auto import tqdm
 
+from omni_edu.model.weights import count_parameters
 from omni_edu.profiles import Profile, amp_dtype, autocast, get_device, get_profile, seed_everything
 from omni_edu.viz.live import LivePlot
 
@@ -663,7 +664,7 @@ class Trainer:
         pending: list[tuple[int, dict[str, torch.Tensor], torch.Tensor, float, float]] = []
         start = time.perf_counter() - self._elapsed_s
         fit_start, first_step = time.perf_counter(), self.step
-        n_params = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        n_params = count_parameters(self.model, trainable_only=True)
         postfix: dict[str, float] = {}
         try:
             for step in range(self.step, until):

@@ -65,6 +65,7 @@ from omni_edu.model.interleave import (
 )
 from omni_edu.model.projector import OmniTokenProjector, ProjectorConfig
 from omni_edu.model.transformer import Decoder, DecoderConfig, KVCache
+from omni_edu.model.weights import count_parameters
 from omni_edu.profiles import Profile, get_profile
 
 CONTINUOUS = (Modality.IMAGE, Modality.AUDIO)
@@ -219,7 +220,7 @@ class OmniLM(nn.Module):
 
     def num_parameters(self) -> int:
         """Trainable parameters (a tied matrix counts once)."""
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+        return count_parameters(self, trainable_only=True)
 
     def head(self, modality: Modality) -> nn.Module:
         """The output head that predicts tokens of ``modality``."""

@@ -47,7 +47,7 @@ def decoder_parameters(size: ModelSize) -> int:
     return Decoder(config).num_parameters()
 
 
-def count_parameters(model: OmniLM) -> dict[str, int]:
+def parameter_counts(model: OmniLM) -> dict[str, int]:
     """``{"total": ..., "non_embedding": ...}`` trainable parameters of an OmniLM.
 
     ``non_embedding`` counts the decoder blocks only: no text embedding, image/audio
@@ -97,7 +97,7 @@ def _train_run(data: SweepData, setting: str, size: ModelSize, steps: int) -> li
     cfg = data.config
     train, val = data.batches(setting)
     model = _build_model(data, size, cfg.seed)
-    params = count_parameters(model)
+    params = parameter_counts(model)
     device = get_device(get_profile(cfg.profile))
 
     def validation_loss(m: nn.Module) -> dict[str, float]:

@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from omni_edu.model.weights import count_parameters
+
 # velocity_fn(x_t (n, token_dim), t (n,), cond (n, cond_dim)) -> velocity (n, token_dim)
 VelocityFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 TIME_SAMPLING = ("uniform", "logit_normal")
@@ -236,7 +238,7 @@ class _HeadBase(nn.Module):
         return torch.where(drop, self.null_cond.expand_as(cond), cond)
 
     def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        return count_parameters(self)
 
     def _inputs(
         self, x: torch.Tensor, cond: torch.Tensor, repeats: int = 1
