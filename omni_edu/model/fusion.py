@@ -69,7 +69,7 @@ from omni_edu.model.cross_attention import (
 from omni_edu.model.projector import OmniTokenProjector, ProjectorConfig
 from omni_edu.model.transformer import Decoder, DecoderConfig
 from omni_edu.model.weights import count_parameters, init_weights
-from omni_edu.profiles import Profile, get_profile
+from omni_edu.profiles import Profile, check_overrides, get_profile
 
 # fmt: off
 __all__ = [
@@ -179,12 +179,7 @@ class FusionConfig:
         """
         if not isinstance(profile, Profile):
             profile = get_profile(profile)
-        valid = {f.name for f in fields(cls)}
-        unknown = set(overrides) - valid
-        if unknown:
-            raise ValueError(
-                f"Unknown FusionConfig field(s) {sorted(unknown)}; valid: {sorted(valid)}."
-            )
+        check_overrides(cls, overrides)
         base = cls(
             d_model=profile.d_model,
             n_heads=profile.n_heads,

@@ -41,7 +41,7 @@ positions ``past, past + 1, ...``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -56,7 +56,7 @@ from omni_edu.model.rope import (
     rope_frequencies,
 )
 from omni_edu.model.weights import count_parameters, init_weights
-from omni_edu.profiles import Profile, get_profile
+from omni_edu.profiles import Profile, check_overrides, get_profile
 
 
 def swiglu_hidden_size(d_model: int, multiple_of: int = 8) -> int:
@@ -128,12 +128,7 @@ class DecoderConfig:
         """
         if not isinstance(profile, Profile):
             profile = get_profile(profile)
-        valid = {f.name for f in fields(cls)}
-        unknown = set(overrides) - valid
-        if unknown:
-            raise ValueError(
-                f"Unknown DecoderConfig field(s) {sorted(unknown)}; valid: {sorted(valid)}."
-            )
+        check_overrides(cls, overrides)
         base = cls(d_model=profile.d_model, n_layers=profile.n_layers, n_heads=profile.n_heads)
         # Re-run __post_init__ so derived defaults follow the overridden sizes.
         derived = {"n_kv_heads": None, "mlp_hidden": None, "mrope_sections": None}

@@ -17,31 +17,6 @@ from omni_edu.parts.any_to_any.pools import AnyToAnyData
 from omni_edu.train import EMA, History, TrainConfig, Trainer, model_loss
 
 
-def stage_trainer(
-    model: OmniLM,
-    data: AnyToAnyData,
-    mix: Mapping[str, float],
-    steps: int,
-    seed: int = 0,
-    lr: float = 3e-3,
-    batch_size: int | None = None,
-    progress: bool = True,
-    eval_fn: Callable[[OmniLM], Mapping[str, float]] | None = None,
-    eval_every: int = 0,
-    ema: EMA | None = None,
-) -> Trainer:
-    """A :class:`~omni_edu.train.Trainer` for one stage: ``steps`` updates on batches drawn
-    by ``mix``, with its own warm-up and cosine schedule. ``trainer.fit(until=k)`` stops
-    at step ``k`` (to look at the model) and a later ``fit()`` carries on exactly.
-    ``eval_fn`` (run every ``eval_every`` steps and at the end) records a learning curve;
-    ``ema`` (an :class:`~omni_edu.train.EMA` of ``model``) is moved by every update."""
-    config = TrainConfig.from_profile(
-        data.profile, steps=steps, lr=lr, seed=seed, eval_every=eval_every, progress=progress
-    )
-    batches = data.batches(mix, batch_size or data.profile.batch_size, seed=seed)
-    return Trainer(model, model_loss, batches, config, eval_fn, ema=ema)
-
-
 def train_stage(
     model: OmniLM,
     data: AnyToAnyData,
@@ -58,13 +33,16 @@ def train_stage(
     """Train ``model`` in place for ``steps`` updates on batches drawn by ``mix``.
 
     Each stage of a curriculum is one call: its own data mix and learning-rate schedule
-    (warm-up, then cosine), the weights carried over from the stage before. With
-    ``eval_fn``, the history's ``evals`` hold its metrics every ``eval_every`` steps.
+    (warm-up, then cosine), the weights carried over from the stage before. ``eval_fn``
+    (run every ``eval_every`` steps and at the end) records a learning curve in the
+    history's ``evals``; ``ema`` (an :class:`~omni_edu.train.EMA` of ``model``) is moved by
+    every update.
     """
-    trainer = stage_trainer(
-        model, data, mix, steps, seed, lr, batch_size, progress, eval_fn, eval_every, ema
+    config = TrainConfig.from_profile(
+        data.profile, steps=steps, lr=lr, seed=seed, eval_every=eval_every, progress=progress
     )
-    return trainer.fit()
+    batches = data.batches(mix, batch_size or data.profile.batch_size, seed=seed)
+    return Trainer(model, model_loss, batches, config, eval_fn, ema=ema).fit()
 
 
 @dataclass(frozen=True)

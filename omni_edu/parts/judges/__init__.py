@@ -26,8 +26,6 @@ from omni_edu.parts.judges.classifiers import (
     frechet_distance,
     judges,
     single_object,
-    train_attribute_classifier,
-    train_audio_classifier,
     train_judge,
 )
 
@@ -46,7 +44,5 @@ __all__ = [
     "frechet_distance",
     "judges",
     "single_object",
-    "train_attribute_classifier",
-    "train_audio_classifier",
     "train_judge",
 ]

@@ -170,39 +170,6 @@ def train_judge(
     return judge
 
 
-def train_attribute_classifier(
-    images: Tensor,
-    attributes: Tensor,
-    steps: int = 300,
-    batch_size: int = 64,
-    lr: float = 3e-3,
-    seed: int = 0,
-    progress: bool = True,
-) -> AttributeClassifier:
-    """Fit an :class:`AttributeClassifier` on real pictures ``(n, 3, H, W)``.
-
-    attributes: ``(n, 4)`` or ``(n, 1, 4)`` (shape, colour, size, position) indices.
-    """
-    torch.manual_seed(seed)
-    judge = AttributeClassifier()
-    return train_judge(judge, images, attributes, steps, batch_size, lr, seed, progress)
-
-
-def train_audio_classifier(
-    mels: Tensor,
-    attributes: Tensor,
-    steps: int = 200,
-    batch_size: int = 64,
-    lr: float = 3e-3,
-    seed: int = 0,
-    progress: bool = True,
-) -> AudioAttributeClassifier:
-    """Fit an :class:`AudioAttributeClassifier` on real sounds ``(n, frames, n_mels)``."""
-    torch.manual_seed(seed)
-    judge = AudioAttributeClassifier(mels.shape[-1])
-    return train_judge(judge, mels, attributes, steps, batch_size, lr, seed, progress)
-
-
 @torch.no_grad()
 def attribute_scores(judge: nn.Module, inputs: Tensor, attributes: Tensor) -> Tensor:
     """Per example, the fraction of its four attributes the judge reads back: ``(n,)``.
