@@ -92,8 +92,8 @@ from omni_edu.model.heads.flow import (
     flow_matching_loss,
 )
 from omni_edu.model.heads.masked import masked_after, unmask_by_confidence
+from omni_edu.model.heads.quantizers import ema_codebook_update, quantize_straight_through
 from omni_edu.model.heads.span import span_flow_loss
-from omni_edu.model.heads.vq import ema_codebook_update, quantize_straight_through
 from omni_edu.model.interleave import SpecialTokens, audio_segment, image_segment, text_segment
 from omni_edu.model.omni_lm import OmniLM
 from omni_edu.model.transformer import Block
