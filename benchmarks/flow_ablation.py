@@ -22,8 +22,8 @@ import time
 
 import torch
 
-from omni_edu import any_to_any as a2a
-from omni_edu.judges import judges
+from omni_edu.parts import any_to_any as a2a
+from omni_edu.parts.judges import judges
 from omni_edu.train import EMA
 
 # Each row: (changes to the recipe's model config, changes to training, changes to sampling).

@@ -28,6 +28,7 @@ import torch
 from omni_edu import cost
 from omni_edu.model.heads.flow import FlowHead, FlowHeadConfig
 from omni_edu.model.transformer import Decoder, DecoderConfig
+from omni_edu.model.weights import count_parameters
 
 DECODER_SIZES = [(64, 2, 4), (256, 4, 4), (512, 6, 8), (1024, 8, 16)]  # (d_model, layers, heads)
 FLOW_SIZES = [(128, 16), (128, 256), (512, 256), (512, 1024)]  # (width, tokens per image)
@@ -81,7 +82,7 @@ def main() -> None:
         row = {
             "width": width,
             "tokens": n_tokens,
-            "params": sum(p.numel() for p in head.parameters()),
+            "params": count_parameters(head),
             "measured_ms": 1e3 * measured,
             "predicted_ms": 1e3 * sample.time(here),
             "intensity_flop_per_byte": sample.intensity,

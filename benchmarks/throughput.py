@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from omni_edu.model.transformer import Decoder, DecoderConfig
+from omni_edu.model.weights import count_parameters
 from omni_edu.profiles import amp_dtype, autocast
 
 DEFAULTS = {
@@ -293,7 +294,7 @@ def main() -> None:
         flops_per_token = 6 * matmul_params(model) + attn_flops
         median = statistics.median(rates[name])
         result[name] = {
-            "params": sum(p.numel() for p in model.parameters()),
+            "params": count_parameters(model),
             "tokens_per_s": round(median, 1),
             "tokens_per_s_min": round(min(rates[name]), 1),
             "tokens_per_s_max": round(max(rates[name]), 1),

@@ -1,11 +1,11 @@
 """What quantiser dropout costs each path of the course's tokenizers, and which quantiser.
 
-The course's tokenizers (``omni_edu.tokenizers``) are one autoencoder with two paths
+The course's tokenizers (``omni_edu.parts.tokenizers``) are one autoencoder with two paths
 through one decoder: code ids (the quantiser) and continuous latents (the quantiser
 skipped). They are trained with *quantiser dropout*: a share of every batch skips the
 quantiser. This benchmark trains the variants of the recipe that decide it, for pictures
 and sounds, over several seeds, and scores both paths of each on held-out single-object
-scenes with the course's judges (``omni_edu.tokenizers.path_scores``):
+scenes with the course's judges (``omni_edu.parts.tokenizers.path_scores``):
 
 * ``vq256`` - VQ with K = 256 codes (EMA, k-means, restart) at dropout 0, 0.1, 0.25, 0.5;
 * ``fsq64`` - FSQ (4, 4, 4) at the same shares;
@@ -15,7 +15,7 @@ scenes with the course's judges (``omni_edu.tokenizers.path_scores``):
 Dropout 0 is the quantiser-only model; ``continuous`` (or ``continuous d=3``) the
 continuous autoencoder of the same size. Then it applies the two rules that were fixed
 before the first run (``RULES``) and prints what they choose.
-``omni_edu.tokenizers.TOKENIZER_SETTINGS`` follows that choice.
+``omni_edu.parts.tokenizers.TOKENIZER_SETTINGS`` follows that choice.
 
 Run: ``python benchmarks/tokenizer_paths.py [--profiles ci cpu] [--seeds 0 1 2]
 [--modalities image audio] [--n-test 1024] [--runs runs.jsonl]``. Each finished run is
@@ -35,9 +35,9 @@ from pathlib import Path
 
 import torch
 
-from omni_edu.judges import judges
+from omni_edu.parts.judges import judges
+from omni_edu.parts.tokenizers import latent_stats, path_scores, scene_tensors, train_tokenizer
 from omni_edu.profiles import get_profile
-from omni_edu.tokenizers import latent_stats, path_scores, scene_tensors, train_tokenizer
 
 SHARES = (0.0, 0.1, 0.25, 0.5)
 VARIANTS: dict[str, dict] = {

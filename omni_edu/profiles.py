@@ -22,7 +22,9 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -152,6 +154,17 @@ PROFILES["gpu-dry"] = replace(
     compile=False,
     dry_run=True,
 )
+
+
+def check_overrides(config_class: type, overrides: Mapping[str, Any]) -> None:
+    """Raise a ValueError naming every key of ``overrides`` that is not a field of the
+    dataclass ``config_class`` (what a config's ``from_profile(..., **overrides)`` takes)."""
+    valid = {f.name for f in fields(config_class)}
+    unknown = set(overrides) - valid
+    if unknown:
+        raise ValueError(
+            f"Unknown {config_class.__name__} field(s) {sorted(unknown)}; valid: {sorted(valid)}."
+        )
 
 
 def default_profile_name() -> str:

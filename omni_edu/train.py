@@ -5,6 +5,7 @@ A lesson supplies three things and the Trainer does the rest:
 * ``model`` - any ``nn.Module``;
 * ``loss_fn(model, batch) -> {"loss": total, "text": ..., "image": ...}`` - the entry
   ``"loss"`` is back-propagated, every other entry is only logged (per-modality losses);
+  OmniLM computes exactly that itself, so it trains with :func:`model_loss`;
 * ``batches`` - a callable ``step -> batch`` (best: resuming is then exact) or an iterable
   (a list, a DataLoader; it is restarted when it runs out).
 
@@ -41,11 +42,23 @@ from matplotlib.figure import Figure
 from torch import nn
 from tqdm.auto import tqdm
 
+from omni_edu.model.weights import count_parameters
 from omni_edu.profiles import Profile, amp_dtype, autocast, get_device, get_profile, seed_everything
 from omni_edu.viz.live import LivePlot
 
 LossFn = Callable[[nn.Module, Any], Mapping[str, Any]]
 EvalFn = Callable[[nn.Module], Mapping[str, float]]
+
+
+def model_loss(model: nn.Module, batch: Any) -> Mapping[str, Any]:
+    """The ``loss_fn`` of a model that computes its own losses: ``model.loss(batch)``.
+
+    :meth:`OmniLM.loss <omni_edu.model.omni_lm.OmniLM.loss>` returns what the Trainer reads:
+    the weighted total under ``"loss"`` and each modality's loss beside it (logged). The call
+    goes through the model, so a subclass that writes its own ``loss`` (lesson 06's
+    exercise) trains with it.
+    """
+    return model.loss(batch)
 
 
 @dataclass
@@ -651,7 +664,7 @@ class Trainer:
         pending: list[tuple[int, dict[str, torch.Tensor], torch.Tensor, float, float]] = []
         start = time.perf_counter() - self._elapsed_s
         fit_start, first_step = time.perf_counter(), self.step
-        n_params = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        n_params = count_parameters(self.model, trainable_only=True)
         postfix: dict[str, float] = {}
         try:
             for step in range(self.step, until):

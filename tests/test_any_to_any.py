@@ -2,9 +2,10 @@ import pytest
 import torch
 from torch import nn
 
-from omni_edu import any_to_any as a2a
 from omni_edu.data import OmniWorld, Question, Scene, SceneObject
 from omni_edu.modalities import Modality, TextTokenizer
+from omni_edu.parts import any_to_any as a2a
+from omni_edu.parts.judges import Judges
 from omni_edu.profiles import get_profile
 
 TOK = TextTokenizer()
@@ -102,7 +103,7 @@ class FixedJudge(nn.Module):
 def test_media_scoring_counts_attributes_read_back(data):
     truth = data.batch.attributes[0, 0].tolist()  # (shape, colour, size, position)
     half = [truth[0], truth[1], 1 - truth[2], (truth[3] + 1) % 4]
-    judges = a2a.Judges(image=FixedJudge(half), audio=FixedJudge(truth))
+    judges = Judges(image=FixedJudge(half), audio=FixedJudge(truth))
     images = a2a.Generations("text->image", torch.zeros(2, 3, 16, 16), [0, 0])
     sounds = a2a.Generations("image->audio", torch.zeros(2, 32, 32), [0, 0])
     assert a2a.score_generations(images, data, judges) == pytest.approx(0.5)
@@ -110,7 +111,7 @@ def test_media_scoring_counts_attributes_read_back(data):
 
 
 def test_chance_levels():
-    from omni_edu.judges import chance_level
+    from omni_edu.parts.judges import chance_level
 
     assert chance_level() == pytest.approx((1 / 4 + 1 / 6 + 1 / 2 + 1 / 4) / 4)
     questions = [

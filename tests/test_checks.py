@@ -22,7 +22,6 @@ import torch
 import torch.nn.functional as F
 
 from omni_edu import cost, grading
-from omni_edu.any_to_any import get_direction, make_document
 from omni_edu.lessons.any_to_any.checks import check_make_document, check_omni_loss
 from omni_edu.lessons.cost_and_serving import queues
 from omni_edu.lessons.cost_and_serving.checks import (
@@ -93,11 +92,12 @@ from omni_edu.model.heads.flow import (
     flow_matching_loss,
 )
 from omni_edu.model.heads.masked import masked_after, unmask_by_confidence
+from omni_edu.model.heads.quantizers import ema_codebook_update, quantize_straight_through
 from omni_edu.model.heads.span import span_flow_loss
-from omni_edu.model.heads.vq import ema_codebook_update, quantize_straight_through
 from omni_edu.model.interleave import SpecialTokens, audio_segment, image_segment, text_segment
 from omni_edu.model.omni_lm import OmniLM
 from omni_edu.model.transformer import Block
+from omni_edu.parts.any_to_any import get_direction, make_document
 from tests.lessons import test_any_to_any_checks as a2a_mistakes
 from tests.lessons import test_cost_and_serving_checks as step_mistakes
 from tests.lessons import test_diffusion_head_checks as head_mistakes

@@ -3,8 +3,8 @@
 import torch
 from torch import nn
 
-from omni_edu import course_cache
-from omni_edu.course_cache import cache_dir, config_hash, load_or_train
+from omni_edu.parts import course_cache
+from omni_edu.parts.course_cache import cache_dir, config_hash, load_or_train
 from omni_edu.profiles import get_profile
 
 
@@ -127,7 +127,7 @@ def test_a_second_process_waits_and_loads_instead_of_training_again(tmp_path):
         import os, sys, time, torch
         from torch import nn
         os.environ["OMNI_CACHE_DIR"] = {str(tmp_path)!r}
-        from omni_edu.course_cache import load_or_train
+        from omni_edu.parts.course_cache import load_or_train
 
         def train(model):
             time.sleep(1.5)  # long enough for the other process to arrive meanwhile

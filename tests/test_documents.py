@@ -1,11 +1,12 @@
-"""Interleaved OmniWorld documents of lesson 02 (omni_edu/model/documents.py)."""
+"""Interleaved OmniWorld documents of lesson 02 (omni_edu/data/documents.py)."""
 
 import pytest
 import torch
 
+from omni_edu.data.documents import InterleavedCorpus, check_order, order_name
 from omni_edu.modalities import Modality
-from omni_edu.model.documents import InterleavedCorpus, check_order, loss_fn, order_name
 from omni_edu.model.omni_lm import OmniLM
+from omni_edu.train import model_loss
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +49,9 @@ def test_bad_orders_are_explained():
     assert order_name(("image", "caption")) == "image > caption"
 
 
-def test_loss_fn_gives_the_trainer_a_total_and_each_modality(corpus):
+def test_the_models_loss_gives_the_trainer_a_total_and_each_modality(corpus):
     torch.manual_seed(0)
     model = OmniLM(corpus.model_config())
-    out = loss_fn(model, corpus.batch(0, 4))
+    out = model_loss(model, corpus.batch(0, 4))
     assert set(out) == {"loss", "text", "image", "audio"}
     assert torch.allclose(out["loss"], out["text"] + out["image"] + out["audio"])

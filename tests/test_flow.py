@@ -3,17 +3,20 @@
 import pytest
 import torch
 
+from omni_edu.lessons.diffusion_head.toy import (
+    head_loss,
+    mode_coverage,
+    point_batches,
+    two_mode_points,
+)
 from omni_edu.model.heads import (
     FlowHead,
     FlowHeadConfig,
     RegressionHead,
     euler_step,
     flow_matching_loss,
-    mode_coverage,
-    two_mode_points,
 )
 from omni_edu.model.heads.flow import shift_time
-from omni_edu.model.heads.toy import head_loss, point_batches
 from omni_edu.train import fit
 
 

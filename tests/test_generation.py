@@ -5,11 +5,11 @@ from dataclasses import replace
 import pytest
 from lessons.test_diffusion_head import TinyAutoencoder
 
-from omni_edu import any_to_any as a2a
 from omni_edu.data import OmniWorld
 from omni_edu.generation import costs, race
 from omni_edu.model.heads.output import PER_TOKEN_SIBLING
 from omni_edu.model.omni_lm import OmniLM
+from omni_edu.parts import any_to_any as a2a
 from omni_edu.profiles import get_profile
 
 CI = get_profile("ci")

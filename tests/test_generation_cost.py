@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from omni_edu import any_to_any as a2a
 from omni_edu import cost
 from omni_edu.data import OmniWorld
 from omni_edu.modalities import Modality
+from omni_edu.parts import any_to_any as a2a
 from omni_edu.profiles import get_profile
 
 

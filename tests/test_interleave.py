@@ -245,8 +245,8 @@ def test_a_layout_is_worked_out_once_however_many_documents_share_it(monkeypatch
 @pytest.mark.parametrize("pad_side", ["right", "left"])
 def test_every_any_to_any_task_packs_as_if_each_document_were_alone(pad_side):
     """The pool of lesson 06 (every task's layout, pictures as features and as codes)."""
-    from omni_edu.any_to_any import AnyToAnyData
     from omni_edu.data import OmniWorld
+    from omni_edu.parts.any_to_any import AnyToAnyData
     from omni_edu.profiles import get_profile
 
     world = OmniWorld("train", seed=1, profile=get_profile("ci"), caption_style="varied")

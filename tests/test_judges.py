@@ -4,14 +4,15 @@ import pytest
 import torch
 
 from omni_edu.data import OmniWorld
-from omni_edu.judges import (
+from omni_edu.parts.judges import (
+    AttributeClassifier,
+    AudioAttributeClassifier,
     attribute_accuracy,
     attribute_scores,
     chance_accuracy,
     frechet_distance,
     judges,
-    train_attribute_classifier,
-    train_audio_classifier,
+    train_judge,
 )
 
 
@@ -24,8 +25,9 @@ def test_chance_accuracy():
 def test_classifier_reads_real_pictures():
     train = OmniWorld("train", seed=0, n_objects=1).sample(1024)
     test = OmniWorld("test", seed=0, n_objects=1).sample(256)
-    classifier = train_attribute_classifier(
-        train.images, train.attributes, steps=120, progress=False
+    torch.manual_seed(0)
+    classifier = train_judge(
+        AttributeClassifier(), train.images, train.attributes, steps=120, progress=False
     )
     accuracy = attribute_accuracy(classifier, test.images, test.attributes)
     assert accuracy["colour"] > 0.8 and accuracy["position"] > 0.8
@@ -50,7 +52,9 @@ def test_classifier_reads_real_pictures():
 def test_sound_judge_reads_real_sounds_and_scores_per_example():
     world = OmniWorld("train", seed=0, n_objects=1)
     real, held = world.sample(512, seed=0), world.sample(128, seed=1)
-    judge = train_audio_classifier(real.mels, real.attributes, steps=60, progress=False)
+    torch.manual_seed(0)
+    judge = AudioAttributeClassifier(real.mels.shape[-1])
+    judge = train_judge(judge, real.mels, real.attributes, steps=60, progress=False)
     accuracy = attribute_accuracy(judge, held.mels, held.attributes)
     assert accuracy["mean"] > 0.6
     per_example = attribute_scores(judge, held.mels, held.attributes)

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from omni_edu.data import OmniWorld, PromptSpec
-from omni_edu.judges import judges
-from omni_edu.judges.metrics import (
+from omni_edu.parts.judges import judges
+from omni_edu.parts.judges.metrics import (
     Metric,
     conditional_samples,
     coverage,

@@ -64,7 +64,7 @@ def trained():
     for _ in range(80):
         losses = model.loss(colour_batch(16, gen))
         optimizer.zero_grad()
-        losses["total"].backward()
+        losses["loss"].backward()
         optimizer.step()
         history.append({k: v.item() for k, v in losses.items()})
     return model.eval(), history
@@ -72,7 +72,7 @@ def trained():
 
 def test_every_modality_loss_falls(trained):
     _, history = trained
-    for name in ("text", "image", "audio", "total"):
+    for name in ("text", "image", "audio", "loss"):
         first = sum(h[name] for h in history[:5]) / 5
         last = sum(h[name] for h in history[-5:]) / 5
         assert last < 0.3 * first, (name, first, last)
@@ -163,7 +163,7 @@ def test_loss_is_the_weighted_sum_and_heads_are_tied_or_not():
     model = OmniLM(tiny_config(loss_weights={"text": 1.0, "image": 0.5, "audio": 2.0}))
     losses = model.loss(packed)
     expected = losses["text"] + 0.5 * losses["image"] + 2.0 * losses["audio"]
-    assert torch.allclose(losses["total"], expected)
+    assert torch.allclose(losses["loss"], expected)
     assert model.text_head.weight is model.projector.text.weight
     untied = OmniLM(tiny_config(tie_embeddings=False))
     assert untied.text_head.weight is not untied.projector.text.weight
@@ -187,8 +187,8 @@ def test_continuous_heads_plug_in(kind):
     torch.manual_seed(0)
     model = OmniLM(tiny_config(image_head=kind, audio_head=kind))
     losses = model.loss(colour_batch(8, torch.Generator().manual_seed(0)))
-    assert set(losses) == {"text", "image", "audio", "total"}
-    assert torch.isfinite(losses["total"])
+    assert set(losses) == {"text", "image", "audio", "loss"}
+    assert torch.isfinite(losses["loss"])
     prompts = [[text_segment([7])]]
     draw = [
         model.eval().generate(prompts, Modality.AUDIO, n_tokens=2, steps=4, generator=g)[0]
@@ -235,8 +235,7 @@ def code_config(**overrides) -> OmniLMConfig:
 
 @pytest.fixture(scope="module")
 def trained_codes():
-    from omni_edu.model.documents import loss_fn
-    from omni_edu.train import fit
+    from omni_edu.train import fit, model_loss
 
     torch.manual_seed(0)
     model = OmniLM(code_config())
@@ -244,7 +243,7 @@ def trained_codes():
     def batches(step):
         return code_batch(16, torch.Generator().manual_seed(step))
 
-    history = fit(model, loss_fn, batches, steps=120, lr=1e-2, progress=False)
+    history = fit(model, model_loss, batches, steps=120, lr=1e-2, progress=False)
     return model, history
 
 

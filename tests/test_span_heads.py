@@ -217,8 +217,8 @@ def test_written_spans_find_the_trained_pictures():
 def test_loss_has_the_text_and_the_span_terms(head):
     model = tiny_model(head).train()
     losses = model.loss(packed(head))
-    assert set(losses) == {"text", "image", "total"} and losses["image"] > 0
-    losses["total"].backward()
+    assert set(losses) == {"text", "image", "loss"} and losses["image"] > 0
+    losses["loss"].backward()
     grads = [p.grad for p in model.decoder.parameters() if p.grad is not None]
     assert grads and any(g.abs().sum() > 0 for g in grads)
 
@@ -290,7 +290,7 @@ def test_transfusion_learns_a_picture_from_its_word():
         return pack(docs, specials=SPECIALS, image_dim=IMAGE_DIM, audio_dim=4)
 
     for _ in range(150):
-        loss = model.loss(batch(torch.randint(2, (16,), generator=g).tolist()))["total"]
+        loss = model.loss(batch(torch.randint(2, (16,), generator=g).tolist()))["loss"]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

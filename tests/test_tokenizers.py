@@ -8,24 +8,22 @@ import pytest
 import torch
 from test_vq import boxes  # coloured rectangles: a tiny picture set
 
-from omni_edu import course_cache, tokenizers
 from omni_edu.data import OmniWorld
-from omni_edu.judges import AttributeClassifier, attribute_accuracy
+from omni_edu.lessons.vq_tokens.dri import add_noise, representation_change, shift_along
 from omni_edu.modalities import frame_audio
 from omni_edu.model.heads.vq import VQVAE, AudioVQVAE, VQVAEConfig, evaluate_autoencoder
-from omni_edu.profiles import get_profile
-from omni_edu.tokenizers import (
+from omni_edu.parts import course_cache, tokenizers
+from omni_edu.parts.judges import AttributeClassifier, attribute_accuracy
+from omni_edu.parts.tokenizers import (
     TOKENIZER_SETTINGS,
-    add_noise,
     audio_tokenizer,
     image_tokenizer,
     latent_stats,
     path_scores,
-    representation_change,
     scene_tensors,
-    shift_along,
     train_autoencoder,
 )
+from omni_edu.profiles import get_profile
 
 
 def vocab(modality: str) -> int:

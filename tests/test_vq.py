@@ -18,7 +18,7 @@ from omni_edu.model.heads import (
     vq_loss_terms,
 )
 from omni_edu.model.heads.vq import AudioVQVAE, AudioVQVAEConfig, VQVAEOutput
-from omni_edu.tokenizers import train_autoencoder
+from omni_edu.parts.tokenizers import train_autoencoder
 
 
 def boxes(n: int, size: int = 16, seed: int = 0) -> torch.Tensor:

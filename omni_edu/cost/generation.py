@@ -25,14 +25,10 @@ from omni_edu.cost.roofline import (
     prefill_cost,
 )
 from omni_edu.cost.validate import positive
+from omni_edu.model.weights import count_parameters
 
 if TYPE_CHECKING:
     from omni_edu.model.omni_lm import OmniLM
-
-
-def _parameters(module: torch.nn.Module) -> int:
-    """Every parameter of ``module``, frozen ones too: all of them are read at every step."""
-    return sum(p.numel() for p in module.parameters())
 
 
 def _modality(modality):
@@ -54,7 +50,7 @@ def decoder_shape(decoder: torch.nn.Module, name: str = "our decoder") -> ModelS
         raise ValueError(
             f"decoder should be an omni_edu Decoder (with a DecoderConfig); got {type(decoder)}"
         )
-    n_params = _parameters(decoder)
+    n_params = count_parameters(decoder)  # frozen ones too: all are read at every step
     return ModelShape(
         name,
         float(n_params),
@@ -80,7 +76,7 @@ def flow_sampling_cost(
     steps = steps or head.config.sampling_steps
     positive("steps", steps)
     size = bytes_per_value(dtype)
-    n_params = _parameters(head)
+    n_params = count_parameters(head)
     flops = 2.0 * n_params * n_tokens * steps
     width = head.config.width
     activations = 2 * (head.config.depth + 2) * n_tokens * width * size
@@ -129,7 +125,7 @@ def time_generation(
 
     ``run`` calls :meth:`~omni_edu.model.omni_lm.OmniLM.generate` exactly once, directly
     (``lambda: model.generate(prompts, Modality.AUDIO, n_tokens=8)``) or through a helper
-    such as :func:`omni_edu.any_to_any.generate`. Nothing is re-implemented: the model's own
+    such as :func:`omni_edu.parts.any_to_any.generate`. Nothing is re-implemented: the model's own
     cached decoding loop runs, observed from outside. Forward hooks on the decoder time each
     pass (the first is the prefill, the others are decode steps); the output head's
     ``sample`` (for text: the text head's forward) is timed around each call. On a GPU
@@ -240,7 +236,7 @@ def head_sampling_cost(head: torch.nn.Module, batch: int, steps: int | None = No
     if hasattr(head, "config") and hasattr(head.config, "sampling_steps"):
         return flow_sampling_cost(head, batch, steps)
     positive("batch", batch)
-    n_params = _parameters(head)
+    n_params = count_parameters(head)
     return StepCost(2.0 * n_params * batch, 4.0 * n_params, batch, "fp32")
 
 

@@ -11,7 +11,8 @@ Start with :class:`OmniWorld`::
 The pieces live in small modules: ``scene`` (attributes, splits), ``render`` (pictures),
 ``sound`` (waveforms), ``language`` (captions, parser, questions), ``prompts`` (prompts
 that leave attributes free, and the data's distribution of what they leave), ``world``
-(batches).
+(batches). ``documents`` lays scenes out as interleaved documents for OmniLM (lesson 02;
+import it from :mod:`omni_edu.data.documents`).
 """
 
 from omni_edu.data.language import (

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from omni_edu import any_to_any as a2a
 from omni_edu.model.omni_lm import OmniLM
+from omni_edu.parts import any_to_any as a2a
 
 
 def training_flops(model: OmniLM, data: a2a.AnyToAnyData, direction: str, batch_size: int) -> float:
@@ -36,7 +36,7 @@ def training_flops(model: OmniLM, data: a2a.AnyToAnyData, direction: str, batch_
     model.train()
     counter = FlopCounterMode(display=False)
     with counter:
-        model.loss(batch)["total"].backward()
+        model.loss(batch)["loss"].backward()
     model.zero_grad(set_to_none=True)
     model.train(was_training)
     return float(counter.get_total_flops())
@@ -84,7 +84,7 @@ def sampling_cost(
     **sample_options,
 ) -> SamplingCost:
     """Draw ``direction``'s output for prompts ``indices`` of ``data`` in one batch with
-    :func:`omni_edu.any_to_any.generate` (``sample_options`` as there: ``steps``,
+    :func:`omni_edu.parts.any_to_any.generate` (``sample_options`` as there: ``steps``,
     ``temperature``...) and measure it: decoder passes and tokens, head passes and FLOPs
     by counting one call, wall time as the best of ``repeats`` calls, all per picture."""
     if repeats < 1 or not indices:

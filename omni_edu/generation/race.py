@@ -9,7 +9,7 @@ An :class:`Arm` is one contestant: a head kind of :class:`~omni_edu.model.omni_l
 the token form it writes (pixels, or one autoencoder's codes or latents) and its sampler
 settings. :func:`run_race` trains each arm from the same initial weights and draws K
 pictures per held-out prompt under each sampler setting, scored by
-:func:`omni_edu.judges.metrics.sample_metrics`: fidelity, validity, coverage, ghost mass,
+:func:`omni_edu.parts.judges.metrics.sample_metrics`: fidelity, validity, coverage, ghost mass,
 precision and recall.
 """
 
@@ -22,12 +22,13 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from omni_edu import any_to_any as a2a
 from omni_edu.data import ATTRIBUTES, OmniWorld, PromptSpec
-from omni_edu.judges import Judges
 from omni_edu.model.heads.output import PER_TOKEN_SIBLING
 from omni_edu.model.omni_lm import OmniLM
+from omni_edu.parts import any_to_any as a2a
+from omni_edu.parts.judges import Judges
 from omni_edu.profiles import Profile
+from omni_edu.train import History
 
 DIRECTION = "text->image"
 # Training prompts: each attribute left unnamed with probability 0.3 (a quarter of the
@@ -118,7 +119,7 @@ def race_pools(
 
 def arm_model(arm: Arm, pool: a2a.AnyToAnyData, seed: int) -> OmniLM:
     """A fresh OmniLM with ``arm``'s head for ``pool``, seeded by ``seed``, its loss
-    weights measured (:func:`~omni_edu.any_to_any.balanced_loss_weights`) for the arm's
+    weights measured (:func:`~omni_edu.parts.any_to_any.balanced_loss_weights`) for the arm's
     head or, for a span head, for the per-token head of the same token form."""
     sibling = PER_TOKEN_SIBLING.get(arm.head, arm.head)
     flow = a2a.FLOW_HEAD if sibling == "flow" else {}
@@ -136,7 +137,7 @@ def train_arm(
     batch_size: int,
     eval_fn=None,
     eval_every=0,
-) -> tuple[OmniLM, a2a.History]:
+) -> tuple[OmniLM, History]:
     """A fresh OmniLM with ``arm``'s head (:func:`arm_model`), trained on text->image for
     ``steps`` updates."""
     model = arm_model(arm, pool, seed)

@@ -209,6 +209,11 @@ def mel_to_waveform(
     return waveform.clamp(-1, 1)
 
 
+def _check_frames_per_token(frames_per_token: int) -> None:
+    if not isinstance(frames_per_token, int) or frames_per_token <= 0:
+        raise ValueError(f"frames_per_token should be a positive int; got {frames_per_token!r}")
+
+
 def frame_audio(mels: torch.Tensor, frames_per_token: int) -> torch.Tensor:
     """Group consecutive log-mel frames into audio tokens.
 
@@ -217,8 +222,7 @@ def frame_audio(mels: torch.Tensor, frames_per_token: int) -> torch.Tensor:
     """
     if mels.dim() != 3:
         raise ValueError(f"mels should be (batch, frames, n_mels); got {tuple(mels.shape)}")
-    if not isinstance(frames_per_token, int) or frames_per_token <= 0:
-        raise ValueError(f"frames_per_token should be a positive int; got {frames_per_token!r}")
+    _check_frames_per_token(frames_per_token)
     batch, frames, n_mels = mels.shape
     if frames % frames_per_token:
         raise ValueError(
@@ -236,8 +240,7 @@ def unframe_audio(tokens: torch.Tensor, frames_per_token: int) -> torch.Tensor:
             f"audio tokens should be (batch, n_tokens, frames_per_token * n_mels); "
             f"got {tuple(tokens.shape)}"
         )
-    if not isinstance(frames_per_token, int) or frames_per_token <= 0:
-        raise ValueError(f"frames_per_token should be a positive int; got {frames_per_token!r}")
+    _check_frames_per_token(frames_per_token)
     batch, n_tokens, width = tokens.shape
     if width % frames_per_token:
         raise ValueError(

@@ -68,7 +68,8 @@ from omni_edu.model.cross_attention import (
 )
 from omni_edu.model.projector import OmniTokenProjector, ProjectorConfig
 from omni_edu.model.transformer import Decoder, DecoderConfig
-from omni_edu.profiles import Profile, get_profile
+from omni_edu.model.weights import count_parameters, init_weights
+from omni_edu.profiles import Profile, check_overrides, get_profile
 
 # fmt: off
 __all__ = [
@@ -178,12 +179,7 @@ class FusionConfig:
         """
         if not isinstance(profile, Profile):
             profile = get_profile(profile)
-        valid = {f.name for f in fields(cls)}
-        unknown = set(overrides) - valid
-        if unknown:
-            raise ValueError(
-                f"Unknown FusionConfig field(s) {sorted(unknown)}; valid: {sorted(valid)}."
-            )
+        check_overrides(cls, overrides)
         base = cls(
             d_model=profile.d_model,
             n_heads=profile.n_heads,
@@ -254,14 +250,6 @@ class FusionBatch:
 # ----------------------------------------------------------------------------- helpers
 
 
-def _init_linear(module: nn.Module) -> None:
-    # The decoder's init (GPT-2's small normal), for the layers this file adds.
-    if isinstance(module, nn.Linear):
-        nn.init.normal_(module.weight, mean=0.0, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-
-
 def interleave(parts: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor, Tensor]:
     """Merge token runs into one sequence sorted by position.
 
@@ -302,7 +290,7 @@ class FusionModel(nn.Module):
         self.config = config
         self.projector = OmniTokenProjector(config.projector_config())
         self.head = nn.Linear(config.d_model, config.n_classes)
-        _init_linear(self.head)
+        init_weights(self.head)  # the decoder's init, for the layers this file adds
 
     def text_hidden(self, batch: FusionBatch) -> Tensor:
         """Hidden states of the text tokens ``(batch, n_text, d_model)``."""
@@ -313,7 +301,7 @@ class FusionModel(nn.Module):
         return self.head(self.text_hidden(batch)[:, -1])
 
     def num_parameters(self, trainable_only: bool = False) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+        return count_parameters(self, trainable_only)
 
     def language_model(self) -> nn.ModuleList:
         """The modules of the language model: text (and modality) embeddings, decoder."""
@@ -388,7 +376,7 @@ class LateFusion(FusionModel):
         self.connector = nn.ModuleDict(
             {m: nn.Linear(config.d_model, config.d_model) for m in MEDIA}
         )
-        self.connector.apply(_init_linear)
+        self.connector.apply(init_weights)
         self.decoder = Decoder(config.decoder_config(config.late_decoder_layers))
         self._freeze()
 
@@ -424,7 +412,7 @@ class CrossAttentionFusion(FusionModel):
         dec = config.decoder_config(config.cross_layers)
         self.decoder = Decoder(dec)
         self.xattn = nn.ModuleList(layer(dec) for _ in range(config.cross_layers))
-        self.xattn.apply(_init_linear)
+        self.xattn.apply(init_weights)
         for name, p in self.xattn.named_parameters():
             # The decoder's scaled residual init: a gated layer adds two branches too.
             if name.endswith(("proj.weight", "mlp.down.weight")):

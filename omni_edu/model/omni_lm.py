@@ -14,7 +14,7 @@ Each lesson adds or measures a part of it:
 * lesson 04b: or a whole span at once: a DiT head over the picture's patches
   (``"dit"``), whole-image diffusion by the decoder itself (``"transfusion"``), masked
   discrete diffusion over code ids (``"masked_codes"``);
-* lesson 06: one set of weights for every direction (:mod:`omni_edu.any_to_any`).
+* lesson 06: one set of weights for every direction (:mod:`omni_edu.parts.any_to_any`).
 
 One forward pass over a :class:`~omni_edu.model.interleave.PackedBatch`: embed, decode,
 and let position ``i``'s hidden state predict token ``i + 1`` with the head of *that*
@@ -65,6 +65,7 @@ from omni_edu.model.interleave import (
 )
 from omni_edu.model.projector import OmniTokenProjector, ProjectorConfig
 from omni_edu.model.transformer import Decoder, DecoderConfig, KVCache
+from omni_edu.model.weights import count_parameters
 from omni_edu.profiles import Profile, get_profile
 
 CONTINUOUS = (Modality.IMAGE, Modality.AUDIO)
@@ -219,7 +220,7 @@ class OmniLM(nn.Module):
 
     def num_parameters(self) -> int:
         """Trainable parameters (a tied matrix counts once)."""
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+        return count_parameters(self, trainable_only=True)
 
     def head(self, modality: Modality) -> nn.Module:
         """The output head that predicts tokens of ``modality``."""
@@ -293,10 +294,12 @@ class OmniLM(nn.Module):
         return packed.image if modality == Modality.IMAGE else packed.audio
 
     def loss(self, packed: PackedBatch) -> dict[str, Tensor]:
-        """Next-token losses: ``{"total": ..., "text": ..., "image": ..., "audio": ...}``.
+        """Next-token losses: ``{"loss": ..., "text": ..., "image": ..., "audio": ...}``.
 
         Each modality's loss is the mean over the positions whose next token has that
-        modality (absent modalities are left out); ``total`` is their weighted sum, so a
+        modality (absent modalities are left out); ``"loss"`` is their weighted sum, the
+        one key the :class:`~omni_edu.train.Trainer` back-propagates (``train.model_loss``
+        hands this method to it), so a
         modality counts by its weight in ``config.loss_weights``, not by how many tokens
         it has (16 patches of one image weigh as much as 10 words of one caption).
 
@@ -329,8 +332,8 @@ class OmniLM(nn.Module):
         if not losses:
             raise ValueError("this batch has no token to predict (every loss mask is empty).")
         weights = self.config.loss_weights
-        losses["total"] = sum(weights.get(name, 1.0) * value for name, value in losses.items())
-        return losses
+        total = sum(weights.get(name, 1.0) * value for name, value in losses.items())
+        return {"loss": total, **losses}
 
     @staticmethod
     def _targets(

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from omni_edu.modalities import Modality
+from omni_edu.model.weights import init_weights
 from omni_edu.profiles import Profile, get_profile
 
 if TYPE_CHECKING:
@@ -118,16 +119,7 @@ class OmniTokenProjector(nn.Module):
         self.modality = (
             nn.Embedding(len(Modality), config.d_model) if config.modality_embeddings else None
         )
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        # GPT-2's small normal init, the decoder's too: every modality enters at a similar
-        # scale, so none drowns the others (or the modality vectors) at the start.
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
+        self.apply(init_weights)  # GPT-2's small normal init, the decoder's too
 
     # One modality at a time: handy in lesson 01 and for checking shapes early.
 

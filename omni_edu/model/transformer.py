@@ -41,7 +41,7 @@ positions ``past, past + 1, ...``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -55,7 +55,8 @@ from omni_edu.model.rope import (
     rope_cos_sin,
     rope_frequencies,
 )
-from omni_edu.profiles import Profile, get_profile
+from omni_edu.model.weights import count_parameters, init_weights
+from omni_edu.profiles import Profile, check_overrides, get_profile
 
 
 def swiglu_hidden_size(d_model: int, multiple_of: int = 8) -> int:
@@ -127,12 +128,7 @@ class DecoderConfig:
         """
         if not isinstance(profile, Profile):
             profile = get_profile(profile)
-        valid = {f.name for f in fields(cls)}
-        unknown = set(overrides) - valid
-        if unknown:
-            raise ValueError(
-                f"Unknown DecoderConfig field(s) {sorted(unknown)}; valid: {sorted(valid)}."
-            )
+        check_overrides(cls, overrides)
         base = cls(d_model=profile.d_model, n_layers=profile.n_layers, n_heads=profile.n_heads)
         # Re-run __post_init__ so derived defaults follow the overridden sizes.
         derived = {"n_kv_heads": None, "mlp_hidden": None, "mrope_sections": None}
@@ -384,7 +380,7 @@ class Decoder(nn.Module):
         self.register_buffer(
             "inv_freq", rope_frequencies(config.head_dim, config.rope_base), persistent=False
         )
-        self.apply(self._init_weights)
+        self.apply(init_weights)
         # Scaled residual init (GPT-2): each block adds two branches to the residual
         # stream, so shrink their output projections by sqrt(2 * n_layers) to keep the
         # stream's variance the same whatever the depth.
@@ -392,14 +388,9 @@ class Decoder(nn.Module):
             if name.endswith(("attn.proj.weight", "mlp.down.weight")):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layers))
 
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-
     def num_parameters(self) -> int:
         """Trainable parameters (the decoder has no embedding table: it takes vectors)."""
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+        return count_parameters(self, trainable_only=True)
 
     def rope_cos_sin(self, positions: Tensor) -> tuple[Tensor, Tensor]:
         """Rotary tables ``(batch, seq, 1, head_dim // 2)`` for 1-D or M-RoPE positions."""

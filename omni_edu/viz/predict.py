@@ -30,7 +30,7 @@ from __future__ import annotations
 import html
 import numbers
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -56,48 +56,27 @@ def _number(value: Any, what: str) -> float:
     return float(value)
 
 
+@dataclass(eq=False, repr=False)
 class Prediction:
     """One guess, written down before a measurement (make it a cell's value to show it).
 
-    Build it with :func:`predict`. ``value`` is the guess (``None``: no prediction);
-    :meth:`set` records one in code, which is also how a test or a terminal sets it.
+    Build it with :func:`predict`, which checks the question and its answers: ``choices``
+    for a choice, else a number, in ``range`` when that is given. ``value`` is the guess
+    (``None``: no prediction); :meth:`set` records one in code, which is also how a test or
+    a terminal sets it.
     """
 
-    def __init__(
-        self,
-        key: str,
-        question: str,
-        choices: Sequence[str] | None = None,
-        numeric: tuple[float, float] | bool = False,
-        unit: str = "",
-        implies: Mapping[str, str] | None = None,
-    ) -> None:
-        if not question.strip():
-            raise ValueError("a prediction needs a question.")
-        if (choices is None) == (numeric is False):
-            raise ValueError("give either choices=[...] or numeric=(low, high) / numeric=True.")
-        self.key, self.question, self.unit = str(key), question.strip(), unit
-        self.choices = [str(c) for c in choices] if choices is not None else None
-        if self.choices is not None:
-            if len(self.choices) < 2 or len(set(self.choices)) != len(self.choices):
-                raise ValueError(f"choices should be two or more distinct answers; got {choices}.")
-            if NO_CHOICE in self.choices:
-                raise ValueError(f"{NO_CHOICE!r} is reserved for 'no prediction'.")
-        self.range: tuple[float, float] | None = None
-        if numeric is not False and numeric is not True:
-            low, high = (_number(v, "numeric's bounds") for v in numeric)
-            if not low < high:
-                raise ValueError(f"numeric should be (low, high) with low < high; got {numeric}.")
-            self.range = (low, high)
-        self.implies = dict(implies or {})
-        unknown = set(self.implies) - set(self.choices or [])
-        if unknown:
-            raise ValueError(f"implies names answers that are not choices: {sorted(unknown)}.")
-        self.value: str | float | None = None
-        self.locked = False
-        self._widget: Any = None  # the control, built on first display
-        self._box: Any = None  # the question above the control: what the cell shows
-        self._syncing = False  # set() moving the control is not a learner's move
+    key: str
+    question: str
+    choices: list[str] | None
+    range: tuple[float, float] | None
+    unit: str
+    implies: dict[str, str]
+    value: str | float | None = field(default=None, init=False)
+    locked: bool = field(default=False, init=False)
+    _widget: Any = field(default=None, init=False)  # the control, built on first display
+    _box: Any = field(default=None, init=False)  # the question above the control: what shows
+    _syncing: bool = field(default=False, init=False)  # set() moving it is not the learner
 
     @property
     def is_numeric(self) -> bool:
@@ -234,7 +213,27 @@ def predict(
     Make the returned :class:`Prediction` the cell's value: it shows a control where
     widgets run and text elsewhere. It never waits: untouched, it is "no prediction".
     """
-    return Prediction(key, question, choices, numeric, unit, implies)
+    if not question.strip():
+        raise ValueError("a prediction needs a question.")
+    if (choices is None) == (numeric is False):
+        raise ValueError("give either choices=[...] or numeric=(low, high) / numeric=True.")
+    answers = [str(c) for c in choices] if choices is not None else None
+    if answers is not None:
+        if len(answers) < 2 or len(set(answers)) != len(answers):
+            raise ValueError(f"choices should be two or more distinct answers; got {choices}.")
+        if NO_CHOICE in answers:
+            raise ValueError(f"{NO_CHOICE!r} is reserved for 'no prediction'.")
+    bounds = None
+    if numeric is not False and numeric is not True:
+        low, high = (_number(v, "numeric's bounds") for v in numeric)
+        if not low < high:
+            raise ValueError(f"numeric should be (low, high) with low < high; got {numeric}.")
+        bounds = (low, high)
+    implied = dict(implies or {})
+    unknown = set(implied) - set(answers or [])
+    if unknown:
+        raise ValueError(f"implies names answers that are not choices: {sorted(unknown)}.")
+    return Prediction(str(key), question.strip(), answers, bounds, unit, implied)
 
 
 @dataclass

@@ -4,8 +4,8 @@ import math
 
 import torch
 
-from omni_edu.judges.metrics import Metric
 from omni_edu.lessons.any_to_any import heads
+from omni_edu.parts.judges.metrics import Metric
 
 
 def results(fidelity: float, validity: float, tv: float) -> dict:

@@ -49,7 +49,7 @@ class LossWritten(OmniLM):
 
     def loss(self, packed):
         losses = _losses(self, packed)
-        losses["total"] = _total(self, losses)
+        losses["loss"] = _total(self, losses)
         return losses
 
 
@@ -61,7 +61,7 @@ class LossOverEveryPosition(OmniLM):
         losses = _losses(self, packed)
         logits = self.text_head(self(packed))
         losses["text"] = F.cross_entropy(logits.flatten(0, 1), packed.text_targets.flatten())
-        losses["total"] = _total(self, losses)
+        losses["loss"] = _total(self, losses)
         return losses
 
 
@@ -69,7 +69,7 @@ class LossUnweighted(OmniLM):
     # Plausible mistake: adds the modalities' losses without their weights.
     def loss(self, packed):
         losses = _losses(self, packed)
-        losses["total"] = sum(losses.values())
+        losses["loss"] = sum(losses.values())
         return losses
 
 
@@ -77,7 +77,7 @@ class LossMissingWeightIsZero(OmniLM):
     # Plausible mistake: a modality without a weight (text here) drops out of the total.
     def loss(self, packed):
         losses = _losses(self, packed)
-        losses["total"] = _total(self, losses, default=0.0)
+        losses["loss"] = _total(self, losses, default=0.0)
         return losses
 
 
@@ -85,7 +85,7 @@ class LossAbsentModalityAsZero(OmniLM):
     # Plausible mistake: every modality gets a key, a zero where the batch trains none.
     def loss(self, packed):
         losses = _losses(self, packed, absent_as_zero=True)
-        losses["total"] = _total(self, losses)
+        losses["loss"] = _total(self, losses)
         return losses
 
 
@@ -97,7 +97,7 @@ class LossAtTheTokensOwnModality(OmniLM):
             return (packed.modality == modality) & trained
 
         losses = _losses(self, packed, where=where)
-        losses["total"] = _total(self, losses)
+        losses["loss"] = _total(self, losses)
         return losses
 
 
@@ -105,7 +105,7 @@ class LossSummedText(OmniLM):
     # Plausible mistake: sums the text loss over tokens instead of averaging it.
     def loss(self, packed):
         losses = _losses(self, packed, reduction="sum")
-        losses["total"] = _total(self, losses)
+        losses["loss"] = _total(self, losses)
         return losses
 
 
@@ -120,7 +120,7 @@ class LossPerToken(OmniLM):
             "audio": packed.loss_mask(Modality.AUDIO).sum(),
         }
         total = sum(counts[k] * v for k, v in losses.items()) / sum(counts[k] for k in losses)
-        losses["total"] = total
+        losses["loss"] = total
         return losses
 
 
@@ -131,7 +131,7 @@ class LossDetachedMedia(OmniLM):
         for name in ("image", "audio"):
             if name in losses:
                 losses[name] = losses[name].detach()
-        losses["total"] = _total(self, losses)
+        losses["loss"] = _total(self, losses)
         return losses
 
 

@@ -14,11 +14,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from omni_edu import any_to_any as a2a
 from omni_edu import cost
 from omni_edu.data import OmniWorld
 from omni_edu.lessons.cost_and_serving import cascade, planner, queues, real_run, stations
 from omni_edu.modalities import Modality
+from omni_edu.parts import any_to_any as a2a
 from omni_edu.profiles import get_profile
 
 # --- queues, stations, a real run, cascade against native ----------------------------------------

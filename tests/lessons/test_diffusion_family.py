@@ -10,12 +10,12 @@ matplotlib.use("Agg")
 from lessons.test_diffusion_head import TinyAutoencoder
 from test_figure_layout import text_collisions
 
-from omni_edu import any_to_any as a2a
 from omni_edu.data import OmniWorld
 from omni_edu.lessons.any_to_any import heads
 from omni_edu.lessons.diffusion_family import budget, family, plots, verdict
 from omni_edu.model.heads.dit import DiTConfig, DiTHead
 from omni_edu.model.heads.flow import FlowHead
+from omni_edu.parts import any_to_any as a2a
 from omni_edu.profiles import get_profile
 
 CI = get_profile("ci")

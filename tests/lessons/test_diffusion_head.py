@@ -3,9 +3,10 @@
 import pytest
 import torch
 
-from omni_edu import any_to_any as a2a
 from omni_edu.data import OmniWorld, PromptSpec
 from omni_edu.lessons.diffusion_head import race
+from omni_edu.modalities import TextTokenizer
+from omni_edu.parts import any_to_any as a2a
 from omni_edu.profiles import get_profile
 
 CI = get_profile("ci")
@@ -94,7 +95,7 @@ def test_draw_samples_gives_k_different_pictures_per_prompt():
 
 
 def test_unconditional_prompt_is_the_task_token_alone():
-    tok = a2a.TextTokenizer()
+    tok = TextTokenizer()
     for name, d in a2a.DIRECTIONS.items():
         doc = a2a.unconditional_document(name, tok)
         assert len(doc) == 1 and doc[0].data.tolist() == [tok[d.task]] and not doc[0].predict

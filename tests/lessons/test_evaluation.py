@@ -185,12 +185,12 @@ def test_compare_gives_one_row_per_model_benchmark_and_mode(bench):
 def test_omnilm_answerer_scores_option_content_not_letters():
     """An OmniLM scores each option by its words: rotating the options rotates the scores,
     so the model cannot prefer a letter, and the score is the model's own likelihood."""
-    from omni_edu import any_to_any as a2a
     from omni_edu.data import OmniWorld
     from omni_edu.lessons.evaluation.answerers import omnilm_answerer
     from omni_edu.lessons.evaluation.benchmark import build_benchmark, rotate
     from omni_edu.modalities import Modality
     from omni_edu.model.interleave import text_segment
+    from omni_edu.parts import any_to_any as a2a
 
     world = OmniWorld("train", seed=0, n_objects=1, caption_style="canonical")
     data = a2a.AnyToAnyData(world, 8)
@@ -324,8 +324,8 @@ def test_trained_arms_learn_their_cue_and_the_control_does_not():
 
 
 def test_capstone_items_keep_the_questions_and_show_the_picture():
-    from omni_edu import any_to_any as a2a
     from omni_edu.lessons.evaluation.answerers import capstone_items
+    from omni_edu.parts import any_to_any as a2a
 
     recipe = a2a.capstone_recipe()
     _, test = a2a.capstone_data(recipe)

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
+from omni_edu.data.documents import InterleavedCorpus
 from omni_edu.lessons.interleaved_autoregression import attention, rope_position
 from omni_edu.lessons.interleaved_autoregression import audio_reads_image as ari
 from omni_edu.lessons.interleaved_autoregression import cross_modal_use as cmu
@@ -22,7 +23,6 @@ from omni_edu.lessons.interleaved_autoregression.attention import (
     query_options,
 )
 from omni_edu.modalities import PAD, Modality
-from omni_edu.model.documents import InterleavedCorpus
 from omni_edu.model.omni_lm import OmniLM
 from omni_edu.profiles import get_profile
 

@@ -16,15 +16,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from omni_edu import grading
+from omni_edu.data.documents import InterleavedCorpus
 from omni_edu.lessons.interleaved_autoregression.checks import (
     check_cached_step,
     check_decoder_block,
 )
 from omni_edu.lessons.interleaved_autoregression.core_build import omnilm_with_blocks
 from omni_edu.modalities import Modality
-from omni_edu.model.documents import InterleavedCorpus, loss_fn
 from omni_edu.model.rope import apply_rope
-from omni_edu.train import fit
+from omni_edu.train import fit, model_loss
 
 
 class AttentionWritten(nn.Module):
@@ -318,7 +318,7 @@ def test_the_learners_blocks_train_and_decode_with_a_cache_inside_omnilm():
     torch.manual_seed(0)
     model = omnilm_with_blocks(factory, corpus.model_config())
     assert all(isinstance(b, BlockWritten) for b in model.decoder.blocks)
-    history = fit(model, loss_fn, corpus.batches(8), 20, progress=False)
+    history = fit(model, model_loss, corpus.batches(8), 20, progress=False)
     assert history.losses["loss"][-1] < history.losses["loss"][0]
     prompts = [corpus.document(i, ("image", "audio")) for i in range(2)]
     cached, plain = (

@@ -9,12 +9,12 @@ import random
 import pytest
 import torch
 
-from omni_edu import any_to_any as a2a
 from omni_edu.data import OmniWorld
 from omni_edu.data.scene import Scene, SceneObject
 from omni_edu.lessons.modality_transfer import dominance, factorial, grounding
 from omni_edu.lessons.modality_transfer.budget import BUDGET
 from omni_edu.modalities import Modality, TextTokenizer
+from omni_edu.parts import any_to_any as a2a
 from omni_edu.profiles import PROFILES, get_profile
 
 CI = get_profile("ci")

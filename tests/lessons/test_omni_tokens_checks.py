@@ -12,9 +12,9 @@ import torch
 from torch import Tensor, nn
 
 from omni_edu import grading
+from omni_edu.data.documents import InterleavedCorpus
 from omni_edu.lessons.omni_tokens.checks import check_projector
 from omni_edu.lessons.omni_tokens.core_build import omnilm_with_projector
-from omni_edu.model.documents import InterleavedCorpus
 
 
 class ProjectorWritten(nn.Module):
@@ -146,6 +146,6 @@ def test_the_learners_projector_trains_inside_omnilm():
     assert isinstance(model.projector.module, ProjectorWritten)
     assert model.text_head.weight is model.projector.module.text.weight  # still tied
     packed = corpus.batch(0, 4)
-    loss = model.loss(packed)["total"]
+    loss = model.loss(packed)["loss"]
     loss.backward()
     assert model.projector.module.image.weight.grad.abs().sum() > 0

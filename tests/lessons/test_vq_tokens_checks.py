@@ -16,7 +16,7 @@ from omni_edu import grading
 from omni_edu.lessons.vq_tokens.checks import VQLayerConfig, check_vector_quantizer
 from omni_edu.lessons.vq_tokens.core_build import AsQuantizer, vqvae_with_layer
 from omni_edu.model.heads.vq import VQVAEConfig
-from omni_edu.tokenizers import train_autoencoder
+from omni_edu.parts.tokenizers import train_autoencoder
 
 
 class VQLayerWritten(nn.Module):

@@ -11,13 +11,13 @@ from collections.abc import Callable
 
 import torch
 
-from omni_edu.any_to_any import DIRECTIONS, make_document
 from omni_edu.grading import Case, CheckResult, Hints, check_function, check_module
 from omni_edu.modalities import TextTokenizer
 from omni_edu.model.interleave import PackedBatch, SpecialTokens, pack
 from omni_edu.model.omni_lm import OmniLM, OmniLMConfig
 from omni_edu.model.projector import ProjectorConfig
 from omni_edu.model.transformer import DecoderConfig
+from omni_edu.parts.any_to_any import DIRECTIONS, make_document
 
 MAKE_DOCUMENT = Hints(
     "make_document",
@@ -107,7 +107,7 @@ OMNI_LOSS = Hints(
     "modality (not per token over all modalities), and the weights (a modality without a "
     "weight counts 1).",
     on={
-        "keys": "Return a loss only for the modalities this batch trains, plus 'total': a "
+        "keys": "Return a loss only for the modalities this batch trains, plus 'loss': a "
         "batch of captions has no 'image' or 'audio' key.",
         "gradient": "The losses match but a gradient does not: every loss must flow back "
         "through the model (no .item() or .detach() before the total).",
@@ -117,7 +117,7 @@ OMNI_LOSS = Hints(
     "hidden[here]), packed.text_targets[here]); for image and audio: here = "
     "packed.loss_mask(m), if here.any(): head = self.head(m); targets = "
     "packed.code_targets[here] if head.discrete else packed.image_targets[here] (or "
-    "audio_targets); losses[name] = head.loss(targets, hidden[here]); then losses['total'] = "
+    "audio_targets); losses[name] = head.loss(targets, hidden[here]); then losses['loss'] = "
     "sum(self.config.loss_weights.get(name, 1.0) * loss for name, loss in losses.items()).",
 )
 
@@ -167,11 +167,17 @@ def loss_check_batches() -> dict[str, PackedBatch]:
     }
 
 
+def _total_last(losses: dict) -> dict:
+    """Each modality's loss before the total, so that a difference is reported at the
+    modality where it starts rather than at the sum it spreads to."""
+    return {k: losses[k] for k in sorted(losses, key=lambda k: k == "loss")}
+
+
 def check_omni_loss(
     learner_cls: Callable, *, show_recipe: bool = False, time_limit: float | None = None
 ) -> CheckResult:
     """``learner_cls(config)``: an :class:`~omni_edu.model.omni_lm.OmniLM` whose
-    ``loss(packed) -> {"text": ..., "image": ..., "audio": ..., "total": ...}`` is the
+    ``loss(packed) -> {"text": ..., "image": ..., "audio": ..., "loss": ...}`` is the
     learner's. The package's weights are loaded into it; every loss and every gradient
     must match the package's on packed batches of every direction."""
     batches = loss_check_batches()
@@ -180,7 +186,7 @@ def check_omni_loss(
         OmniLM,
         loss_check_config(),
         {label: (lambda g, p=batch: (p,)) for label, batch in batches.items()},
-        forward=lambda model, packed: model.loss(packed),
+        forward=lambda model, packed: _total_last(model.loss(packed)),
         hints=OMNI_LOSS,
         name="OmniLM.loss",
         input_grads=False,

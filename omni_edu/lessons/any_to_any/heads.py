@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from omni_edu import any_to_any as a2a
-from omni_edu.judges import Judges
-from omni_edu.judges.metrics import Metric
 from omni_edu.model.omni_lm import OmniLM
+from omni_edu.parts import any_to_any as a2a
+from omni_edu.parts.judges import Judges
+from omni_edu.parts.judges.metrics import Metric
 from omni_edu.profiles import Profile
 
 # Every pair of heads the rule can choose from, label -> (image head, audio head): lesson 04's

@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 
-from omni_edu import any_to_any as a2a
 from omni_edu.lessons.cost_and_serving.real_run import with_generated_captions
+from omni_edu.parts import any_to_any as a2a
 from omni_edu.profiles import Profile, get_profile
 from omni_edu.stats import t_interval
 
@@ -47,10 +47,10 @@ def handoff_plan(profile: Profile | str | None = None) -> tuple[tuple[int, ...],
 def seed_model(seed: int, base_steps: int, profile: Profile | str | None = None, verbose=True):
     """Lesson 06's recipe with ``seed`` and ``base_steps``, from the course cache or trained.
 
-    Returns a :class:`~omni_edu.course_cache.CachedPart` (``model`` on the CPU). The name in
+    Returns a :class:`~omni_edu.parts.course_cache.CachedPart` (``model`` on the CPU). The name in
     the cache carries the seed and the budget, so the capstone itself is never replaced.
     """
-    from omni_edu.course_cache import load_or_train
+    from omni_edu.parts.course_cache import load_or_train
 
     p = profile if isinstance(profile, Profile) else get_profile(profile)
     recipe = replace(a2a.capstone_recipe(p), seed=seed, base_steps=base_steps)

@@ -20,9 +20,9 @@ from torch import nn
 from omni_edu import cost
 
 if TYPE_CHECKING:  # type hints only: the workers import what they need when they build
-    from omni_edu.any_to_any import AnyToAnyData, Generations
     from omni_edu.modalities.audio import MelConfig
     from omni_edu.model.omni_lm import OmniLMConfig
+    from omni_edu.parts.any_to_any import AnyToAnyData, Generations
 
 
 # ---------------------------------------------------------------------------------------------
@@ -178,10 +178,10 @@ class SpokenCaptions:
         return torch.tensor(TextTokenizer().encode(caption), dtype=torch.long)
 
     def build(self) -> tuple[Callable[[torch.Tensor], torch.Tensor], ...]:
-        from omni_edu.any_to_any import make_document
         from omni_edu.modalities import Modality, TextTokenizer, mel_to_waveform, unframe_audio
         from omni_edu.model.interleave import SpecialTokens
         from omni_edu.model.omni_lm import OmniLM
+        from omni_edu.parts.any_to_any import make_document
 
         model = OmniLM(self.config).eval()
         model.load_state_dict({k: torch.from_numpy(v) for k, v in self.weights.items()})
@@ -207,7 +207,7 @@ def with_generated_captions(data: AnyToAnyData, described: Generations) -> AnyTo
     """``data`` with the captions of ``described``'s scenes replaced by the generated ones.
 
     ``described`` is the output of a direction that writes text (e.g. ``"image->text"``,
-    an :class:`~omni_edu.any_to_any.Generations`). A cascade's second pass reads these
+    an :class:`~omni_edu.parts.any_to_any.Generations`). A cascade's second pass reads these
     instead of the true captions: ``generate(model, with_generated_captions(data,
     described), "text->audio", described.indices)`` speaks what the model *said* it saw.
     Everything else (pictures, sounds, the scenes the outputs are scored against) is

@@ -23,7 +23,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from omni_edu.profiles import Profile, get_profile
-from omni_edu.train import TrainConfig, Trainer, lr_at
+from omni_edu.train import TrainConfig, Trainer, lr_at, model_loss
 
 LossFn = Callable[[nn.Module, Any], Mapping[str, torch.Tensor]]
 
@@ -169,12 +169,9 @@ def caption_run(
         )
     )
 
-    def loss_fn(m: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
-        return {"loss": m.loss(batch)["total"]}
-
     config = TrainConfig(steps=steps, lr=3e-3, warmup_steps=0.1, device="cpu", progress=False)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
-    stepper = step_class(model, loss_fn, config, scaler)
+    stepper = step_class(model, model_loss, config, scaler)
     model.train()
     losses = []
     for s in tqdm(range(steps), desc="training with your step", disable=not progress):

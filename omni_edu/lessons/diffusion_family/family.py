@@ -30,13 +30,14 @@ from dataclasses import replace
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from omni_edu import any_to_any as a2a
 from omni_edu.generation.costs import sampling_cost, training_flops
 from omni_edu.generation.race import DIRECTION, Arm, RacePools
 from omni_edu.lessons.diffusion_family.budget import DEFAULT_STEPS, DIT_DEPTH
 from omni_edu.modalities import Modality
 from omni_edu.model.heads.dit import matched_width
 from omni_edu.model.omni_lm import OmniLM
+from omni_edu.model.weights import count_parameters
+from omni_edu.parts import any_to_any as a2a
 
 REGRESSION = "linear regression"
 FLOW = "per-token flow head"
@@ -106,7 +107,7 @@ def cost_rows(
             {
                 "arm": arm.label,
                 "parameters": model.num_parameters(),
-                "head parameters": sum(p.numel() for p in model.image_head.parameters()),
+                "head parameters": count_parameters(model.image_head),
                 "training TFLOPs": steps
                 * training_flops(model, pool, DIRECTION, batch_size)
                 / 1e12,

@@ -21,8 +21,8 @@ import torch
 from torch import Tensor
 
 from omni_edu.generation.race import DIRECTION, RacePools
-from omni_edu.judges import Judges
-from omni_edu.judges.metrics import conditional_samples, sample_metrics
+from omni_edu.parts.judges import Judges
+from omni_edu.parts.judges.metrics import conditional_samples, sample_metrics
 
 # (prompt set, metric, sign): the three parts of the score; coverage distance counts as 1 - TV.
 PARTS = (("full", "fidelity", 1.0), ("open", "validity", 1.0), ("open", "coverage_tv", -1.0))

@@ -135,37 +135,26 @@ def check_flow_matching_loss(
 
 def _euler_cases() -> list[Case]:
     g = torch.Generator().manual_seed(1)
+
+    def case(
+        field: Callable, n: int, dim: int, t: float, dt: float, width: int, label: str, hint=""
+    ):
+        """``n`` tokens of ``dim`` at time ``t``, a step of ``dt``, conditions of ``width``."""
+        x, cond = torch.randn(n, dim, generator=g), torch.randn(n, width, generator=g)
+        return Case((field, x, t, dt, cond), label=label, hint=hint)
+
     return [
-        Case(
-            (
-                linear_velocity,
-                torch.randn(3, 2, generator=g),
-                0.0,
-                0.25,
-                torch.randn(3, 2, generator=g),
-            ),
-            label="3 tokens at t=0, dt=0.25, a linear field",
-        ),
-        Case(
-            (
-                wavy_velocity,
-                torch.randn(8, 4, generator=g),
-                0.5,
-                0.125,
-                torch.randn(8, 2, generator=g),
-            ),
-            label="8 tokens at t=0.5, dt=0.125, a non-linear field",
+        case(linear_velocity, 3, 2, 0.0, 0.25, 2, "3 tokens at t=0, dt=0.25, a linear field"),
+        case(
+            wavy_velocity,
+            *(8, 4, 0.5, 0.125, 2),
+            "8 tokens at t=0.5, dt=0.125, a non-linear field",
             hint="This field changes with t: evaluate it at the current time t, not at t + dt.",
         ),
-        Case(
-            (
-                per_token_time_velocity,
-                torch.randn(5, 4, generator=g),
-                0.75,
-                0.25,
-                torch.randn(5, 3, generator=g),
-            ),
-            label="5 tokens at t=0.75, a field that embeds t per token (needs t of shape (5,))",
+        case(
+            per_token_time_velocity,
+            *(5, 4, 0.75, 0.25, 3),
+            "5 tokens at t=0.75, a field that embeds t per token (needs t of shape (5,))",
         ),
     ]
 

@@ -19,7 +19,7 @@ reconstructions are the ceiling of both of its arms, and lesson 04 prints it): o
 outputs no head could show what it adds.
 
 Each arm draws K pictures per held-out prompt under each of its sampler settings, and
-:func:`omni_edu.judges.metrics.sample_metrics` scores them: fidelity, validity, coverage,
+:func:`omni_edu.parts.judges.metrics.sample_metrics` scores them: fidelity, validity, coverage,
 ghost mass, precision and recall. The race itself (pools, training, scoring, fronts) is the
 shared :mod:`omni_edu.generation.race`, which lesson 04b runs too; this module holds lesson
 04's arms and budget.

@@ -29,16 +29,16 @@ def omnilm_answerer(model: torch.nn.Module, data, batch_size: int = 64) -> Answe
     (``<answer>``, the picture and/or the sound the question is about, the question,
     ``<sep>``, then the option's words), and its score is the log-probability the model
     gives those words and the ``<eos>`` that ends them
-    (:func:`omni_edu.any_to_any.text_log_likelihood`). The option letters never enter:
+    (:func:`omni_edu.parts.any_to_any.text_log_likelihood`). The option letters never enter:
     such a model cannot prefer a slot.
 
     Args:
         model: an :class:`~omni_edu.model.omni_lm.OmniLM` trained with questions.
-        data: the :class:`~omni_edu.any_to_any.AnyToAnyData` it was trained on (its
+        data: the :class:`~omni_edu.parts.any_to_any.AnyToAnyData` it was trained on (its
             tokenizer, markers and picture/sound tokens).
     """
-    from omni_edu.any_to_any import text_log_likelihood
     from omni_edu.model.interleave import audio_segment, image_segment, text_segment
+    from omni_edu.parts.any_to_any import text_log_likelihood
 
     tok = data.tokenizer
 
@@ -72,7 +72,7 @@ def omnilm_answerer(model: torch.nn.Module, data, batch_size: int = 64) -> Answe
 def capstone_items(data, n: int | None = None) -> Benchmark:
     """The questions lesson 06's capstone was tested on, as multiple-choice items.
 
-    ``data``: the capstone's test :class:`~omni_edu.any_to_any.AnyToAnyData` (single-object
+    ``data``: the capstone's test :class:`~omni_edu.parts.any_to_any.AnyToAnyData` (single-object
     scenes). Each item shows what the capstone's question documents showed in training, the
     picture (its ``question_modality``), and keeps the question's own options: scoring these
     with :func:`omnilm_answerer` differs from lesson 06's measure only in how an answer is

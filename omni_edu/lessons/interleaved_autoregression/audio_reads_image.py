@@ -38,8 +38,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from omni_edu.data.documents import ORDERS, InterleavedCorpus, check_order
 from omni_edu.modalities import Modality
-from omni_edu.model.documents import ORDERS, InterleavedCorpus, check_order
 from omni_edu.model.interleave import PackedBatch, image_segment, pack
 from omni_edu.model.omni_lm import OmniLM
 

@@ -19,7 +19,7 @@ question, each against its own yardstick:
    and audio keys is compared with that of the other caption positions (which predict
    "a", "at", "the": grammar), and with chance (the share of visible keys).
 
-:func:`train_decoder` trains one decoder on an :class:`~omni_edu.model.documents.InterleavedCorpus`
+:func:`train_decoder` trains one decoder on an :class:`~omni_edu.data.documents.InterleavedCorpus`
 with the course's :class:`~omni_edu.train.Trainer`, so the statistics can be repeated
 over seeds.
 """
@@ -36,13 +36,13 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from omni_edu.data.documents import InterleavedCorpus, check_order
 from omni_edu.data.language import HORIZONTAL, SYNONYMS, VERTICAL
 from omni_edu.lessons.interleaved_autoregression.attention import attention_mass
 from omni_edu.modalities import PAD, Modality
-from omni_edu.model.documents import InterleavedCorpus, check_order, loss_fn
 from omni_edu.model.interleave import PackedBatch
 from omni_edu.model.omni_lm import OmniLM
-from omni_edu.train import History, TrainConfig, Trainer
+from omni_edu.train import History, TrainConfig, Trainer, model_loss
 from omni_edu.viz.plots import detached
 
 # Every word that names the value of an attribute (size, colour, shape, position): the
@@ -295,7 +295,7 @@ def train_decoder(
     def batches(step: int) -> PackedBatch:
         return corpus.batch(offset + step, batch_size)
 
-    history = Trainer(model, loss_fn, batches, config, eval_fn=eval_fn).fit()
+    history = Trainer(model, model_loss, batches, config, eval_fn=eval_fn).fit()
     model.eval()
     return model, history
 

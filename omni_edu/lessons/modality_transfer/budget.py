@@ -1,7 +1,7 @@
 """What lesson 06b trains in each profile (one ``BUDGET`` per lesson folder).
 
 * ``curriculum_base``: the base steps of the curriculum comparison (the stages of
-  :func:`omni_edu.any_to_any.curriculum`), two models;
+  :func:`omni_edu.parts.any_to_any.curriculum`), two models;
 * ``dominance``: the text-dominance variants (three loss weightings or mixes): base steps
   of the capstone's stages, seeds, test scenes;
 * ``grounding``: the factorial - scenes in each pool, test questions per set, stage-A steps

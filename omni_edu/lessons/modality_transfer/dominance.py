@@ -13,7 +13,7 @@ as its accuracy above what a blind answer gets for one that reads it.
 Variants, each an any-to-any model with linear heads trained like the capstone's unified
 stage at the same budget:
 
-* **balanced**: the measured loss weights (:func:`~omni_edu.any_to_any.balanced_loss_weights`)
+* **balanced**: the measured loss weights (:func:`~omni_edu.parts.any_to_any.balanced_loss_weights`)
   and every direction equally often;
 * **equal loss weights**: the three losses simply added (text's cross-entropy, on a scale
   some hundred times larger than a patch's squared error, takes the gradient);
@@ -31,8 +31,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from omni_edu import any_to_any as a2a
-from omni_edu.judges import Judges
+from omni_edu.parts import any_to_any as a2a
+from omni_edu.parts.judges import Judges
 from omni_edu.profiles import Profile
 from omni_edu.stats import bootstrap_difference
 

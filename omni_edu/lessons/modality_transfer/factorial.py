@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
-from omni_edu import any_to_any as a2a
 from omni_edu.lessons.modality_transfer.budget import BUDGET
 from omni_edu.lessons.modality_transfer.grounding import (
     MEDIA_TASKS,
@@ -45,6 +44,7 @@ from omni_edu.lessons.modality_transfer.grounding import (
     answers_of,
     test_sets,
 )
+from omni_edu.parts import any_to_any as a2a
 from omni_edu.profiles import Profile, get_profile
 
 ARMS: dict[str, tuple[str, str]] = {

@@ -35,12 +35,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from omni_edu import any_to_any as a2a
 from omni_edu.data import OmniBatch, OmniWorld, PromptSpec, Question
 from omni_edu.data.scene import COLOURS, POSITIONS, Scene, SceneObject
 from omni_edu.modalities import Modality, TextTokenizer
 from omni_edu.model.interleave import Segment, SpecialTokens, text_segment
 from omni_edu.model.omni_lm import OmniLM
+from omni_edu.parts import any_to_any as a2a
 from omni_edu.profiles import Profile
 
 # Words only media documents use (never a training question's caption).

@@ -18,6 +18,7 @@ from collections import Counter, defaultdict
 from collections.abc import Hashable, Sequence
 
 from omni_edu.data import OmniBatch
+from omni_edu.data.documents import PARTS
 from omni_edu.modalities import Modality, TextTokenizer, frame_audio, patch_grid, patchify
 from omni_edu.model.interleave import (
     PackedBatch,
@@ -29,7 +30,6 @@ from omni_edu.model.interleave import (
     text_segment,
 )
 
-PARTS = ("caption", "image", "audio")
 ORDERS = tuple(itertools.permutations(PARTS))  # the 6 orders of one caption, image, sound
 
 

@@ -12,8 +12,8 @@ import json
 import os
 from pathlib import Path
 
-from omni_edu.course_cache import cache_dir
 from omni_edu.lessons.scaling_laws.budget import SweepConfig
+from omni_edu.parts.course_cache import cache_dir
 from omni_edu.profiles import get_profile
 
 CACHE_VERSION = 2  # 2: one run per budget, its schedule matched to its length
@@ -27,7 +27,7 @@ def default_cache_path(profile: str = "ci") -> Path:
     tracked by git) for ``cpu`` and ``gpu``, so a learner's own runs never change the
     shipped file. Elsewhere (a pip install, Colab): the same names in the working
     directory. The gpu dry run's meaningless numbers go to the course cache
-    (:func:`omni_edu.course_cache.cache_dir`, a temporary folder under the tests).
+    (:func:`omni_edu.parts.course_cache.cache_dir`, a temporary folder under the tests).
     """
     p = get_profile(profile)
     if p.dry_run:

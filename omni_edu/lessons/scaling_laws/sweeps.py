@@ -38,7 +38,7 @@ from omni_edu.model.omni_lm import OmniLM, OmniLMConfig
 from omni_edu.model.projector import ProjectorConfig
 from omni_edu.model.transformer import Decoder, DecoderConfig
 from omni_edu.profiles import get_device, get_profile
-from omni_edu.train import TrainConfig, Trainer
+from omni_edu.train import TrainConfig, Trainer, model_loss
 
 
 def decoder_parameters(size: ModelSize) -> int:
@@ -47,7 +47,7 @@ def decoder_parameters(size: ModelSize) -> int:
     return Decoder(config).num_parameters()
 
 
-def count_parameters(model: OmniLM) -> dict[str, int]:
+def parameter_counts(model: OmniLM) -> dict[str, int]:
     """``{"total": ..., "non_embedding": ...}`` trainable parameters of an OmniLM.
 
     ``non_embedding`` counts the decoder blocks only: no text embedding, image/audio
@@ -87,11 +87,6 @@ def _build_model(data: SweepData, size: ModelSize, seed: int) -> nn.Module:
     )
 
 
-def _omni_loss(model: nn.Module, batch) -> dict[str, torch.Tensor]:
-    losses = model.loss(batch)
-    return {"loss": losses.pop("total"), **losses}
-
-
 def _train_run(data: SweepData, setting: str, size: ModelSize, steps: int) -> list[dict]:
     """Train one model on ``setting`` for ``steps`` steps and evaluate it at the end.
 
@@ -102,7 +97,7 @@ def _train_run(data: SweepData, setting: str, size: ModelSize, steps: int) -> li
     cfg = data.config
     train, val = data.batches(setting)
     model = _build_model(data, size, cfg.seed)
-    params = count_parameters(model)
+    params = parameter_counts(model)
     device = get_device(get_profile(cfg.profile))
 
     def validation_loss(m: nn.Module) -> dict[str, float]:
@@ -113,7 +108,7 @@ def _train_run(data: SweepData, setting: str, size: ModelSize, steps: int) -> li
 
     trainer = Trainer(
         model,
-        _omni_loss,
+        model_loss,
         lambda step: train[step % len(train)],
         TrainConfig(
             steps=steps,

@@ -1,7 +1,7 @@
 """Checks for lesson 03's exercises: the quantisation step, the EMA codebook update, and the
 whole VQ layer as one module (a core build, checked with
 :func:`~omni_edu.grading.check_module` against the package's
-:class:`~omni_edu.model.heads.vq.VectorQuantizer`).
+:class:`~omni_edu.model.heads.quantizers.VectorQuantizer`).
 
 Every check takes ``show_recipe=True`` (show the full recipe now) and ``time_limit``
 (seconds).
@@ -26,7 +26,7 @@ from omni_edu.grading import (
     compare,
     summarize,
 )
-from omni_edu.model.heads.vq import (
+from omni_edu.model.heads.quantizers import (
     VectorQuantizer,
     ema_codebook_update,
     quantize_straight_through,
@@ -253,7 +253,7 @@ class VQLayerConfig:
 
 
 class VQLayerReference(VectorQuantizer):
-    """The package's :class:`~omni_edu.model.heads.vq.VectorQuantizer` with EMA updates, as
+    """The package's :class:`~omni_edu.model.heads.quantizers.VectorQuantizer` with EMA updates, as
     the exercise's module: ``forward(z) -> (z_q, indices, loss)``; its state is the
     ``codebook`` parameter and the ``cluster_size`` and ``embed_sum`` buffers (no k-means,
     no dead-code restart)."""

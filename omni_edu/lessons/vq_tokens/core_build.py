@@ -17,14 +17,8 @@ import torch
 from torch import nn
 
 from omni_edu.lessons.vq_tokens.checks import VQLayerConfig
-from omni_edu.model.heads.vq import (
-    VQVAE,
-    QuantizerOutput,
-    VQVAEConfig,
-    codebook_usage,
-    kmeans,
-    nearest_code,
-)
+from omni_edu.model.heads.quantizers import QuantizerOutput, codebook_usage, kmeans, nearest_code
+from omni_edu.model.heads.vq import VQVAE, VQVAEConfig
 
 
 class AsQuantizer(nn.Module):

@@ -182,3 +182,73 @@ def ratio(
 ) -> list[float]:
     """Per run, the mean of ``key`` on path ``a`` divided by its mean on path ``b``."""
     return [r[a][key].mean().item() / max(r[b][key].mean().item(), 1e-12) for r in runs]
+
+
+# --------------------------------------------------------------------------------------
+# Discrete Representation Inconsistency: does nearly the same input keep its tokens?
+# --------------------------------------------------------------------------------------
+
+
+def shift_along(x: torch.Tensor, dim: int, steps: int = 1) -> torch.Tensor:
+    """``x`` moved by ``steps`` positions along ``dim`` (towards higher indices), the
+    first slice repeated into the gap: a picture moved one pixel right (``dim=-1``) or a
+    sound delayed by one log-mel frame (``dim=1``)."""
+    if not 0 < steps < x.shape[dim]:
+        raise ValueError(f"steps should be in [1, {x.shape[dim]}) for dim {dim}; got {steps}.")
+    edge = x.narrow(dim, 0, 1)
+    repeated = edge.expand(*[steps if d == dim % x.dim() else -1 for d in range(x.dim())])
+    return torch.cat([repeated, x.narrow(dim, 0, x.shape[dim] - steps)], dim=dim)
+
+
+def add_noise(
+    x: torch.Tensor, sigma: float, seed: int = 0, low: float = 0.0, high: float = 1.0
+) -> torch.Tensor:
+    """``x`` plus Gaussian noise of standard deviation ``sigma``, clipped to ``[low, high]``."""
+    if sigma < 0:
+        raise ValueError(f"sigma should be >= 0; got {sigma}.")
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.randn(x.shape, generator=generator).to(x.device)
+    return (x + sigma * noise).clamp(low, high)
+
+
+@torch.no_grad()
+def representation_change(
+    model: QuantizedAutoencoder, x: torch.Tensor, x_new: torch.Tensor, batch_size: int = 256
+) -> dict[str, float]:
+    """How much a tokenizer's output moves when its input moves from ``x`` to ``x_new``.
+
+    Returns:
+        latent_change: the encoder's continuous output, before quantisation: mean over
+            token positions of ``|z_new - z|``, divided by the root-mean-square ``|z|``
+            (what a continuous-token model would see move);
+        token_change: fraction of token positions whose id changes (NaN for the
+            continuous autoencoder, which has no ids);
+        sequence_change: fraction of examples whose token sequence changes at all.
+    """
+    if x.shape != x_new.shape:
+        raise ValueError(
+            f"x and x_new should have one shape; got {tuple(x.shape)} and {tuple(x_new.shape)}."
+        )
+    model.eval()
+    device = next(model.parameters()).device
+    moved = squared = positions = changed = sequences = 0.0
+    discrete = model.vocab_size is not None
+    for start in range(0, len(x), batch_size):
+        a = x[start : start + batch_size].to(device)
+        b = x_new[start : start + batch_size].to(device)
+        za, zb = model.encode(a).float(), model.encode(b).float()  # (batch, *grid, code_dim)
+        moved += (zb - za).norm(dim=-1).sum().item()
+        squared += za.pow(2).sum().item()
+        positions += za[..., 0].numel()
+        if discrete:
+            ids_a = model.quantizer.indices(za).reshape(len(a), -1)
+            ids_b = model.quantizer.indices(zb).reshape(len(b), -1)
+            differ = ids_a != ids_b
+            changed += differ.sum().item()
+            sequences += differ.any(dim=1).sum().item()
+    nan = float("nan")
+    return {
+        "latent_change": (moved / positions) / (squared / positions) ** 0.5,
+        "token_change": changed / positions if discrete else nan,
+        "sequence_change": sequences / len(x) if discrete else nan,
+    }

@@ -1,11 +1,11 @@
 """Output heads and tokenizers: how OmniLM writes pictures and sounds.
 
-* discrete tokens (lesson 03): the VQ-VAE and its quantisers (:mod:`~omni_edu.model.heads.vq`),
-  FSQ (:mod:`~omni_edu.model.heads.fsq`); the model writes their code ids with a softmax
-  (:class:`~omni_edu.model.heads.output.CodeHead`);
+* discrete tokens (lesson 03): the VQ-VAE (:mod:`~omni_edu.model.heads.vq`), its quantisers
+  (:mod:`~omni_edu.model.heads.quantizers`), FSQ (:mod:`~omni_edu.model.heads.fsq`); the
+  model writes their code ids with a softmax (:class:`~omni_edu.model.heads.output.CodeHead`);
 * continuous tokens (lesson 04): regression heads and the per-token flow-matching head
-  (:mod:`~omni_edu.model.heads.flow`, :mod:`~omni_edu.model.heads.output`), and the
-  two-mode toy that shows why they differ (:mod:`~omni_edu.model.heads.toy`);
+  (:mod:`~omni_edu.model.heads.flow`, :mod:`~omni_edu.model.heads.output`); lesson 04's
+  two-mode toy that shows why they differ is :mod:`omni_edu.lessons.diffusion_head.toy`;
 * whole spans at once (lesson 04b, :mod:`~omni_edu.model.heads.span`): the DiT head
   (:mod:`~omni_edu.model.heads.dit`), whole-image diffusion in the decoder
   (:mod:`~omni_edu.model.heads.transfusion`), masked codes (:mod:`~omni_edu.model.heads.masked`).
@@ -30,21 +30,18 @@ from omni_edu.model.heads.output import (
     build_head,
     sample_token,
 )
-from omni_edu.model.heads.span import span_flow_loss
-from omni_edu.model.heads.toy import mode_coverage, two_mode_points
-from omni_edu.model.heads.transfusion import TransfusionHead
-from omni_edu.model.heads.vq import (
-    VQVAE,
+from omni_edu.model.heads.quantizers import (
     VectorQuantizer,
-    VQVAEConfig,
     codebook_usage,
     ema_codebook_update,
-    evaluate_autoencoder,
     kmeans,
     nearest_code,
     quantize_straight_through,
     vq_loss_terms,
 )
+from omni_edu.model.heads.span import span_flow_loss
+from omni_edu.model.heads.transfusion import TransfusionHead
+from omni_edu.model.heads.vq import VQVAE, VQVAEConfig, evaluate_autoencoder
 
 __all__ = [
     "FSQ",
@@ -69,12 +66,10 @@ __all__ = [
     "flow_matching_loss",
     "kmeans",
     "masked_after",
-    "mode_coverage",
     "nearest_code",
     "quantize_straight_through",
     "sample_token",
     "span_flow_loss",
-    "two_mode_points",
     "unmask_by_confidence",
     "vq_loss_terms",
 ]

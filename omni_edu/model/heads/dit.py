@@ -43,6 +43,7 @@ from omni_edu.model.heads.span import (
     span_flow_loss,
     training_times,
 )
+from omni_edu.model.weights import count_parameters
 
 
 @dataclass
@@ -110,12 +111,11 @@ def matched_width(flow: FlowHeadConfig, depth: int, n_heads: int = 4) -> int:
     """The width (a multiple of 4 and of ``n_heads``) at which a DiT of ``depth`` blocks has
     the parameter count closest to the per-token flow head ``flow``'s: the two heads raced
     at matched parameters."""
-    target = sum(p.numel() for p in FlowHead(flow).parameters())
+    target = count_parameters(FlowHead(flow))
     step = math.lcm(4, n_heads)
 
     def size(width: int) -> int:
-        head = DiTHead(DiTConfig.from_flow(flow, width, depth, n_heads))
-        return sum(p.numel() for p in head.parameters())
+        return count_parameters(DiTHead(DiTConfig.from_flow(flow, width, depth, n_heads)))
 
     width = step  # the count grows with the width: stop at the first one past the target
     while size(width + step) < target:
@@ -194,7 +194,7 @@ class DiTHead(nn.Module):
         )
 
     def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        return count_parameters(self)
 
     def corrupt(
         self, x: Tensor, grid: tuple[int, int], generator: torch.Generator | None = None

@@ -14,7 +14,7 @@ We train it with flow matching (rectified flow), the simplest version of the ide
   with a few Euler steps.
 
 A plain MSE regression head with the same inputs predicts the *mean* token, which for a
-token with two likely values is neither of them (see :mod:`omni_edu.model.heads.toy`).
+token with two likely values is neither of them (see :mod:`omni_edu.lessons.diffusion_head.toy`).
 :class:`RegressionHead` is that baseline with the very same network, so that a comparison
 of the two measures the loss and the sampler, not the size of the head.
 
@@ -31,6 +31,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from omni_edu.model.weights import count_parameters
 
 # velocity_fn(x_t (n, token_dim), t (n,), cond (n, cond_dim)) -> velocity (n, token_dim)
 VelocityFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -236,7 +238,7 @@ class _HeadBase(nn.Module):
         return torch.where(drop, self.null_cond.expand_as(cond), cond)
 
     def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        return count_parameters(self)
 
     def _inputs(
         self, x: torch.Tensor, cond: torch.Tensor, repeats: int = 1

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from omni_edu.model.heads.span import SpanState
+from omni_edu.model.weights import count_parameters
 
 # logits_of(codes (n, L), masked (n, L) bool) -> logits (n, L, vocab): the decoder over the span
 LogitsFn = Callable[[Tensor, Tensor], Tensor]
@@ -104,7 +105,7 @@ class MaskedCodeHead(nn.Module):
         self.mask_embedding = nn.Parameter(0.02 * torch.randn(d_model))
 
     def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        return count_parameters(self)
 
     def corrupt(
         self, ids: Tensor, grid: tuple[int, int], generator: torch.Generator | None = None

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from omni_edu.model.heads.flow import FlowHeadConfig, timestep_embedding
 from omni_edu.model.heads.span import SpanDenoiser, SpanState, euler_sample, training_times
+from omni_edu.model.weights import count_parameters
 
 
 class TransfusionHead(nn.Module):
@@ -53,7 +54,7 @@ class TransfusionHead(nn.Module):
         self.readout = nn.Linear(d_model, config.token_dim)  # hidden state -> its velocity
 
     def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        return count_parameters(self)
 
     def to_head_units(self, x: Tensor) -> Tensor:
         return (x - self.config.shift) / self.config.scale

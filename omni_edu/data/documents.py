@@ -23,9 +23,9 @@ import random
 from collections.abc import Callable, Sequence
 
 import torch
-from torch import Tensor
 
-from omni_edu.data import OmniWorld, caption
+from omni_edu.data.language import caption
+from omni_edu.data.world import OmniWorld
 from omni_edu.modalities import Modality, TextTokenizer, frame_audio, patch_grid, patchify
 from omni_edu.model.interleave import (
     PackedBatch,
@@ -218,9 +218,3 @@ class InterleavedCorpus:
                 else:
                     labels.append(f"aud {k}")
         return labels
-
-
-def loss_fn(model: torch.nn.Module, packed: PackedBatch) -> dict[str, Tensor]:
-    """The Trainer's loss function for an OmniLM: total under ``"loss"``, and per modality."""
-    losses = model.loss(packed)
-    return {"loss": losses.pop("total"), **losses}

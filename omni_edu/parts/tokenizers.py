@@ -8,7 +8,7 @@ single decoder reads the quantiser's codes *and* the encoder's continuous latent
 can then race a head that writes code ids against heads that write latents through the
 same decoder, so "discrete vs continuous" is not "a lossy tokenizer vs raw pixels".
 Lesson 03 builds them and the rest of the course shares them through the course cache
-(:mod:`omni_edu.course_cache`):
+(:mod:`omni_edu.parts.course_cache`):
 
 * :func:`image_tokenizer` - one code (or one latent) per image patch, the same grid as
   the patch tokens, trained on single-object OmniWorld training pictures;
@@ -16,7 +16,7 @@ Lesson 03 builds them and the rest of the course shares them through the course 
   token of four log-mel frames (:func:`omni_edu.modalities.frame_audio`), so a discrete
   sound has as many tokens as a continuous one.
 
-Both return a :class:`~omni_edu.course_cache.CachedPart` whose ``model`` offers
+Both return a :class:`~omni_edu.parts.course_cache.CachedPart` whose ``model`` offers
 ``encode_to_indices``, ``decode_from_indices`` and ``vocab_size`` (the codes) and
 ``encode_latents``, ``decode_latents`` and ``latent_dim`` (the continuous path): loaded
 from the cache when a valid checkpoint is there, otherwise trained (with a progress bar)
@@ -27,10 +27,9 @@ Also here: :func:`train_autoencoder`, the one way the course trains an autoencod
 runs the :class:`~omni_edu.train.Trainer` through :func:`omni_edu.train.fit`);
 :func:`train_tokenizer`, the course's recipe with other settings or seeds (the variants
 lesson 03 and ``benchmarks/tokenizer_paths.py`` compare); :func:`path_scores` and
-:func:`latent_stats`, what a path keeps and what its latents look like; and the
-measurements of lesson 03's claim check on *Discrete Representation Inconsistency*:
-:func:`shift_along`, :func:`add_noise` and :func:`representation_change` ask whether
-nearly the same input keeps the same tokens.
+:func:`latent_stats`, what a path keeps and what its latents look like. The measurements
+of lesson 03's claim check on *Discrete Representation Inconsistency* (does nearly the
+same input keep the same tokens?) live in :mod:`omni_edu.lessons.vq_tokens.dri`.
 """
 
 from __future__ import annotations
@@ -43,9 +42,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from omni_edu.course_cache import CachedPart, load_or_train
 from omni_edu.data import OmniWorld
-from omni_edu.judges import attribute_accuracy
 from omni_edu.model.heads.vq import (
     VQVAE,
     AudioVQVAE,
@@ -55,6 +52,8 @@ from omni_edu.model.heads.vq import (
     VQVAEConfig,
     evaluate_autoencoder,
 )
+from omni_edu.parts.course_cache import CachedPart, load_or_train
+from omni_edu.parts.judges import attribute_accuracy
 from omni_edu.profiles import Profile, get_device, get_profile, seed_everything
 from omni_edu.train import History, fit
 
@@ -434,7 +433,7 @@ def path_scores(
 
     Returns ``recon_mse`` (mean squared error per value) and ``attr_acc``, the mean
     attribute accuracy of ``judge`` (a picture or sound judge of
-    :func:`omni_edu.judges.judges`) on the reconstructions, against ``attributes``
+    :func:`omni_edu.parts.judges.judges`) on the reconstructions, against ``attributes``
     ``(n, 1, 4)``. ``quantize=False`` decodes the continuous latents instead of the codes.
     """
     model.eval()
@@ -449,74 +448,4 @@ def path_scores(
     return {
         "recon_mse": (recon - data.float().cpu()).pow(2).mean().item(),
         "attr_acc": attribute_accuracy(judge, recon, attributes)["mean"],
-    }
-
-
-# --------------------------------------------------------------------------------------
-# Discrete Representation Inconsistency: does nearly the same input keep its tokens?
-# --------------------------------------------------------------------------------------
-
-
-def shift_along(x: torch.Tensor, dim: int, steps: int = 1) -> torch.Tensor:
-    """``x`` moved by ``steps`` positions along ``dim`` (towards higher indices), the
-    first slice repeated into the gap: a picture moved one pixel right (``dim=-1``) or a
-    sound delayed by one log-mel frame (``dim=1``)."""
-    if not 0 < steps < x.shape[dim]:
-        raise ValueError(f"steps should be in [1, {x.shape[dim]}) for dim {dim}; got {steps}.")
-    edge = x.narrow(dim, 0, 1)
-    repeated = edge.expand(*[steps if d == dim % x.dim() else -1 for d in range(x.dim())])
-    return torch.cat([repeated, x.narrow(dim, 0, x.shape[dim] - steps)], dim=dim)
-
-
-def add_noise(
-    x: torch.Tensor, sigma: float, seed: int = 0, low: float = 0.0, high: float = 1.0
-) -> torch.Tensor:
-    """``x`` plus Gaussian noise of standard deviation ``sigma``, clipped to ``[low, high]``."""
-    if sigma < 0:
-        raise ValueError(f"sigma should be >= 0; got {sigma}.")
-    generator = torch.Generator().manual_seed(seed)
-    noise = torch.randn(x.shape, generator=generator).to(x.device)
-    return (x + sigma * noise).clamp(low, high)
-
-
-@torch.no_grad()
-def representation_change(
-    model: QuantizedAutoencoder, x: torch.Tensor, x_new: torch.Tensor, batch_size: int = 256
-) -> dict[str, float]:
-    """How much a tokenizer's output moves when its input moves from ``x`` to ``x_new``.
-
-    Returns:
-        latent_change: the encoder's continuous output, before quantisation: mean over
-            token positions of ``|z_new - z|``, divided by the root-mean-square ``|z|``
-            (what a continuous-token model would see move);
-        token_change: fraction of token positions whose id changes (NaN for the
-            continuous autoencoder, which has no ids);
-        sequence_change: fraction of examples whose token sequence changes at all.
-    """
-    if x.shape != x_new.shape:
-        raise ValueError(
-            f"x and x_new should have one shape; got {tuple(x.shape)} and {tuple(x_new.shape)}."
-        )
-    model.eval()
-    device = next(model.parameters()).device
-    moved = squared = positions = changed = sequences = 0.0
-    discrete = model.vocab_size is not None
-    for start in range(0, len(x), batch_size):
-        a = x[start : start + batch_size].to(device)
-        b = x_new[start : start + batch_size].to(device)
-        za, zb = model.encode(a).float(), model.encode(b).float()  # (batch, *grid, code_dim)
-        moved += (zb - za).norm(dim=-1).sum().item()
-        squared += za.pow(2).sum().item()
-        positions += za[..., 0].numel()
-        if discrete:
-            ids_a = model.quantizer.indices(za).reshape(len(a), -1)
-            ids_b = model.quantizer.indices(zb).reshape(len(b), -1)
-            differ = ids_a != ids_b
-            changed += differ.sum().item()
-            sequences += differ.any(dim=1).sum().item()
-    nan = float("nan")
-    return {
-        "latent_change": (moved / positions) / (squared / positions) ** 0.5,
-        "token_change": changed / positions if discrete else nan,
-        "sequence_change": sequences / len(x) if discrete else nan,
     }

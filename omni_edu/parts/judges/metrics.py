@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from omni_edu.data import ATTRIBUTES, VALUES, OmniWorld, conditional_distributions
 from omni_edu.data.prompts import single_prompts
 from omni_edu.data.render import BACKGROUND, RGB
-from omni_edu.judges.classifiers import AttributeClassifier, AudioAttributeClassifier
+from omni_edu.parts.judges.classifiers import AttributeClassifier, AudioAttributeClassifier
 
 # The judge is confident when its top class has at least this probability. Calibrated on
 # 2000 real test pictures and sounds in the ci profile (judges() of the course cache): the

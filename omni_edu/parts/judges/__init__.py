@@ -1,17 +1,17 @@
 """Judges: read generated pictures and sounds back, and score what a generator draws.
 
-* :mod:`omni_edu.judges.classifiers` - the two small classifiers (a CNN for pictures, a
+* :mod:`omni_edu.parts.judges.classifiers` - the two small classifiers (a CNN for pictures, a
   1-D CNN for log-mel sounds), their training, attribute accuracy, the Fréchet distance
   on their features, and :func:`judges`, the cached part every lesson scores with;
-* :mod:`omni_edu.judges.metrics` - metrics of a *distribution* of samples per prompt
+* :mod:`omni_edu.parts.judges.metrics` - metrics of a *distribution* of samples per prompt
   (fidelity, validity, coverage, ghost mass, precision and recall), for prompts that
   leave something to choose.
 
-The classifiers' names are importable from here (``from omni_edu.judges import judges``);
-the metrics from their module (``from omni_edu.judges.metrics import sample_metrics``).
+The classifiers' names are importable from here (``from omni_edu.parts.judges import judges``);
+the metrics from their module (``from omni_edu.parts.judges.metrics import sample_metrics``).
 """
 
-from omni_edu.judges.classifiers import (
+from omni_edu.parts.judges.classifiers import (
     JUDGE_SCENES,
     JUDGE_STEPS,
     AttributeClassifier,
@@ -26,8 +26,6 @@ from omni_edu.judges.classifiers import (
     frechet_distance,
     judges,
     single_object,
-    train_attribute_classifier,
-    train_audio_classifier,
     train_judge,
 )
 
@@ -46,7 +44,5 @@ __all__ = [
     "frechet_distance",
     "judges",
     "single_object",
-    "train_attribute_classifier",
-    "train_audio_classifier",
     "train_judge",
 ]

@@ -13,7 +13,7 @@ average of every possible picture can still read as the right colour in the righ
 features standing in for Inception's.
 
 Both judges are a shared part of the system: :func:`judges` trains them once per profile
-and keeps them in the course cache (:mod:`omni_edu.course_cache`) for every lesson that
+and keeps them in the course cache (:mod:`omni_edu.parts.course_cache`) for every lesson that
 scores generations.
 """
 
@@ -170,39 +170,6 @@ def train_judge(
     return judge
 
 
-def train_attribute_classifier(
-    images: Tensor,
-    attributes: Tensor,
-    steps: int = 300,
-    batch_size: int = 64,
-    lr: float = 3e-3,
-    seed: int = 0,
-    progress: bool = True,
-) -> AttributeClassifier:
-    """Fit an :class:`AttributeClassifier` on real pictures ``(n, 3, H, W)``.
-
-    attributes: ``(n, 4)`` or ``(n, 1, 4)`` (shape, colour, size, position) indices.
-    """
-    torch.manual_seed(seed)
-    judge = AttributeClassifier()
-    return train_judge(judge, images, attributes, steps, batch_size, lr, seed, progress)
-
-
-def train_audio_classifier(
-    mels: Tensor,
-    attributes: Tensor,
-    steps: int = 200,
-    batch_size: int = 64,
-    lr: float = 3e-3,
-    seed: int = 0,
-    progress: bool = True,
-) -> AudioAttributeClassifier:
-    """Fit an :class:`AudioAttributeClassifier` on real sounds ``(n, frames, n_mels)``."""
-    torch.manual_seed(seed)
-    judge = AudioAttributeClassifier(mels.shape[-1])
-    return train_judge(judge, mels, attributes, steps, batch_size, lr, seed, progress)
-
-
 @torch.no_grad()
 def attribute_scores(judge: nn.Module, inputs: Tensor, attributes: Tensor) -> Tensor:
     """Per example, the fraction of its four attributes the judge reads back: ``(n,)``.
@@ -295,11 +262,11 @@ JUDGE_SCENES, JUDGE_STEPS = 2048, 400
 def judges(profile: Profile | str | None = None, retrain: bool = False, verbose: bool = True):
     """Both judges, trained on fresh single-object OmniWorld scenes, from the course cache.
 
-    Returns a :class:`~omni_edu.course_cache.CachedPart` whose ``model`` is a
+    Returns a :class:`~omni_edu.parts.course_cache.CachedPart` whose ``model`` is a
     :class:`Judges`; ``extra`` holds each judge's accuracy on real held-out scenes (the
     ceiling a perfect generator could reach).
     """
-    from omni_edu.course_cache import load_or_train
+    from omni_edu.parts.course_cache import load_or_train
 
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
     n, steps = profile.budget(JUDGE_SCENES, dry=64), profile.budget(JUDGE_STEPS)
