@@ -46,6 +46,7 @@ from omni_edu.lessons.modality_transfer.grounding import (
 )
 from omni_edu.parts import any_to_any as a2a
 from omni_edu.profiles import Profile, get_profile
+from omni_edu.stats import t_interval
 
 ARMS: dict[str, tuple[str, str]] = {
     "sound paired, picture paired": ("paired", "paired"),
@@ -60,20 +61,6 @@ STAGE_B_MIX = {a2a.QUESTION: 0.25, **dict.fromkeys(MEDIA_TASKS, 0.1875)}
 TRANSFER = {PS: 1.0, SS: -1.0}  # sound paired against neither, pictures shuffled in both
 PICTURE = {SP: 1.0, SS: -1.0}
 INTERACTION = {PP: 1.0, PS: -1.0, SP: -1.0, SS: 1.0}
-
-# Two-sided 95 % quantiles of Student's t for 1..30 degrees of freedom.
-_T975 = (
-    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
-)  # fmt: skip
-
-
-def t975(df: int) -> float:
-    """Student's t quantile for a two-sided 95 % interval with ``df`` degrees of freedom."""
-    if df < 1:
-        return math.inf
-    return _T975[df - 1] if df <= len(_T975) else 1.96
 
 
 @dataclass(frozen=True)
@@ -97,17 +84,15 @@ class SeedInterval:
 
 
 def seed_interval(values: Sequence[float]) -> SeedInterval:
-    """Mean, standard error and 95 % t interval of per-seed values (paired differences)."""
+    """Mean, standard error and 95 % t interval (:func:`omni_edu.stats.t_interval`) of
+    per-seed values (paired differences)."""
     values = [float(v) for v in values]
     if not values:
         raise ValueError("seed_interval needs at least one value.")
     n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return SeedInterval(mean, math.inf, -math.inf, math.inf, n)
-    se = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
-    half = t975(n - 1) * se
-    return SeedInterval(mean, se, mean - half, mean + half, n)
+    mean, low, high = t_interval(values)
+    se = math.inf if n < 2 else math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
+    return SeedInterval(mean, se, low, high, n)
 
 
 def logit(p: float, n: int) -> float:
