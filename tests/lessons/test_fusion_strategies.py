@@ -302,6 +302,15 @@ def test_arms_at_the_baseline_are_not_tested_whatever_the_numbers_say() -> None:
     assert box.verdict == NOT_TESTED
 
 
+def test_an_arm_that_leaves_the_baseline_by_its_own_noise_makes_the_design_testable() -> None:
+    # The cpu run's shape: early fusion clear of the baseline in every seed (tight), late
+    # fusion noisy. A noisier arm's interval must not hide early fusion's exit.
+    results = fake_results([0.58, 0.59, 0.60], [0.50, 0.66, 0.58], [0.5] * 3, [0.55] * 3)
+    check = reasoning_check(results)
+    assert check.left["early"] and not check.power.near_baseline
+    assert max(check.detectable.values()) > check.means["early"] - check.baseline
+
+
 def test_an_arm_whose_every_seed_answers_one_class_is_named() -> None:
     finals = ([0.9] * 3, [0.5] * 3, [0.18] * 3, [0.9] * 3)
     check = reasoning_check(fake_results(*finals, constant=("cross",)))
