@@ -87,7 +87,19 @@ def lesson_of(path: Path) -> str | None:
     return PART_TESTS.get(path.name)
 
 
+def run_order(item) -> int:
+    """Where a test runs in the suite: lessons first, then the gpu-dry run of every lesson,
+    then the rest. Each worker takes the next whole file (or notebook) when it is free, so
+    the long files go first and the many short ones fill the gaps; in collection order the
+    lessons came last and one worker ran the final, longest ones while the other idled."""
+    path = Path(str(item.fspath))
+    if path.suffix == ".ipynb" and path.parent.name == "notebooks":
+        return 0
+    return 1 if path.name == "test_gpu_dry.py" else 2
+
+
 def pytest_collection_modifyitems(config, items):
+    items.sort(key=run_order)  # stable: the order within each group stays
     for item in items:
         path = Path(str(item.fspath))
         number = lesson_of(path)

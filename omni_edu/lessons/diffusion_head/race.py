@@ -45,6 +45,7 @@ from omni_edu.generation.race import (
 __all__ = [
     "ARMS",
     "DIRECTION",
+    "SEEDS",
     "STEPS",
     "TEST_PROMPTS",
     "TRAIN_PROMPTS",
@@ -58,10 +59,13 @@ __all__ = [
     "train_arm",
 ]
 
-# Optimizer steps per arm, per profile (gpu-dry cuts them through profile.budget). In the
-# ci profile the decoder reads colour words only after ~500 steps; 900 leaves room for
-# every head to learn the task.
-STEPS = {"ci": 900, "cpu": 1500, "gpu": 3000}
+# Optimizer steps per arm and training seeds, per profile (gpu-dry cuts them through
+# profile.budget). In the ci profile the decoder reads colour words only after ~500 steps;
+# 900 leaves room for every head to learn the task. The cpu profile's decoder is wider and
+# deeper (d_model 128, 4 layers): an arm of 1500 steps took about 110 s on 2 cores, so
+# three seeds of five arms ran past the lesson's ten minutes; one seed of 1000 steps fits.
+STEPS = {"ci": 900, "cpu": 1000, "gpu": 3000}
+SEEDS = {"ci": 1, "cpu": 1, "gpu": 3}
 
 
 def flow_samplers(steps: Sequence[int], temperatures: Sequence[float], guidance: Sequence[float]):

@@ -70,16 +70,18 @@ _PROMPT_LOSSES: dict[tuple, dict[str, float]] = {}  # measured once per process
 
 
 def prompt_losses(
-    data: AnyToAnyData, modality: str, kind: str, head: FlowHeadConfig, steps: int = 300
+    data: AnyToAnyData, modality: str, kind: str, head: FlowHeadConfig, steps: int | None = None
 ) -> dict[str, float]:
     """How much of a ``kind`` head's loss on ``modality`` tokens the prompt can explain.
 
-    Trains the head (its own loss, ``steps`` seeded updates, 256 tokens each) on the pool's
+    Trains the head (its own loss, ``steps`` seeded updates, 256 tokens each; by default
+    300 through the pool's profile budget, so a gpu-dry run takes a few) on the pool's
     tokens twice: ``"blind"``, with a constant condition, and ``"told"``, with a condition
     that names the scene (one-hot shape, colour, size and position) and the token's place
     in the sequence: what a decoder that reads the prompt perfectly could tell the head.
     Returns both losses averaged over fixed held-out draws (single-object scenes).
     """
+    steps = data.profile.budget(300, dry=4) if steps is None else steps
     features = data.patches if modality == "image" else data.audio
     tokens = data.codes[modality] if kind == "codes" else features
     # Keyed by the tokens' content, not the pool object: a pool built again later (or a
