@@ -163,6 +163,7 @@ def test_cli_writes_the_json_and_the_readme(tmp_path):
     assert run_lessons.main([*args, "--readme-path", str(readme)]) == 0
     assert json.loads((tmp_path / "r.json").read_text())["lessons"][0]["ok"]
     assert "- **98** trained 3 steps in ci" in readme.read_text()
+    assert "The 1 lessons took" in readme.read_text()
     with pytest.raises(ValueError, match="Unknown profile"):
         run_lessons.main(["run", str(tmp_path / "nb"), "--profile", "laptop"])
 
@@ -173,3 +174,25 @@ def test_a_notebook_past_its_time_limit_is_stopped_and_still_measured(tmp_path):
     run = run_lessons.execute_notebook(tmp_path / "97_slow.ipynb", "ci", limit_s=15)
     assert not run.ok and "ran past" in run.error and run.wall_s < 300
     assert "peak_rss_mib" in run.stats  # the stats cell ran after the interrupt
+
+
+MACHINE = {"cpu": "AMD EPYC", "cores": 2, "ram_gib": 23.5, "gpu": None, "torch": "2.13.0"}
+
+
+def test_the_readme_command_writes_a_saved_runs_section_and_refuses_a_failed_one(tmp_path):
+    lesson = {"notebook": "notebooks/98_tiny.ipynb", "wall_s": 12.0, "ok": True}
+    report = {"profile": "cpu", "date": "2026-12-06", "machine": MACHINE, "lessons": [lesson]}
+    figures = tmp_path / "f.jsonl"
+    figures.write_text(json.dumps({"lesson": "98", "kind": "headline", "text": "x = 1"}) + "\n")
+    (tmp_path / "r.json").write_text(json.dumps(report))
+    readme = tmp_path / "README.md"
+    readme.write_text("# R\n\n<!-- figures:start -->\n<!-- figures:end -->\n")
+    args = ["readme", str(tmp_path / "r.json"), str(figures), "--readme-path", str(readme)]
+    assert run_lessons.main(args) == 0
+    text = readme.read_text()
+    assert "<!-- figures-cpu:start -->" in text and "- **98** x = 1" in text
+    assert "| 98_tiny | 12 s | ran |" in text and "took 12 s" in text
+    report["lessons"][0]["ok"] = False
+    (tmp_path / "r.json").write_text(json.dumps(report))
+    readme.write_text("untouched")
+    assert run_lessons.main(args) == 1 and readme.read_text() == "untouched"

@@ -78,7 +78,14 @@ def figures_markdown(report: dict[str, Any], figures: list[dict[str, Any]]) -> s
     for run in report["lessons"]:
         state = "ran" if run["ok"] else "**failed**"
         lines.append(f"| {Path(run['notebook']).stem} | {run['wall_s']:.0f} s | {state} |")
-    lines.append("")
+    total = sum(run["wall_s"] for run in report["lessons"])
+    lines += [
+        "",
+        f"The {len(report['lessons'])} lessons took {total:.0f} s (about {total / 60:.0f} "
+        "minutes) one after another, the longest "
+        f"{max(run['wall_s'] for run in report['lessons']):.0f} s.",
+        "",
+    ]
     by_lesson: dict[str, list[dict[str, Any]]] = {}
     for entry in figures:
         by_lesson.setdefault(str(entry.get("lesson", "")), []).append(entry)

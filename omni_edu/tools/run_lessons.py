@@ -19,6 +19,7 @@ Usage::
 
     python -m omni_edu.tools.run_lessons run --profile ci --out runs/ci --json runs/ci.json
     python -m omni_edu.tools.run_lessons run --profile ci --readme      # refresh README figures
+    python -m omni_edu.tools.run_lessons readme runs/cpu.json runs/cpu.jsonl  # from a saved run
 
 The tools it needs (nbclient, ipykernel) come with the ``dev`` extra; they are imported
 only when used.
@@ -353,6 +354,33 @@ def run_lessons(
 
 # --------------------------------------------------------------------------- README figures
 # ---------------------------------------------------------------------------------- the CLI
+def write_readme(report: dict[str, Any], figures: list[dict[str, Any]], readme: Path) -> None:
+    """Write one run's section into ``readme`` (a profile other than ci also gets the claims
+    whose verdicts differ from the ci section's)."""
+    profile = report["profile"]
+    section = figures_markdown(report, figures)
+    text = replace_figures_section(readme.read_text(encoding="utf-8"), section, profile)
+    if profile != "ci":  # say where this profile's verdicts differ from ci's
+        differ = verdict_differences(text, profile)
+        note = "\n\n**Verdicts that differ from the `ci` profile's:** " + (
+            "; ".join(differ) if differ else "none."
+        )
+        text = replace_figures_section(text, section + note, profile)
+    readme.write_text(text, encoding="utf-8")
+    print(f"wrote the figures of {len(report['lessons'])} lessons into {readme}")
+
+
+def _readme_command(args: argparse.Namespace) -> int:
+    """Write the README section of an earlier run from its ``--json`` report and figures."""
+    report = json.loads(Path(args.report).read_text(encoding="utf-8"))
+    failed = [Path(r["notebook"]).name for r in report["lessons"] if not r["ok"]]
+    if failed:
+        print(f"README.md left as it was: {', '.join(failed)} failed.", file=sys.stderr)
+        return 1
+    write_readme(report, read_figures(args.figures), Path(args.readme_path))
+    return 0
+
+
 def _run_command(args: argparse.Namespace) -> int:
     figures = args.figures
     cleanup = None
@@ -380,19 +408,7 @@ def _run_command(args: argparse.Namespace) -> int:
         if failed:
             print("README.md left as it was: some lessons failed.", file=sys.stderr)
         else:
-            readme = Path(args.readme_path)
-            section = figures_markdown(report, read_figures(figures))
-            text = replace_figures_section(
-                readme.read_text(encoding="utf-8"), section, args.profile
-            )
-            if args.profile != "ci":  # say where this profile's verdicts differ from ci's
-                differ = verdict_differences(text, args.profile)
-                note = "\n\n**Verdicts that differ from the `ci` profile's:** " + (
-                    "; ".join(differ) if differ else "none."
-                )
-                text = replace_figures_section(text, section + note, args.profile)
-            readme.write_text(text, encoding="utf-8")
-            print(f"wrote the figures of {len(report['lessons'])} lessons into {readme}")
+            write_readme(report, read_figures(figures), Path(args.readme_path))
     if cleanup is not None:
         os.unlink(cleanup.name)
     print(
@@ -422,9 +438,14 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         help="FLOP/s for MFU where the datasheet table lacks the device",
     )
+    readme = sub.add_parser(
+        "readme", help="write README.md's section of an earlier run (its --json and --figures)"
+    )
+    readme.add_argument("report", help="the run's --json report")
+    readme.add_argument("figures", help="the run's --figures file")
+    readme.add_argument("--readme-path", default=str(ROOT / "README.md"))
     args = parser.parse_args(argv)
-
-    return _run_command(args)
+    return _readme_command(args) if args.command == "readme" else _run_command(args)
 
 
 if __name__ == "__main__":
