@@ -114,11 +114,21 @@ def test_chance_levels():
     from omni_edu.parts.judges import chance_level
 
     assert chance_level() == pytest.approx((1 / 4 + 1 / 6 + 1 / 2 + 1 / 4) / 4)
-    questions = [
-        Question("q", "yes", ("yes", "no"), "spatial", "image"),
-        Question("q", "red", ("red", "blue", "green", "cyan"), "attribute", "image"),
-    ]
-    assert a2a.answer_chance(questions) == pytest.approx((1 / 2 + 1 / 4) / 2)
+
+
+def test_the_blind_answer_baseline_reads_only_the_question():
+    def q(text, answer, ability="count"):
+        return Question(text, answer, (answer, "other"), ability, "image")
+
+    train = [q("how many circles?", "one")] * 9 + [q("how many circles?", "two")]
+    train += [q("what colour is the square?", "red", "attribute")] * 2
+    train += [q("what colour is the square?", "blue", "attribute")]
+    test = [q("how many circles?", "one"), q("how many circles?", "two")]
+    test += [q("what colour is the square?", "red", "attribute")]
+    test += [q("how many squares?", "one")]  # text never seen: its ability's commonest answer
+    assert a2a.answer_blind(train, test) == pytest.approx(3 / 4)
+    with pytest.raises(ValueError, match="training and test questions"):
+        a2a.answer_blind([], test)
 
 
 def test_scene_fixture_is_single_object(data):

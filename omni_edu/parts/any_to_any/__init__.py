@@ -68,7 +68,7 @@ from omni_edu.parts.any_to_any.recipe import (
 from omni_edu.parts.any_to_any.scoring import (
     Generations,
     answer_accuracy,
-    answer_chance,
+    answer_blind,
     draw_samples,
     generate,
     sample_scores,
@@ -90,7 +90,7 @@ __all__ = [
     "CapstoneRecipe",
     "Generations",
     "answer_accuracy",
-    "answer_chance",
+    "answer_blind",
     "balanced_loss_weights",
     "build_model",
     "capstone",

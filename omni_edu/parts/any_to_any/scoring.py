@@ -8,6 +8,7 @@ sample metrics; :func:`text_log_likelihood` and :func:`answer_accuracy` score an
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -216,6 +217,27 @@ def answer_accuracy(model: OmniLM, data: AnyToAnyData, n: int = 128) -> float:
     ) / len(answers)
 
 
-def answer_chance(questions: Sequence[Question]) -> float:
-    """Expected accuracy of picking one of each question's options at random."""
-    return sum(1 / len(q.options) for q in questions) / len(questions)
+def answer_blind(train: Sequence[Question], test: Sequence[Question]) -> float:
+    """Accuracy of a blind rule on ``test``: each question gets the commonest answer that the
+    same question text had in ``train`` (the commonest of its ability for a text never seen).
+
+    The measured baseline of :func:`answer_accuracy`, which writes its answer freely: a
+    uniform guess among the options is the baseline of a multiple-choice score, not of this
+    one, and questions whose answers are lopsided ("how many circles?" is mostly "one") let
+    a rule that never sees the picture score far above it.
+    """
+    if not train or not test:
+        raise ValueError(
+            f"answer_blind needs training and test questions; got {len(train)} and {len(test)}."
+        )
+    by_text: dict[str, Counter] = defaultdict(Counter)
+    by_ability: dict[str, Counter] = defaultdict(Counter)
+    for q in train:
+        by_text[q.text][q.answer] += 1
+        by_ability[q.ability][q.answer] += 1
+
+    def guess(q: Question) -> str | None:
+        counts = by_text.get(q.text) or by_ability.get(q.ability)
+        return counts.most_common(1)[0][0] if counts else None
+
+    return sum(guess(q) == q.answer for q in test) / len(test)
