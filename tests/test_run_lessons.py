@@ -142,6 +142,8 @@ def test_each_profile_keeps_its_own_section_and_differing_verdicts_are_named():
     assert len(differ) == 1 and "ci **supported**, cpu **not supported**" in differ[0]
     same = readme_figures.replace_figures_section(readme, ci.replace("ci", "cpu"), "cpu")
     assert readme_figures.verdict_differences(same, "cpu") == []
+    quoted = 'Claim check: "It goes "text-dominant," they say." (chapter 001): x. Verdict: **a**.'
+    assert readme_figures.verdicts(quoted) == {'It goes "text-dominant," they say.': "a"}
 
 
 def test_mfu_uses_the_datasheet_when_it_lists_the_device():

@@ -18,7 +18,11 @@ from typing import Any
 from omni_edu.tools.machine import describe_machine
 
 FIGURES_START, FIGURES_END = "<!-- figures:start -->", "<!-- figures:end -->"
-VERDICT = re.compile(r'Claim check: "(?P<claim>[^"]+)" .*?Verdict: \*\*(?P<verdict>[^*]+)\*\*')
+# A claim may quote words itself ('the model can become "text-dominant"'): it ends at the
+# quote before "(chapter".
+VERDICT = re.compile(
+    r'Claim check: "(?P<claim>.+?)" \(chapter .*?Verdict: \*\*(?P<verdict>[^*]+)\*\*'
+)
 
 
 def figures_markers(profile: str = "ci") -> tuple[str, str]:
