@@ -165,7 +165,7 @@ def test_cli_writes_the_json_and_the_readme(tmp_path):
     assert run_lessons.main([*args, "--readme-path", str(readme)]) == 0
     assert json.loads((tmp_path / "r.json").read_text())["lessons"][0]["ok"]
     assert "- **98** trained 3 steps in ci" in readme.read_text()
-    assert "The 1 lessons took" in readme.read_text()
+    assert "The 1 lesson took" in readme.read_text()
     with pytest.raises(ValueError, match="Unknown profile"):
         run_lessons.main(["run", str(tmp_path / "nb"), "--profile", "laptop"])
 

@@ -82,12 +82,12 @@ def figures_markdown(report: dict[str, Any], figures: list[dict[str, Any]]) -> s
     for run in report["lessons"]:
         state = "ran" if run["ok"] else "**failed**"
         lines.append(f"| {Path(run['notebook']).stem} | {run['wall_s']:.0f} s | {state} |")
-    total = sum(run["wall_s"] for run in report["lessons"])
+    times = [run["wall_s"] for run in report["lessons"]]
+    lessons = f"{len(times)} lesson" + ("s" if len(times) != 1 else "")
     lines += [
         "",
-        f"The {len(report['lessons'])} lessons took {total:.0f} s (about {total / 60:.0f} "
-        "minutes) one after another, the longest "
-        f"{max(run['wall_s'] for run in report['lessons']):.0f} s.",
+        f"The {lessons} took {sum(times):.0f} s (about {sum(times) / 60:.0f} minutes) one "
+        f"after another, the longest {max(times):.0f} s.",
         "",
     ]
     by_lesson: dict[str, list[dict[str, Any]]] = {}

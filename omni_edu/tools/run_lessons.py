@@ -353,7 +353,6 @@ def run_lessons(
 
 
 # --------------------------------------------------------------------------- README figures
-# ---------------------------------------------------------------------------------- the CLI
 def write_readme(report: dict[str, Any], figures: list[dict[str, Any]], readme: Path) -> None:
     """Write one run's section into ``readme`` (a profile other than ci also gets the claims
     whose verdicts differ from the ci section's)."""
@@ -370,6 +369,7 @@ def write_readme(report: dict[str, Any], figures: list[dict[str, Any]], readme: 
     print(f"wrote the figures of {len(report['lessons'])} lessons into {readme}")
 
 
+# ---------------------------------------------------------------------------------- the CLI
 def _readme_command(args: argparse.Namespace) -> int:
     """Write the README section of an earlier run from its ``--json`` report and figures."""
     report = json.loads(Path(args.report).read_text(encoding="utf-8"))
