@@ -2,6 +2,8 @@
 figure and draws a plot, one that fails in its third code cell."""
 
 import json
+import shutil
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -107,6 +109,30 @@ def test_figures_reach_the_readme_with_profile_machine_and_times(ran, tmp_path):
     assert "`ci` profile" in section and report["machine"]["cpu"] in section
     assert "| 98_tiny |" in section and "**failed**" in section
     assert "- **98** trained 3 steps in ci" in section
+
+
+def test_saved_lessons_keep_their_figures_for_a_readme_from_the_same_run(ran, tmp_path):
+    base, _, figures = ran
+    lessons = shutil.copytree(base / "out" / "lessons", tmp_path / "lessons")
+    saved, entries = readme_figures.executed_run(lessons)
+    assert entries == readme_figures.read_figures(figures)  # the run's file holds the same
+    assert readme_figures.figures_path(lessons / "98_tiny.ipynb").exists()
+    assert saved["profile"] == "ci" and saved["runner"] == "run_lessons"
+    assert [Path(r["notebook"]).name for r in saved["lessons"]] == [
+        "98_tiny.ipynb",
+        "99_breaks.ipynb",
+    ]
+    assert [r["ok"] for r in saved["lessons"]] == [True, False]
+    readme = tmp_path / "README.md"
+    readme.write_text("# R\n\n<!-- figures:start -->\n<!-- figures:end -->\n")
+    args = ["readme", "--executed", str(lessons), "--readme-path", str(readme)]
+    assert run_lessons.main(args) == 1 and "trained" not in readme.read_text()  # 99 failed
+    (lessons / "99_breaks.run.json").unlink()
+    assert run_lessons.main(args) == 0
+    assert "- **98** trained 3 steps in ci" in readme.read_text()
+    assert run_lessons.main(["readme", "--readme-path", str(readme)]) == 2  # nothing to read
+    with pytest.raises(ValueError, match="no run records"):
+        readme_figures.executed_run(tmp_path / "nothing")
 
 
 def test_the_figures_section_replaces_markers_or_the_old_section():

@@ -19,7 +19,7 @@ import sys
 import nbformat
 import pytest
 
-from omni_edu.tools import run_lessons, site
+from omni_edu.tools import readme_figures, run_lessons, site
 from omni_edu.tools.notebook_io import (
     build_notebook,
     cell_source,
@@ -27,6 +27,7 @@ from omni_edu.tools.notebook_io import (
     read_notebook,
     write_notebook,
 )
+from omni_edu.tools.readme_figures import figures_path
 from omni_edu.tools.run_record import make_record, read_records, write_record
 
 PNG = "iVBORw0KGgo="  # any string: the checks compare image data, they do not decode it
@@ -226,6 +227,13 @@ def test_staging_lays_out_the_lessons_and_says_when_and_where_they_ran(tmp_path)
     assert "| 00_a | 2027-01-15 08:00 UTC | 12 s | 5 of 5 | passed |" in about
     assert "| 01_b | not recorded | | | |" in about
     assert "rendered from those runs on 2027-03-04" in about
+    assert "What the lessons measured" not in about  # the run recorded no figures
+    figure = {"profile": "ci", "lesson": "00", "kind": "headline", "text": "loss fell to 0.1"}
+    figures_path(executed / "00_a.ipynb").write_text(json.dumps(figure) + "\n")
+    site.stage_site(executed, stage, BUILT)
+    about = (stage / "about_this_build.md").read_text()
+    assert "\n## What the lessons measured (`ci` profile)" in about
+    assert "- **00** loss fell to 0.1" in about and "| 00_a | 12 s | ran |" in about
     with pytest.raises(ValueError, match="no executed lessons"):
         site.stage_site(tmp_path / "empty", tmp_path / "stage2", BUILT)
 
@@ -260,15 +268,26 @@ def test_nbval_runs_can_keep_their_outputs_and_figures_for_the_site(tmp_path):
                 "code",
                 "import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()\nprint('drawn')",
             ),
+            ("code", "from omni_edu.report import headline\nprint(headline('00', 'drew 1 line'))"),
         ]
     )
     write_notebook(lesson, tmp_path / "notebooks" / "00_tiny.ipynb")
     _run_pytest(tmp_path)
-    nb = nbformat.read(tmp_path / "executed" / "notebooks" / "00_tiny.ipynb", as_version=4)
-    outputs = nb.cells[-1].outputs
+    folder = tmp_path / "executed" / "notebooks"
+    nb = nbformat.read(folder / "00_tiny.ipynb", as_version=4)
+    outputs = next(c for c in nb.cells if "plt.plot" in c.source).outputs
     assert any("image/png" in o.get("data", {}) for o in outputs), outputs
     assert any("drawn" in o.get("text", "") for o in outputs)
     assert nb.cells[0].cell_type == "markdown"  # the whole notebook, not only its code
+    # What it recorded lies beside it: the README's table and the site's come from this run.
+    report, figures = readme_figures.executed_run(folder)
+    assert figures == [{"profile": "ci", "lesson": "00", "kind": "headline", "text": "drew 1 line"}]
+    assert report["runner"] == "nbval" and report["lessons"][0]["ok"]
+    section = readme_figures.figures_markdown(report, figures)
+    assert "the rendered course is built from the same run" in section
+    assert "- **00** drew 1 line" in section
+    _run_pytest(tmp_path)  # a second run replaces the first's figures, never adds to them
+    assert len(readme_figures.executed_run(folder)[1]) == 1
 
 
 def test_under_xdist_every_notebook_keeps_its_outputs_and_its_run_record(tmp_path):

@@ -3,9 +3,11 @@
 With ``OMNI_EXECUTED_DIR`` set, ``python -m pytest`` saves every notebook nbval ran as
 ``$OMNI_EXECUTED_DIR/<folder>/<name>.ipynb`` with the outputs its cells gave, and beside
 it ``<name>.run.json`` (:mod:`omni_edu.tools.run_record`): the profile, the machine, when
-it ran and the sum of its cells' run times. The kernels nbval starts draw matplotlib
-figures as PNGs (the inline backend) instead of the suite's Agg, so the saved lessons show
-their figures. ``python -m omni_edu.tools.site --executed
+it ran and the sum of its cells' run times, and ``<name>.figures.jsonl``, the sentences and
+claim checks it recorded (``python -m omni_edu.tools.run_lessons readme --executed`` writes
+the README's table from them, the site its page on how it was made). The kernels nbval
+starts draw matplotlib figures as PNGs (the inline backend) instead of the suite's Agg,
+so the saved lessons show their figures. ``python -m omni_edu.tools.site --executed
 $OMNI_EXECUTED_DIR/notebooks`` then renders them without running every lesson a second
 time: CI does this (``.ci/run``), which saves it a whole pass over the lessons. Without the
 variable the plugin does nothing.
@@ -58,20 +60,38 @@ def _active(item: Any) -> bool:
     return bool(os.environ.get(ENV)) and _is_nbval_cell(item)
 
 
+def _target(item: Any) -> Path:
+    """Where the notebook ``item`` belongs to is saved: ``$OMNI_EXECUTED_DIR/folder/name``."""
+    source = Path(str(item.parent.fspath))
+    return Path(os.environ[ENV]) / source.parent.name / source.name
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
-    """Start nbval's kernel (in its file's set-up) with the inline figure backend."""
+    """Start nbval's kernel (in its file's set-up) with the inline figure backend, and with
+    the figures it records (:func:`omni_edu.report.headline`, the claim checks) going to a
+    file beside the saved notebook, for the README's table of this run."""
     if not _active(item):
         return (yield)
-    before = os.environ.get("MPLBACKEND")
-    os.environ["MPLBACKEND"] = INLINE_BACKEND  # the kernel copies the environment at start
+    from omni_edu.report import FIGURES_ENV  # here: the plugin loads before torch is set up
+    from omni_edu.tools.readme_figures import figures_path
+
+    figures = figures_path(_target(item))
+    if item.parent.nodeid not in _timings:  # its first cell: this run's figures only
+        figures.parent.mkdir(parents=True, exist_ok=True)
+        figures.write_text("", encoding="utf-8")
+    # The kernel copies the environment when it starts.
+    changed = {"MPLBACKEND": INLINE_BACKEND, FIGURES_ENV: str(figures.resolve())}
+    before = {name: os.environ.get(name) for name in changed}
+    os.environ.update(changed)
     try:
         return (yield)
     finally:
-        if before is None:
-            os.environ.pop("MPLBACKEND", None)
-        else:
-            os.environ["MPLBACKEND"] = before
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @pytest.hookimpl(wrapper=True)
@@ -119,7 +139,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
                 item.cell.outputs = item.test_outputs
                 item.cell.execution_count = number
         source = Path(str(parent.fspath))
-        target = Path(folder) / source.parent.name / source.name
+        target = _target(items[0])
         write_atomically(target, nbformat.writes(parent.nb))
         timing = _timings.get(parent.nodeid)
         if timing is None:  # outputs without timed cells: a plugin order we did not expect

@@ -18,6 +18,7 @@ from typing import Any
 from omni_edu.tools.machine import describe_machine
 
 FIGURES_START, FIGURES_END = "<!-- figures:start -->", "<!-- figures:end -->"
+FIGURES_SUFFIX = ".figures.jsonl"
 # A claim may quote words itself ('the model can become "text-dominant"'): it ends at the
 # quote before "(chapter".
 VERDICT = re.compile(
@@ -61,6 +62,64 @@ def read_figures(path: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
+def figures_path(notebook: str | Path) -> Path:
+    """``folder/04_x.ipynb`` -> ``folder/04_x.figures.jsonl``: the figures an executed
+    notebook recorded, saved beside it (by the lesson runner and by the test suite)."""
+    notebook = Path(notebook)
+    return notebook.with_name(notebook.stem + FIGURES_SUFFIX)
+
+
+def executed_run(folder: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The report and figures of the run that executed the lessons saved in ``folder``.
+
+    Built from each lesson's run record (:mod:`omni_edu.tools.run_record`) and the figures
+    saved beside it, so that the README's table and the rendered course can come from the
+    same run: the test suite's (``OMNI_EXECUTED_DIR``) or the lesson runner's (``--out``).
+    """
+    from omni_edu.tools.run_record import read_records
+
+    folder = Path(folder)
+    records = read_records(folder)
+    if not records:
+        raise ValueError(f"no run records (*.run.json) in {folder}; run the lessons first.")
+    profiles = {r["profile"] for r in records.values()}
+    if len(profiles) != 1:
+        raise ValueError(f"the lessons in {folder} ran in several profiles: {sorted(profiles)}.")
+    report = {
+        "profile": profiles.pop(),
+        "machine": next(iter(records.values()))["machine"],
+        "date": min(r["started"] for r in records.values())[:10],
+        "runner": next(iter(records.values()))["runner"],
+        "sharing": max(r.get("sharing", 1) for r in records.values()),
+        "lessons": [
+            {"notebook": r["notebook"], "ok": r["ok"], "wall_s": r["wall_s"]}
+            for _, r in sorted(records.items())
+        ],
+    }
+    figures = [
+        entry
+        for name in sorted(records)
+        for entry in read_figures(folder / (name + FIGURES_SUFFIX))
+    ]
+    return report, figures
+
+
+def _source(report: dict[str, Any]) -> str:
+    """Which command wrote a section, and how its lessons shared the machine."""
+    if report.get("runner") == "nbval":
+        shared = report.get("sharing", 1)
+        return (
+            "Written from the test suite's own run of the lessons (`python -m pytest` with "
+            "`OMNI_EXECUTED_DIR=DIR`, then `python -m omni_edu.tools.run_lessons readme "
+            f"--executed DIR/notebooks`; {shared} lessons at a time, a lesson's time is the "
+            "sum of its cells' run times); the rendered course is built from the same run"
+        )
+    return (
+        f"Written by `python -m omni_edu.tools.run_lessons run --profile {report['profile']} "
+        "--readme` (one lesson after another)"
+    )
+
+
 def _lesson_number(notebook: str) -> str:
     """``"04"`` for ``04_diffusion_head.ipynb``, ``"04b"`` for the lesson after it."""
     return Path(notebook).name.split("_", 1)[0]
@@ -71,8 +130,7 @@ def figures_markdown(report: dict[str, Any], figures: list[dict[str, Any]]) -> s
     lines = [
         f"### What the lessons measured (`{report['profile']}` profile)",
         "",
-        f"Written by `python -m omni_edu.tools.run_lessons run --profile {report['profile']} "
-        f"--readme` on {report['date']}, on {describe_machine(report['machine'])}. Every "
+        f"{_source(report)}, on {report['date']}, on {describe_machine(report['machine'])}. Every "
         "sentence below is one a lesson printed from its own run; your numbers will differ "
         "a little, and other profiles run larger versions.",
         "",
@@ -84,10 +142,12 @@ def figures_markdown(report: dict[str, Any], figures: list[dict[str, Any]]) -> s
         lines.append(f"| {Path(run['notebook']).stem} | {run['wall_s']:.0f} s | {state} |")
     times = [run["wall_s"] for run in report["lessons"]]
     lessons = f"{len(times)} lesson" + ("s" if len(times) != 1 else "")
+    sharing = report.get("sharing", 1)
+    how = "one after another" if sharing == 1 else f"in all, {sharing} at a time"
     lines += [
         "",
-        f"The {lessons} took {sum(times):.0f} s (about {sum(times) / 60:.0f} minutes) one "
-        f"after another, the longest {max(times):.0f} s.",
+        f"The {lessons} took {sum(times):.0f} s (about {sum(times) / 60:.0f} minutes) {how}, "
+        f"the longest {max(times):.0f} s.",
         "",
     ]
     by_lesson: dict[str, list[dict[str, Any]]] = {}

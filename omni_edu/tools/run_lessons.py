@@ -20,6 +20,7 @@ Usage::
     python -m omni_edu.tools.run_lessons run --profile ci --out runs/ci --json runs/ci.json
     python -m omni_edu.tools.run_lessons run --profile ci --readme      # refresh README figures
     python -m omni_edu.tools.run_lessons readme runs/cpu.json runs/cpu.jsonl  # from a saved run
+    python -m omni_edu.tools.run_lessons readme --executed .ci-executed/notebooks  # the suite's
 
 The tools it needs (nbclient, ipykernel) come with the ``dev`` extra; they are imported
 only when used.
@@ -43,7 +44,9 @@ from omni_edu.report import FIGURES_ENV
 from omni_edu.tools.machine import machine_info
 from omni_edu.tools.notebook_io import cell_source, iter_notebooks
 from omni_edu.tools.readme_figures import (
+    executed_run,
     figures_markdown,
+    figures_path,
     read_figures,
     replace_figures_section,
     verdict_differences,
@@ -191,8 +194,15 @@ def execute_notebook(
     nb = nbformat.read(path, as_version=4)
     stats_cell = nbformat.v4.new_code_cell(STATS_CELL)
     env = {**os.environ, "OMNI_PROFILE": profile, **(extra_env or {})}
-    if figures_file is not None:
-        env[FIGURES_ENV] = str(Path(figures_file).resolve())
+    # A saved notebook keeps the figures it recorded beside it (the site and the README
+    # read them from there); they are added to ``figures_file`` after the run.
+    own_figures = figures_path(out_path) if out_path is not None else None
+    if own_figures is not None:
+        own_figures.parent.mkdir(parents=True, exist_ok=True)
+        own_figures.write_text("", encoding="utf-8")
+    recorded = own_figures if own_figures is not None else figures_file
+    if recorded is not None:
+        env[FIGURES_ENV] = str(Path(recorded).resolve())
     if inline_figures:
         env["MPLBACKEND"] = INLINE_BACKEND
     started = time.time()
@@ -279,6 +289,9 @@ def execute_notebook(
             ok=error is None,
         )
         write_record(out_path, record)
+        if figures_file is not None:
+            with open(figures_file, "a", encoding="utf-8") as f:
+                f.write(own_figures.read_text(encoding="utf-8"))
     return LessonRun(str(path), error is None, round(wall, 2), error, stats)
 
 
@@ -371,13 +384,22 @@ def write_readme(report: dict[str, Any], figures: list[dict[str, Any]], readme: 
 
 # ---------------------------------------------------------------------------------- the CLI
 def _readme_command(args: argparse.Namespace) -> int:
-    """Write the README section of an earlier run from its ``--json`` report and figures."""
-    report = json.loads(Path(args.report).read_text(encoding="utf-8"))
+    """Write the README section of an earlier run: from the lessons it saved
+    (``--executed``: their run records and figures), or from its ``--json`` report and
+    ``--figures`` file."""
+    if args.executed:
+        report, figures = executed_run(args.executed)
+    elif args.report and args.figures:
+        report = json.loads(Path(args.report).read_text(encoding="utf-8"))
+        figures = read_figures(args.figures)
+    else:
+        print("readme: give --executed DIR, or a run's REPORT and FIGURES.", file=sys.stderr)
+        return 2
     failed = [Path(r["notebook"]).name for r in report["lessons"] if not r["ok"]]
     if failed:
         print(f"README.md left as it was: {', '.join(failed)} failed.", file=sys.stderr)
         return 1
-    write_readme(report, read_figures(args.figures), Path(args.readme_path))
+    write_readme(report, figures, Path(args.readme_path))
     return 0
 
 
@@ -441,8 +463,13 @@ def main(argv: list[str] | None = None) -> int:
     readme = sub.add_parser(
         "readme", help="write README.md's section of an earlier run (its --json and --figures)"
     )
-    readme.add_argument("report", help="the run's --json report")
-    readme.add_argument("figures", help="the run's --figures file")
+    readme.add_argument("report", nargs="?", help="the run's --json report")
+    readme.add_argument("figures", nargs="?", help="the run's --figures file")
+    readme.add_argument(
+        "--executed",
+        help="a folder of executed lessons with their run records and figures (the test "
+        "suite's OMNI_EXECUTED_DIR/notebooks, or run --out DIR/notebooks)",
+    )
     readme.add_argument("--readme-path", default=str(ROOT / "README.md"))
     args = parser.parse_args(argv)
     return _readme_command(args) if args.command == "readme" else _run_command(args)
