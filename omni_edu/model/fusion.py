@@ -100,6 +100,9 @@ class FusionConfig:
     cross-attention layers (Flamingo), and the task head.
     ``visibility`` (cross-attention fusion): ``"recent"`` = Flamingo's rule, a text token
     reads only the most recent media item before it; ``"all"`` = every earlier item.
+    ``gate_init`` (cross-attention fusion): the gates' value at the start. Flamingo's is 0,
+    so that a fresh layer leaves a trained language model untouched; a model trained from
+    scratch has nothing to protect, and lesson 05 measures what the closed gates cost it.
     """
 
     d_model: int = 64
@@ -114,6 +117,7 @@ class FusionConfig:
     frozen_encoders: tuple[str, ...] = ()
     frozen_decoder: bool = False
     visibility: str = "recent"
+    gate_init: float = 0.0
 
     def __post_init__(self) -> None:
         if self.depth < 4:
@@ -417,6 +421,8 @@ class CrossAttentionFusion(FusionModel):
             # The decoder's scaled residual init: a gated layer adds two branches too.
             if name.endswith(("proj.weight", "mlp.down.weight")):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.cross_layers))
+            elif name.endswith("_gate"):
+                nn.init.constant_(p, config.gate_init)
         self._freeze()
 
     def media(self, batch: FusionBatch) -> tuple[Tensor, Tensor, Tensor]:

@@ -5,6 +5,8 @@ gives, and the rules turn numbers into verdicts (with the design's power)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -16,8 +18,10 @@ from omni_edu.lessons.fusion_strategies.costs import (
     training_memory,
 )
 from omni_edu.lessons.fusion_strategies.experiment import (
+    GATES_OPEN,
     FusionResults,
     experiment_settings,
+    fusion_setups,
     seed_margin,
     standard_error,
 )
@@ -35,6 +39,7 @@ from omni_edu.lessons.fusion_strategies.verdict import (
     NO_CLEAR_WINNER,
     compute_check,
     control_note,
+    gate_note,
     measured_choice,
     memory_verdict,
     reasoning_check,
@@ -283,6 +288,54 @@ def test_the_control_note_follows_the_arms_that_left_the_baseline() -> None:
     assert "does not separate" in control_note(shallow_fails, "early, 2 blocks", 2)
     all_learn = reasoning_check(fake_results(*[[0.9] * 3] * 4))
     assert "Both late-fusion arms left" in control_note(all_learn, "early, 2 blocks", 2)
+
+
+def with_gates_open(results: FusionResults, binding: list[float], colour=None) -> FusionResults:
+    """``results`` plus the open-gates control (and, with ``colour``, the loose task's
+    closed and open cross-attention arms: ``(closed, open)`` accuracies per seed)."""
+    added = [(("binding", GATES_OPEN), binding)]
+    if colour is not None:
+        added += [(("colour", "cross"), colour[0]), (("colour", GATES_OPEN), colour[1])]
+        results.baselines["colour"] = {"majority": 0.2, "sound only": 1.0, "picture only": 1.0}
+    for (task, setup), accs in added:
+        results.runs += [
+            {"task": task, "setup": setup, "seed": i, "accuracy": a, "constant": False}
+            for i, a in enumerate(accs)
+        ]
+    return results
+
+
+def test_the_gate_note_says_whether_the_closed_gates_explain_cross_attention() -> None:
+    closed_only = fake_results([0.9] * 3, [0.8] * 3, [0.5] * 3, [0.9] * 3)
+    assert gate_note(closed_only, 1) == ""  # no open-gates control: nothing to say
+    explained = with_gates_open(
+        fake_results([0.9] * 3, [0.8] * 3, [0.45] * 3, [0.9] * 3), [0.85] * 3
+    )
+    note = gate_note(explained, 2)
+    assert "binding task 0.45 closed, 0.85 open" in note
+    assert "The closed gates, not where the media meet, kept it at the baseline" in note
+    slower = with_gates_open(
+        fake_results([0.9] * 3, [0.8] * 3, [0.3] * 3, [0.9] * 3),
+        [0.45, 0.5, 0.42],
+        colour=([0.2, 0.55, 0.37], [1.0, 0.9, 0.8]),
+    )
+    note = gate_note(slower, 1)
+    assert "colour task 0.37 closed, 0.90 open" in note
+    assert "even open it did not leave the binding task's baseline: with 1 gated layer," in note
+    same = with_gates_open(fake_results([0.9] * 3, [0.8] * 3, [0.8] * 3, [0.9] * 3), [0.8] * 3)
+    assert "Both left the baseline" in gate_note(same, 2)
+    nothing = with_gates_open(fake_results([0.9] * 3, [0.8] * 3, [0.3] * 3, [0.9] * 3), [0.3] * 3)
+    assert gate_note(nothing, 2).endswith("Opening the gates changed nothing beyond noise.")
+
+
+def test_a_cross_attention_model_can_start_with_its_gates_open() -> None:
+    config = task_config("binding", get_profile("ci"))
+    closed = build_fusion_model("cross", config)
+    opened = build_fusion_model("cross", replace(config, gate_init=1.0))
+    gates = [(n, p) for n, p in opened.named_parameters() if n.endswith("_gate")]
+    assert gates and all(torch.all(p == 1.0) for _, p in gates)
+    assert all(torch.all(p == 0.0) for n, p in closed.named_parameters() if n.endswith("_gate"))
+    assert GATES_OPEN in fusion_setups(config)  # the lesson trains the control
 
 
 def test_beating_one_late_fusion_arm_is_partly_supported() -> None:

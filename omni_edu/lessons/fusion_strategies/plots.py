@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 
 from omni_edu.lessons.fusion_strategies.experiment import (
+    GATES_OPEN,
     FusionResults,
 )
 from omni_edu.lessons.fusion_strategies.tasks import (
@@ -118,6 +119,7 @@ VARIANT_STYLE: dict[str, dict[str, str]] = {
     "late": {"color": "#fb8500", "marker": "s", "ls": "--"},
     "cross": {"color": "#8338ec", "marker": "^", "ls": ":"},
     "control": {"color": "#023047", "marker": "D", "ls": "-."},
+    GATES_OPEN: {"color": "#c77dff", "marker": "v", "ls": "-."},
 }
 
 
