@@ -39,6 +39,8 @@ class Budget:
     seeds: tuple[int, ...]
     sweep: tuple[int, ...]
     timed_pictures: int
+    timing_repeats: int  # each arm's sampling time is the best of this many draws
+    ceiling_pictures: int  # test pictures through the codes, for the code arms' ceiling
 
 
 def budget(profile: Profile) -> Budget:
@@ -52,4 +54,6 @@ def budget(profile: Profile) -> Budget:
         seeds=tuple(range(profile.budget(b["seeds"], dry=1))),
         sweep=sweep,
         timed_pictures=profile.budget(32, dry=4),
+        timing_repeats=profile.budget(3, dry=1),
+        ceiling_pictures=profile.budget(256, dry=8),
     )

@@ -92,17 +92,20 @@ def cost_rows(
     steps: int,
     batch_size: int,
     n_pictures: int,
+    repeats: int = 3,
 ) -> list[dict]:
     """One row per arm: its parameters (all, and the image head's own), the FLOPs of its
     training run (one step counted, times ``steps``), and what drawing a picture with its
     default sampler costs (:func:`omni_edu.generation.costs.sampling_cost`, ``n_pictures``
-    held-out open prompts drawn in one batch)."""
+    held-out open prompts drawn in one batch, the best time of ``repeats`` draws)."""
     rows = []
     for arm in tqdm(arm_list, desc="costs", leave=False):
         model, pool = models[arm.label], pools.train[arm.form]
         options = arm.samplers[default_sampler(arm)]
         test = pools.test[arm.form]["open"]
-        cost = sampling_cost(model, test, DIRECTION, pools.indices["open"][:n_pictures], **options)
+        cost = sampling_cost(
+            model, test, DIRECTION, pools.indices["open"][:n_pictures], repeats, **options
+        )
         rows.append(
             {
                 "arm": arm.label,
