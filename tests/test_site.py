@@ -284,7 +284,7 @@ def test_nbval_runs_can_keep_their_outputs_and_figures_for_the_site(tmp_path):
     assert figures == [{"profile": "ci", "lesson": "00", "kind": "headline", "text": "drew 1 line"}]
     assert report["runner"] == "nbval" and report["lessons"][0]["ok"]
     section = readme_figures.figures_markdown(report, figures)
-    assert "the rendered course is built from the same run" in section
+    assert "The rendered course is built from the same run." in section
     assert "- **00** drew 1 line" in section
     _run_pytest(tmp_path)  # a second run replaces the first's figures, never adds to them
     assert len(readme_figures.executed_run(folder)[1]) == 1

@@ -105,18 +105,19 @@ def executed_run(folder: str | Path) -> tuple[dict[str, Any], list[dict[str, Any
 
 
 def _source(report: dict[str, Any]) -> str:
-    """Which command wrote a section, and how its lessons shared the machine."""
+    """The section's first sentences: which run wrote it, when, where and how."""
+    where = f"{report['date']}, on {describe_machine(report['machine'])}"
     if report.get("runner") == "nbval":
-        shared = report.get("sharing", 1)
         return (
-            "Written from the test suite's own run of the lessons (`python -m pytest` with "
-            "`OMNI_EXECUTED_DIR=DIR`, then `python -m omni_edu.tools.run_lessons readme "
-            f"--executed DIR/notebooks`; {shared} lessons at a time, a lesson's time is the "
-            "sum of its cells' run times); the rendered course is built from the same run"
+            f"Written from the test suite's own run of the lessons on {where}: "
+            "`OMNI_EXECUTED_DIR=DIR python -m pytest`, then `python -m "
+            "omni_edu.tools.run_lessons readme --executed DIR/notebooks` "
+            f"({report.get('sharing', 1)} lessons at a time; a lesson's time is the sum of its "
+            "cells' run times). The rendered course is built from the same run."
         )
     return (
         f"Written by `python -m omni_edu.tools.run_lessons run --profile {report['profile']} "
-        "--readme` (one lesson after another)"
+        f"--readme` on {where}, one lesson after another."
     )
 
 
@@ -130,7 +131,7 @@ def figures_markdown(report: dict[str, Any], figures: list[dict[str, Any]]) -> s
     lines = [
         f"### What the lessons measured (`{report['profile']}` profile)",
         "",
-        f"{_source(report)}, on {report['date']}, on {describe_machine(report['machine'])}. Every "
+        f"{_source(report)} Every "
         "sentence below is one a lesson printed from its own run; your numbers will differ "
         "a little, and other profiles run larger versions.",
         "",
@@ -189,3 +190,18 @@ def replace_figures_section(readme: str, section: str, profile: str = "ci") -> s
     if profiles:
         return readme[: profiles.start()] + block + "\n\n" + readme[profiles.start() :]
     return readme.rstrip() + "\n\n" + block + "\n"
+
+
+def measured_section(executed: str | Path) -> str:
+    """What the lessons measured in this run, as the README lists it (empty when the run
+    recorded no figures): the sentences and claim checks the site's pages print, gathered
+    in one place from the same run (for the site's page on how it was made)."""
+    from omni_edu.tools.run_record import read_records
+
+    if not read_records(executed):
+        return ""
+    report, figures = executed_run(executed)
+    if not figures:
+        return ""
+    # One level below the page's title (the README nests it one deeper).
+    return "\n" + figures_markdown(report, figures).replace("### ", "## ", 1)

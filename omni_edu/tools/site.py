@@ -40,7 +40,7 @@ from urllib.parse import unquote, urlsplit
 
 from omni_edu.tools.machine import describe_machine, machine_info
 from omni_edu.tools.notebook_io import cell_source, iter_notebooks, read_notebook, write_notebook
-from omni_edu.tools.readme_figures import executed_run, figures_markdown
+from omni_edu.tools.readme_figures import measured_section
 from omni_edu.tools.run_lessons import lesson_notebooks, run_lessons
 from omni_edu.tools.run_record import read_records
 
@@ -205,19 +205,6 @@ def stage_site(executed: Path, stage: Path, built: Mapping[str, Any]) -> Staged:
     about = about_page([p.stem for p in lessons], read_records(executed), built)
     (stage / "about_this_build.md").write_text(about + measured_section(executed), encoding="utf-8")
     return staged
-
-
-def measured_section(executed: Path) -> str:
-    """What the lessons measured in this run, as the README lists it (empty when the run
-    recorded no figures): the sentences and claim checks the site's pages print, gathered
-    in one place from the same run."""
-    if not read_records(executed):
-        return ""
-    report, figures = executed_run(executed)
-    if not figures:
-        return ""
-    # One level below the page's title (the README nests it one deeper).
-    return "\n" + figures_markdown(report, figures).replace("### ", "## ", 1)
 
 
 def _when(record: Mapping[str, Any]) -> str:
