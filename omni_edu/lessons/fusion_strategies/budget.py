@@ -18,6 +18,13 @@ and 0.42 on the binding task (closed: 0.26, 0.36, 0.38). Two gated layers (a bud
 with closed gates learned nothing in 240 steps (0.20), open 0.49. So the lesson trains the
 open-gates control beside the variant (a cross-attention run costs about 7 s per seed in ci).
 
+No learning rate makes the ci budget enough (measured 2026-12-06, one thread per run, final
+accuracy of seeds 0-2 after 240 steps): at 1e-3 early fusion 0.49, 0.51, 0.56 and late 0.53,
+0.44, 0.48; at the recipe's 3e-3 early 0.50, 0.80, 0.53, late 0.50, 0.18, 0.51; at 6e-3 early
+0.46, 0.51, 0.49; at 1e-2 early 0.33, 0.45, 0.23. The binding lookup needs more steps than a
+ci lesson can pay for (about 12 s per early-fusion seed per 240 steps), so ci's verdict says
+"not tested at this budget" and the cpu profile's 500 steps carry the comparison.
+
 The cpu profile's model (width 128, 8 layers) costs about five times the ci model's per step
 (all four setups: 1.9 s against 0.35 s on the loaded 2-core machine), and learns the
 binding more slowly per step: early fusion, seed 0, reached 0.55 after 300 steps (363 s for
