@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from omni_edu.lessons.fusion_strategies.experiment import (
@@ -218,14 +219,7 @@ def gate_note(results: FusionResults, layers: int) -> str:
     moved, changes = {}, []
     for task in tasks:
         closed, opened = mean(task, "cross"), mean(task, GATES_OPEN)
-        noise = (
-            2
-            * (
-                results.standard_error(task, "cross") ** 2
-                + results.standard_error(task, GATES_OPEN) ** 2
-            )
-            ** 0.5
-        )
+        noise = 2 * math.hypot(*(results.standard_error(task, s) for s in both))
         moved[task] = opened - closed > noise
         changes.append(f"{task} task {closed:.2f} closed, {opened:.2f} open (noise {noise:.2f})")
     baseline = results.baseline("binding")
