@@ -85,11 +85,12 @@ def executed_run(folder: str | Path) -> tuple[dict[str, Any], list[dict[str, Any
     profiles = {r["profile"] for r in records.values()}
     if len(profiles) != 1:
         raise ValueError(f"the lessons in {folder} ran in several profiles: {sorted(profiles)}.")
+    first = next(iter(records.values()))
     report = {
         "profile": profiles.pop(),
-        "machine": next(iter(records.values()))["machine"],
+        "machine": first["machine"],
         "date": min(r["started"] for r in records.values())[:10],
-        "runner": next(iter(records.values()))["runner"],
+        "runner": first["runner"],
         "sharing": max(r.get("sharing", 1) for r in records.values()),
         "lessons": [
             {"notebook": r["notebook"], "ok": r["ok"], "wall_s": r["wall_s"]}
