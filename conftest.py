@@ -107,3 +107,26 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(getattr(pytest.mark, f"lesson{number}"))
         if path.suffix == ".ipynb" or f"{path.name}::{item.name}" in SLOW_ELSEWHERE:
             item.add_marker(pytest.mark.slow)
+
+
+# --------------------------------------------------------------------------- exercise runs
+# The exercise notebooks run unsolved: each stub falls back to the package's reference, so
+# their cells run the code the solution notebooks run at the profile's full budgets. They
+# run in the profile's dry run (the same sizes, cut budgets; omni_edu.profiles): what they
+# add is that every cell runs with the stubs left open, and that needs no full training.
+DRY_RUNS = {"ci": "ci-dry", "gpu": "gpu-dry"}
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_setup(item):
+    """Start an exercise notebook's kernel (in its first cell's set-up) in the dry run."""
+    path = Path(str(item.fspath))
+    dry = DRY_RUNS.get(os.environ.get("OMNI_PROFILE", ""))
+    if path.suffix != ".ipynb" or path.parent.name != "exercises" or dry is None:
+        return (yield)
+    before = os.environ["OMNI_PROFILE"]
+    os.environ["OMNI_PROFILE"] = dry  # the kernel copies the environment when it starts
+    try:
+        return (yield)
+    finally:
+        os.environ["OMNI_PROFILE"] = before

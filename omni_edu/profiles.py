@@ -10,6 +10,7 @@ A lesson never hard-codes sizes. It asks the active profile, chosen by the
 * ``gpu-dry`` - the ``gpu`` profile's sizes with tiny step, data and batch budgets, so
   that a CPU can run every lesson at gpu shapes in seconds (the test suite does, to catch
   shape and size bugs of the gpu profile without a GPU). Its numbers mean nothing.
+* ``ci-dry`` - the same cut for the ``ci`` profile's sizes (the suite's exercise runs).
 
 Without ``OMNI_PROFILE`` the default is ``gpu`` when CUDA is available, else ``cpu``.
 
@@ -152,6 +153,19 @@ PROFILES["gpu-dry"] = replace(
     n_seeds=2,
     batch_size=8,
     compile=False,
+    dry_run=True,
+)
+# The dry run of the ci profile: ci's sizes, the same cut budgets. The test suite runs the
+# exercise notebooks in it, unsolved: they run the code their solutions run at ci's full
+# budgets, so what the exercise run adds is that every cell runs with the stubs left open
+# (see conftest.py).
+PROFILES["ci-dry"] = replace(
+    PROFILES["ci"],
+    train_steps=2,
+    n_train=256,
+    n_eval=64,
+    n_seeds=2,
+    batch_size=8,
     dry_run=True,
 )
 

@@ -11,6 +11,7 @@ committed lessons, whose cells must end with the helper's call or ``display`` it
 from __future__ import annotations
 
 import ast
+import functools
 import os
 import subprocess
 import sys
@@ -53,6 +54,7 @@ def _calls(function: ast.FunctionDef, name: str) -> bool:
     )
 
 
+@functools.cache  # parsing the package takes half a second; every notebook's test asks
 def figure_helpers() -> dict[str, list[str]]:
     """Module-level functions of omni_edu that make a pyplot figure: name -> where."""
     found: dict[str, list[str]] = {}

@@ -41,6 +41,7 @@ class Budget:
     timed_pictures: int
     timing_repeats: int  # each arm's sampling time is the best of this many draws
     ceiling_pictures: int  # test pictures through the codes, for the code arms' ceiling
+    batch_size: int  # every arm's training batch (lesson 04's race uses 32 too)
 
 
 def budget(profile: Profile) -> Budget:
@@ -56,4 +57,5 @@ def budget(profile: Profile) -> Budget:
         timed_pictures=profile.budget(32, dry=4),
         timing_repeats=profile.budget(3, dry=1),
         ceiling_pictures=profile.budget(256, dry=8),
+        batch_size=profile.budget(32, dry=profile.batch_size),
     )
