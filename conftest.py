@@ -88,14 +88,16 @@ def lesson_of(path: Path) -> str | None:
 
 
 def run_order(item) -> int:
-    """Where a test runs in the suite: lessons first, then the gpu-dry run of every lesson,
+    """Where a test runs in the suite: the gpu-dry run of every lesson, then the lessons,
     then the rest. Each worker takes the next whole file (or notebook) when it is free, so
-    the long files go first and the many short ones fill the gaps; in collection order the
-    lessons came last and one worker ran the final, longest ones while the other idled."""
+    the longest file goes first (the gpu-dry runs, one file of about five minutes), the
+    lessons follow in their own order (lesson 03 trains the tokenizer that 04 reads, 06 the
+    model that 08 and 09 read) and the many short files fill the gaps at the end. Sent last,
+    the gpu-dry file kept one worker busy for minutes after the other had finished."""
     path = Path(str(item.fspath))
-    if path.suffix == ".ipynb" and path.parent.name == "notebooks":
+    if path.name == "test_gpu_dry.py":
         return 0
-    return 1 if path.name == "test_gpu_dry.py" else 2
+    return 1 if path.suffix == ".ipynb" and path.parent.name == "notebooks" else 2
 
 
 def pytest_collection_modifyitems(config, items):
