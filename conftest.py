@@ -23,6 +23,12 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # cache for this run: lessons later in the run load what earlier ones saved, and nothing
 # from the user's own ~/.cache/omni_edu leaks into the tests.
 os.environ.setdefault("OMNI_CACHE_DIR", tempfile.mkdtemp(prefix="omni_cache_"))
+# Progress bars redraw at most every 2 s in the kernels nbval starts. nbval reads a kernel's
+# messages only after the cell has finished; ZeroMQ holds a few thousand unread ones and drops
+# the rest, the cell's "finished" message included, and nbval then fails the cell with
+# "Timeout of 5 seconds exceeded waiting for output" (lesson 08's hand-off cell, 2026-12-06:
+# three trainings of a minute each, a widget bar redrawn every 0.1 s).
+os.environ.setdefault("TQDM_MININTERVAL", "2")
 # One torch thread per process: the suite runs one worker per core (pytest-xdist), and the
 # course's tiny models gain nothing from more threads. Kernels that nbval starts inherit it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -309,6 +309,16 @@ def test_the_course_decoder_block_passes_against_itself(lenient):
     assert result.passed, str(result)
 
 
+def test_a_check_without_hints_leaves_a_lessons_hints_of_the_same_name_alone(lenient):
+    from omni_edu.lessons.interleaved_autoregression.core_build import DECODER_BLOCK
+
+    # The generic hints carry the reference's name ("Block", "TinyBlock"): once they replaced
+    # lesson 02's registered ones, and its exercise's stub got the wrong nudge.
+    check_module(TinyBlock, TinyBlock, TinyConfig(), INPUTS, name=DECODER_BLOCK.check)
+    assert grading.hints._HINTS[DECODER_BLOCK.check] is DECODER_BLOCK
+    assert grading.recipe(DECODER_BLOCK.check).text == DECODER_BLOCK.recipe
+
+
 def test_a_buffer_of_the_learners_own_is_allowed_but_a_missing_one_is_not(lenient):
     class CachesItsMask(TinyBlock):
         def __init__(self, config):

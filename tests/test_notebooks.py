@@ -1,7 +1,10 @@
 """Rules every course notebook follows (their cells themselves run under nbval)."""
 
 import ast
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -79,3 +82,12 @@ def test_readme_commands_are_where_ci_reads_them():
             check=True,
         ).stdout.strip()
         assert out.startswith("pip install") and expected in out, (marker, out)
+
+
+def test_progress_bars_in_the_suites_kernels_redraw_rarely():
+    # conftest.py sets TQDM_MININTERVAL for the kernels nbval starts; tqdm reads it when it is
+    # imported, so a fresh process (as a kernel is) must see it, or long cells flood nbval's
+    # message queue.
+    code = "import io; from tqdm.auto import tqdm; print(tqdm(file=io.StringIO()).mininterval)"
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert float(shown.stdout) == float(os.environ["TQDM_MININTERVAL"]) >= 1, shown.stderr

@@ -10,7 +10,7 @@ import html
 import importlib
 import importlib.util
 import pkgutil
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from types import ModuleType
 
 from omni_edu.grading.result import (
@@ -61,9 +61,13 @@ class Hints:
     recipe: str
     failed: str = ""
     on: dict[str, str] = field(default_factory=dict)
+    # False for the generic hints a check without its own gets: they must never replace the
+    # hints a lesson registered under the same name (the reference's class name, "Block").
+    register: InitVar[bool] = True
 
-    def __post_init__(self) -> None:
-        _HINTS[self.check] = self
+    def __post_init__(self, register: bool) -> None:
+        if register:
+            _HINTS[self.check] = self
 
     def for_failure(self, status: str, outcome: CaseOutcome | None) -> str:
         """The hint for a run that ended with ``status`` at ``outcome`` (its first bad case)."""

@@ -303,6 +303,7 @@ def _default_hints(name: str) -> Hints:
             "heads not merged back, a transpose.",
         },
         recipe="",
+        register=False,
     )
 
 
