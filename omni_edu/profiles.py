@@ -141,33 +141,28 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-# The dry run of the gpu profile: its shapes (pictures, model, sequence lengths), budgets
-# cut to the bone. Data sizes stay large enough for a batch and a few test scenes per class.
-# The batch is cut too (measured in the 2-core suite: lesson 06's dry run took 320 s at
-# batch 128, 57 s at 8), and every shape a lesson builds per example is the same at batch 8.
-PROFILES["gpu-dry"] = replace(
-    PROFILES["gpu"],
-    train_steps=2,
-    n_train=256,
-    n_eval=64,
-    n_seeds=2,
-    batch_size=8,
-    compile=False,
-    dry_run=True,
-)
-# The dry run of the ci profile: ci's sizes, the same cut budgets. The test suite runs the
-# exercise notebooks in it, unsolved: they run the code their solutions run at ci's full
-# budgets, so what the exercise run adds is that every cell runs with the stubs left open
-# (see conftest.py).
-PROFILES["ci-dry"] = replace(
-    PROFILES["ci"],
-    train_steps=2,
-    n_train=256,
-    n_eval=64,
-    n_seeds=2,
-    batch_size=8,
-    dry_run=True,
-)
+def dry_run_of(profile: Profile) -> Profile:
+    """``profile``'s dry run: its shapes (pictures, model, sequence lengths), budgets cut to
+    the bone. Data sizes stay large enough for a batch and a few test scenes per class. The
+    batch is cut too (measured in the 2-core suite: lesson 06's gpu-dry run took 320 s at
+    batch 128, 57 s at 8), and every shape a lesson builds per example is the same at 8."""
+    return replace(
+        profile,
+        train_steps=2,
+        n_train=256,
+        n_eval=64,
+        n_seeds=2,
+        batch_size=8,
+        compile=False,
+        dry_run=True,
+    )
+
+
+# gpu-dry: the gpu sizes on a CPU, for the tests. ci-dry: the suite runs the exercise
+# notebooks in it, unsolved: they run the code their solutions run at ci's full budgets, so
+# what the exercise run adds is that every cell runs with the stubs left open (conftest.py).
+PROFILES["gpu-dry"] = dry_run_of(PROFILES["gpu"])
+PROFILES["ci-dry"] = dry_run_of(PROFILES["ci"])
 
 
 def check_overrides(config_class: type, overrides: Mapping[str, Any]) -> None:

@@ -82,10 +82,11 @@ def test_budget_is_untouched_outside_a_dry_run():
     assert get_profile("gpu").budget(3000, dry=5) == 3000
 
 
-def test_gpu_dry_keeps_gpu_shapes_and_cuts_budgets():
-    gpu, dry = get_profile("gpu"), get_profile("gpu-dry")
+@pytest.mark.parametrize("name", ["gpu", "ci"])
+def test_a_dry_run_keeps_its_profiles_shapes_and_cuts_budgets(name):
+    gpu, dry = get_profile(name), get_profile(f"{name}-dry")
     assert dry.dry_run and not gpu.dry_run
-    assert dry.name == "gpu" and dry.key == "gpu-dry" and gpu.key == "gpu"
+    assert dry.name == name and dry.key == f"{name}-dry" and gpu.key == name
     for field in ("image_size", "patch_size", "d_model", "n_layers", "n_heads", "n_mels"):
         assert getattr(dry, field) == getattr(gpu, field), field
     assert dry.budget(900) == 2 and dry.budget(900, dry=16) == 16 and dry.budget(1) == 1
