@@ -135,6 +135,11 @@ class FusionResults:
             float(r["accuracy"]) for r in self.runs if r["task"] == task and r["setup"] == setup
         ]
 
+    def mean(self, task: str, setup: str) -> float:
+        """Mean final test accuracy over the seeds (unrounded, unlike the table's rows)."""
+        values = self.accuracies(task, setup)
+        return sum(values) / len(values)
+
     def baseline(self, task: str) -> float:
         """The best blind baseline of ``task``: what a model that misses a modality scores."""
         return max(self.baselines[task].values())

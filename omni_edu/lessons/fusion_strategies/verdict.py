@@ -80,7 +80,7 @@ def reasoning_check(results: FusionResults, task: str = "binding") -> ReasoningC
     setups = list(dict.fromkeys(r["setup"] for r in results.runs if r["task"] == task))
     n_eval = results.settings["n_eval"]
     baseline = results.baseline(task)
-    means = {s: sum(results.accuracies(task, s)) / len(results.accuracies(task, s)) for s in setups}
+    means = {s: results.mean(task, s) for s in setups}
     se = {s: results.standard_error(task, s) for s in setups}
     detectable = {s: 2 * se[s] for s in setups}
     left = {s: means[s] - baseline > detectable[s] for s in setups}
@@ -212,19 +212,16 @@ def gate_note(results: FusionResults, layers: int) -> str:
     if "binding" not in tasks:
         return ""
 
-    def mean(task: str, setup: str) -> float:
-        values = results.accuracies(task, setup)
-        return sum(values) / len(values)
-
     moved, changes = {}, []
     for task in tasks:
-        closed, opened = mean(task, "cross"), mean(task, GATES_OPEN)
+        closed, opened = results.mean(task, "cross"), results.mean(task, GATES_OPEN)
         noise = 2 * math.hypot(*(results.standard_error(task, s) for s in both))
         moved[task] = opened - closed > noise
         changes.append(f"{task} task {closed:.2f} closed, {opened:.2f} open (noise {noise:.2f})")
     baseline = results.baseline("binding")
     left = {
-        setup: mean("binding", setup) - baseline > 2 * results.standard_error("binding", setup)
+        setup: results.mean("binding", setup) - baseline
+        > 2 * results.standard_error("binding", setup)
         for setup in both
     }
     said = f"With its gates open at the start, cross-attention fusion scored: {'; '.join(changes)}."
